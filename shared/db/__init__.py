@@ -1,0 +1,1 @@
+"""Database: engine/session, SQLModel tables, the unit of work (the only commit), outbox, migrations."""

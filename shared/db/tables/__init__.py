@@ -1,0 +1,25 @@
+"""All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
+from shared.db.tables.base import metadata
+from shared.db.tables.core import (
+    Assessment,
+    IdempotencyRecord,
+    OrgConfig,
+    OutboxMessage,
+    Patient,
+    PatientUpdate,
+    ProcessedEvent,
+)
+from shared.db.tables.reminders import Reminder, ReminderTransition
+
+__all__ = [
+    "Assessment",
+    "IdempotencyRecord",
+    "OrgConfig",
+    "OutboxMessage",
+    "Patient",
+    "PatientUpdate",
+    "ProcessedEvent",
+    "Reminder",
+    "ReminderTransition",
+    "metadata",
+]

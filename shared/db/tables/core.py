@@ -1,0 +1,115 @@
+"""Patients, their updates (facts), assessments, idempotency, outbox and consumer de-duplication."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from shared.db.tables.base import json_field, new_id, utc_field
+
+
+class Patient(SQLModel, table=True):
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("org", "external_id", name="uq_patient_org_external_id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    org: str = Field(max_length=100, index=True)
+    external_id: str = Field(max_length=200)
+    created_at: datetime = utc_field()
+    # When the engine said the result changes with no new fact; the scheduler re-evaluates then.
+    next_evaluation_at: Optional[datetime] = utc_field(nullable=True, index=True)
+
+
+class PatientUpdate(SQLModel, table=True):
+    """One clinical fact as posted. Never changed after insert."""
+
+    __tablename__ = "patient_update"
+    __table_args__ = (Index("ix_patient_update_patient_occurred", "patient_id", "occurred_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    patient_id: str = Field(foreign_key="patient.id", max_length=36)
+    org: str = Field(max_length=100)
+    type: str = Field(max_length=40)
+    occurred_at: datetime = utc_field()
+    # The offset the client wrote, kept so the fact can be shown as entered (computation is in UTC).
+    occurred_at_text: str = Field(max_length=64)
+    data: dict[str, Any] = json_field()
+    received_at: datetime = utc_field()
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    __tablename__ = "idempotency_record"
+
+    org: str = Field(primary_key=True, max_length=100)
+    key: str = Field(primary_key=True, max_length=255)
+    request_hash: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # in_flight | done
+    status_code: Optional[int] = None
+    response: Optional[dict[str, Any]] = Field(default=None, sa_type=JSON)
+    created_at: datetime = utc_field()
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One event for one consumer. Finished (done_at) only when that consumer recorded it."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (
+        UniqueConstraint("event_id", "consumer", name="uq_outbox_message_event_consumer"),
+        Index("ix_outbox_message_pending", "done_at", "available_at"),
+    )
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64)
+    event_type: str = Field(max_length=80)
+    consumer: str = Field(max_length=40)
+    envelope: dict[str, Any] = json_field()
+    created_at: datetime = utc_field()
+    available_at: datetime = utc_field()
+    attempts: int = 0
+    published_at: Optional[datetime] = utc_field(nullable=True)
+    done_at: Optional[datetime] = utc_field(nullable=True)
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A consumer handles each (source, id) once."""
+
+    __tablename__ = "processed_event"
+
+    consumer: str = Field(primary_key=True, max_length=40)
+    source: str = Field(primary_key=True, max_length=120)
+    event_id: str = Field(primary_key=True, max_length=64)
+    processed_at: datetime = utc_field()
+
+
+class Assessment(SQLModel, table=True):
+    """One stored evaluation of a patient; the history is these rows by seq."""
+
+    __tablename__ = "assessment"
+    __table_args__ = (UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patient.id", max_length=36, index=True)
+    org: str = Field(max_length=100)
+    seq: int
+    stage: str = Field(max_length=40)
+    rule_set_version: str = Field(max_length=40)
+    profile: str = Field(max_length=40)
+    params_digest: str = Field(max_length=64)
+    updates_evaluated: int
+    evaluated_at: datetime = utc_field()
+    body: dict[str, Any] = json_field()
+    changes: dict[str, Any] = json_field()
+    trigger: str = Field(max_length=40)  # update | scheduled | reevaluation
+
+
+class OrgConfig(SQLModel, table=True):
+    """Per-organisation pathway policy: profile and parameter overrides."""
+
+    __tablename__ = "org_config"
+
+    org: str = Field(primary_key=True, max_length=100)
+    profile: str = Field(default="asra-2020", max_length=40)
+    overrides: dict[str, Any] = json_field()
+    updated_at: datetime = utc_field()

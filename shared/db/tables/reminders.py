@@ -1,0 +1,60 @@
+"""Reminders (one per patient, kind, due_at) and their transition history."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from shared.db.tables.base import json_field, new_id, utc_field
+
+ACTIVE_STATUSES = ("scheduled", "due", "acknowledged", "snoozed")
+
+
+class Reminder(SQLModel, table=True):
+    __tablename__ = "reminder"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "kind", "due_at", name="uq_reminder_patient_kind_due"),
+        # The scheduler's sweep: the next instant something must happen to a reminder.
+        Index("ix_reminder_next_action", "next_action_at"),
+        Index("ix_reminder_org_status_due", "org", "status", "due_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
+    org: str = Field(max_length=100)
+    patient_id: str = Field(foreign_key="patient.id", max_length=36, index=True)
+    kind: str = Field(max_length=60)
+    due_at: datetime = utc_field()
+    status: str = Field(max_length=20)
+    text: str = Field(max_length=500)
+    citation: str = Field(max_length=200)
+    fact_ids: list[str] = json_field(default_factory=list)
+    # scheduled: due_at; snoozed: until; due/acknowledged: escalation time; else NULL.
+    next_action_at: Optional[datetime] = utc_field(nullable=True)
+    delivered_at: Optional[datetime] = utc_field(nullable=True)
+    snoozed_until: Optional[datetime] = utc_field(nullable=True)
+    escalated_at: Optional[datetime] = utc_field(nullable=True)
+    claimed_by: Optional[str] = Field(default=None, max_length=80)
+    claim_expires_at: Optional[datetime] = utc_field(nullable=True)
+    dismiss_reason: Optional[str] = Field(default=None, max_length=60)
+    dismiss_comment: Optional[str] = Field(default=None, max_length=1000)
+    created_at: datetime = utc_field()
+    updated_at: datetime = utc_field()
+    version: int = 1
+
+
+class ReminderTransition(SQLModel, table=True):
+    """Who moved a reminder from one status to another, when and why."""
+
+    __tablename__ = "reminder_transition"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    reminder_id: str = Field(foreign_key="reminder.id", max_length=36, index=True)
+    from_status: Optional[str] = Field(default=None, max_length=20)
+    to_status: str = Field(max_length=20)
+    actor: str = Field(max_length=120)  # "pathway", "scheduler", or "user:<sub>"
+    reason: Optional[str] = Field(default=None, max_length=60)
+    comment: Optional[str] = Field(default=None, max_length=1000)
+    at: datetime = utc_field()
+    details: dict[str, Any] = json_field()

@@ -1,0 +1,60 @@
+"""The unit of work: the only place that commits. State and its outbox rows share one transaction."""
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlmodel import Session
+
+from shared.clock import utcnow
+from shared.db.engine import READ_ONLY_OPTION, get_engine
+from shared.db.tables import OutboxMessage
+from shared.events import Event, to_envelope
+from shared.messaging.routing import consumers_for
+from shared.settings import Settings, get_settings
+
+
+class UnitOfWork:
+    def __init__(self, settings: Settings | None = None, *, read_only: bool = False) -> None:
+        self.settings = settings or get_settings()
+        self.read_only = read_only
+        self.session: Session
+
+    def __enter__(self) -> Self:
+        engine = get_engine(self.settings.effective_database_url)
+        if self.read_only:
+            engine = engine.execution_options(**{READ_ONLY_OPTION: True})  # type: ignore[assignment]
+        self.session = Session(bind=engine, expire_on_commit=False)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.session.rollback()
+        self.session.close()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.session.get_bind().dialect.name == "sqlite"
+
+    def publish(self, event: Event) -> None:
+        """Queue an event for every consumer of its type, in this transaction (the outbox)."""
+        now = utcnow()
+        envelope = to_envelope(event)
+        for consumer in consumers_for(event.type):
+            self.session.add(
+                OutboxMessage(
+                    event_id=event.id,
+                    event_type=event.type,
+                    consumer=consumer,
+                    envelope=envelope,
+                    created_at=now,
+                    available_at=now,
+                )
+            )
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()

@@ -1,0 +1,1 @@
+"""Messaging: Celery app factory, routing, relay, consumer de-duplication."""

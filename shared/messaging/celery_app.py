@@ -1,0 +1,64 @@
+"""Celery app factory. The broker is a doorbell; durability lives in the database outbox."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from shared.messaging.routing import CONSUMERS, QUEUES
+from shared.settings import Settings, get_settings
+
+TASK_MODULES = ["services.pathway.tasks", "services.notifications.tasks"]
+
+
+def _broker_options(settings: Settings) -> dict[str, Any]:
+    if settings.is_embedded_broker:
+        root = settings.var_dir.resolve() / "broker"
+        for folder in ("data", "control"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(root / "data"),
+            "data_folder_out": str(root / "data"),
+            "control_folder": str(root / "control"),
+            "polling_interval": 0.1,
+        }
+    if settings.broker_url.startswith("redis"):
+        # A task whose worker died comes back after this (not the default hour); the outbox lease
+        # republishes sooner anyway.
+        return {"visibility_timeout": 300, "unacked_restore_interval": 10}
+    return {}
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("carepath", broker=settings.broker_url, include=TASK_MODULES)
+    exchange = Exchange("carepath", type="direct")
+    app.conf.update(
+        broker_transport_options=_broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="pathway",
+        task_queues=[Queue(name, exchange, routing_key=name) for name in QUEUES],
+        task_routes={task: {"queue": queue, "routing_key": queue} for task, queue in CONSUMERS.values()},
+        task_default_exchange="carepath",
+        task_default_routing_key="pathway",
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_time_limit=300,
+        task_soft_time_limit=240,
+        broker_pool_limit=4,
+    )
+    return app
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return create_celery()

@@ -1,0 +1,75 @@
+"""Consumer side of the outbox: each (source, event id) is handled once per consumer, and the outbox row
+is finished in the same transaction as the consumer's effects."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from shared.clock import utcnow
+from shared.db.tables import OutboxMessage, ProcessedEvent
+from shared.db.uow import UnitOfWork
+from shared.events import Event, from_envelope
+from shared.settings import Settings
+
+log = logging.getLogger("carepath.consumer")
+
+Handler = Callable[[UnitOfWork, Event], None]
+
+
+def _already_processed(uow: UnitOfWork, consumer: str, event: Event) -> bool:
+    return (
+        uow.session.execute(
+            select(ProcessedEvent.event_id).where(
+                ProcessedEvent.consumer == consumer,
+                ProcessedEvent.source == event.source,
+                ProcessedEvent.event_id == event.id,
+            )
+        ).first()
+        is not None
+    )
+
+
+def _finish_outbox_row(uow: UnitOfWork, outbox_id: int | None) -> None:
+    if outbox_id is None:
+        return
+    table = OutboxMessage.__table__
+    uow.session.execute(
+        update(table).where(table.c.id == outbox_id, table.c.done_at.is_(None)).values(done_at=utcnow())
+    )
+
+
+def consume(
+    consumer: str,
+    envelope: dict[str, Any],
+    outbox_id: int | None,
+    handler: Handler,
+    settings: Settings | None = None,
+) -> str:
+    """Run `handler` once for this event; returns "handled" or "duplicate"."""
+    event = from_envelope(envelope)
+    try:
+        with UnitOfWork(settings) as uow:
+            if _already_processed(uow, consumer, event):
+                _finish_outbox_row(uow, outbox_id)
+                uow.commit()
+                return "duplicate"
+            uow.session.add(
+                ProcessedEvent(consumer=consumer, source=event.source, event_id=event.id, processed_at=utcnow())
+            )
+            uow.session.flush()
+            handler(uow, event)
+            _finish_outbox_row(uow, outbox_id)
+            uow.commit()
+            return "handled"
+    except IntegrityError:
+        # A concurrent delivery of the same event recorded it first (PostgreSQL): that one did the work.
+        with UnitOfWork(settings) as uow:
+            if not _already_processed(uow, consumer, event):
+                raise
+            _finish_outbox_row(uow, outbox_id)
+            uow.commit()
+        log.info("duplicate delivery of event %s to %s skipped", event.id, consumer)
+        return "duplicate"

@@ -1,0 +1,112 @@
+"""The outbox relay: publishes unfinished outbox rows at least once.
+
+A row is claimed by pushing its `available_at` one lease into the future, then published. It stays
+unfinished until its consumer records the event (consumer.py sets `done_at`); if that never happens
+(lost by the broker, worker killed) the lease runs out and the row is published again.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from shared.clock import utcnow
+from shared.db.tables import OutboxMessage
+from shared.db.uow import UnitOfWork
+from shared.messaging.publisher import Publisher
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("carepath.relay")
+MAX_BACKOFF_FACTOR = 16
+RETRY_AFTER_PUBLISH_ERROR = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    consumer: str
+    envelope: dict[str, Any]
+
+
+def _lease_until(now: datetime, attempts: int, lease_seconds: float) -> datetime:
+    factor = min(2 ** max(attempts - 1, 0), MAX_BACKOFF_FACTOR)
+    return now + timedelta(seconds=lease_seconds * factor)
+
+
+def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float) -> list[Claimed]:
+    """Lease up to `limit` publishable rows. PostgreSQL: SKIP LOCKED, so several relays share the work;
+    SQLite: one conditional UPDATE (the write lock is already held)."""
+    table = OutboxMessage.__table__
+    pending = (
+        select(table.c.id)
+        .where(table.c.done_at.is_(None), table.c.available_at <= now)
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    if uow.is_sqlite:
+        target = table.c.id.in_(pending.scalar_subquery())
+    else:
+        ids = list(uow.session.execute(pending.with_for_update(skip_locked=True)).scalars())
+        if not ids:
+            return []
+        target = table.c.id.in_(ids)
+    rows = uow.session.execute(
+        update(table)
+        .where(target)
+        .values(attempts=table.c.attempts + 1, published_at=now, available_at=now + timedelta(seconds=lease_seconds))
+        .returning(table.c.id, table.c.consumer, table.c.envelope, table.c.attempts)
+    ).all()
+    for row in rows:
+        if row.attempts > 1:  # republished: back off so a long backlog is not flooded with copies
+            uow.session.execute(
+                update(table).where(table.c.id == row.id).values(
+                    available_at=_lease_until(now, row.attempts, lease_seconds))
+            )
+    return sorted((Claimed(row.id, row.consumer, row.envelope) for row in rows), key=lambda c: c.id)
+
+
+def _release_for_retry(settings: Settings, ids: list[int]) -> None:
+    with UnitOfWork(settings) as uow:
+        table = OutboxMessage.__table__
+        uow.session.execute(
+            update(table)
+            .where(table.c.id.in_(ids), table.c.done_at.is_(None))
+            .values(available_at=utcnow() + RETRY_AFTER_PUBLISH_ERROR)
+        )
+        uow.commit()
+
+
+def relay_once(publisher: Publisher, settings: Settings | None = None) -> int:
+    """Claim and publish one batch; returns how many rows were published."""
+    settings = settings or get_settings()
+    with UnitOfWork(settings) as uow:
+        claimed = claim_batch(uow, utcnow(), settings.relay_batch, settings.relay_lease_seconds)
+        uow.commit()
+    failed: list[int] = []
+    for message in claimed:
+        try:
+            publisher.publish(message.consumer, message.envelope, message.id)
+        except Exception:  # broker down: the row is retried soon, nothing is lost
+            log.warning("publish failed for outbox row %s; will retry", message.id, exc_info=True)
+            failed.append(message.id)
+    if failed:
+        _release_for_retry(settings, failed)
+    return len(claimed) - len(failed)
+
+
+def run_relay(publisher: Publisher, stop: threading.Event, settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    log.info("relay started")
+    while not stop.is_set():
+        try:
+            published = relay_once(publisher, settings)
+        except Exception:
+            log.exception("relay pass failed; retrying")
+            published = 0
+        if published < settings.relay_batch:
+            stop.wait(settings.relay_interval)
+    log.info("relay stopped")

@@ -1,0 +1,76 @@
+"""Settings from environment variables (prefix CAREPATH_). Cached, no I/O at import."""
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_BROKER = "filesystem://"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAREPATH_", extra="ignore")
+
+    env: str = Field("development", description="development | production")
+    var_dir: Path = Field(Path("var"), description="where the embedded default keeps its files")
+    database_url: str = Field("", description="sqlite:///… or postgresql+psycopg://…; default ./var/carepath.db")
+    broker_url: str = Field(EMBEDDED_BROKER, description="redis://…, amqp://… or filesystem:// (embedded)")
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8000
+    notifications_host: str = "127.0.0.1"
+    notifications_port: int = 8001
+    secret_key: str = Field("", description="token signing key; default: a key file under var_dir")
+    token_ttl_days: int = 365
+    relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
+    relay_lease_seconds: float = Field(30.0, gt=0, description="republish an unconfirmed outbox row after this")
+    relay_batch: int = Field(200, gt=0)
+    scheduler_max_sleep: float = Field(0.5, gt=0, description="longest scheduler sleep between due checks")
+    scheduler_batch: int = Field(500, gt=0)
+    worker_concurrency: int = Field(2, gt=0)
+    log_level: str = "INFO"
+    allow_private_webhooks: bool = Field(False, description="permit loopback/private webhook URLs (tests, dev)")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "carepath@localhost"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("CAREPATH_DATABASE_URL must be sqlite:///… or postgresql+psycopg://…")
+        return value
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'carepath.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem")
+
+    def signing_key(self) -> str:
+        """The token key: the configured one, or (development) a key file created once under var_dir."""
+        if self.secret_key:
+            if self.env != "development" and len(self.secret_key) < 32:
+                raise RuntimeError("CAREPATH_SECRET_KEY must be at least 32 characters outside development")
+            return self.secret_key
+        if self.env != "development":
+            raise RuntimeError("CAREPATH_SECRET_KEY is required outside development")
+        path = self.var_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
