@@ -9,7 +9,7 @@ from shared.db.tables.core import (
     PatientUpdate,
     ProcessedEvent,
 )
-from shared.db.tables.reminders import Reminder, ReminderTransition
+from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
 
 __all__ = [
     "Assessment",
@@ -20,6 +20,7 @@ __all__ = [
     "PatientUpdate",
     "ProcessedEvent",
     "Reminder",
+    "ReminderReconcileState",
     "ReminderTransition",
     "metadata",
 ]

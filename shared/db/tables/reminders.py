@@ -10,6 +10,11 @@ from sqlmodel import Field, SQLModel
 from shared.db.tables.base import json_field, new_id, utc_field
 
 ACTIVE_STATUSES = ("scheduled", "due", "acknowledged", "snoozed")
+TERMINAL_STATUSES = ("completed", "dismissed", "cancelled")
+STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
+# Who closed a terminal reminder: the pathway (may reopen it) or a coordinator (never overridden).
+CLOSED_BY_PATHWAY = "pathway"
+CLOSED_BY_USER = "user"
 
 
 class Reminder(SQLModel, table=True):
@@ -39,6 +44,7 @@ class Reminder(SQLModel, table=True):
     claim_expires_at: Optional[datetime] = utc_field(nullable=True)
     dismiss_reason: Optional[str] = Field(default=None, max_length=60)
     dismiss_comment: Optional[str] = Field(default=None, max_length=1000)
+    closed_by: Optional[str] = Field(default=None, max_length=20)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
     version: int = 1
@@ -58,3 +64,15 @@ class ReminderTransition(SQLModel, table=True):
     comment: Optional[str] = Field(default=None, max_length=1000)
     at: datetime = utc_field()
     details: dict[str, Any] = json_field()
+
+
+class ReminderReconcileState(SQLModel, table=True):
+    """Per-patient watermark: the newest assessment seq reconciled. Older (stale) events are ignored;
+    the row is also the lock that serialises concurrent reconciliations of one patient."""
+
+    __tablename__ = "reminder_reconcile_state"
+
+    patient_id: str = Field(primary_key=True, max_length=36)
+    org: str = Field(max_length=100)
+    assessment_seq: int
+    reconciled_at: datetime = utc_field()

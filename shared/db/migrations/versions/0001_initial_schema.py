@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:27:54.472510
+Create Date: 2026-11-27 10:30:26.275361
 """
 from alembic import op
 import sqlalchemy as sa
@@ -72,6 +72,13 @@ def upgrade() -> None:
     sa.Column('processed_at', shared.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'source', 'event_id', name=op.f('pk_processed_event'))
     )
+    op.create_table('reminder_reconcile_state',
+    sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+    sa.Column('org', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('assessment_seq', sa.Integer(), nullable=False),
+    sa.Column('reconciled_at', shared.db.types.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('patient_id', name=op.f('pk_reminder_reconcile_state'))
+    )
     op.create_table('assessment',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
@@ -126,6 +133,7 @@ def upgrade() -> None:
     sa.Column('claim_expires_at', shared.db.types.UTCDateTime(), nullable=True),
     sa.Column('dismiss_reason', sqlmodel.sql.sqltypes.AutoString(length=60), nullable=True),
     sa.Column('dismiss_comment', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=True),
+    sa.Column('closed_by', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
     sa.Column('created_at', shared.db.types.UTCDateTime(), nullable=False),
     sa.Column('updated_at', shared.db.types.UTCDateTime(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -177,6 +185,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_assessment_patient_id'))
 
     op.drop_table('assessment')
+    op.drop_table('reminder_reconcile_state')
     op.drop_table('processed_event')
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_org'))
