@@ -1,5 +1,6 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
 from shared.db.tables.base import metadata
+from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (
     Assessment,
     IdempotencyRecord,
@@ -13,6 +14,8 @@ from shared.db.tables.reminders import Reminder, ReminderReconcileState, Reminde
 
 __all__ = [
     "Assessment",
+    "ChannelDelivery",
+    "EmailRecipient",
     "IdempotencyRecord",
     "OrgConfig",
     "OutboxMessage",
@@ -22,5 +25,6 @@ __all__ = [
     "Reminder",
     "ReminderReconcileState",
     "ReminderTransition",
+    "WebhookEndpoint",
     "metadata",
 ]
