@@ -1,0 +1,11 @@
+"""The pure pathway engine, rule set lbp-postlam-2026.1 (docs/pathway-spec.md, docs/clinical-rules.md).
+
+No database, broker, web framework, logging I/O or wall clock: `now` is a parameter.
+"""
+from .catalog import RULE_SET_VERSION
+from .engine import evaluate
+from .model import Assessment, Deadline, Fact, Flag, Recommendation
+from .params import PROFILES, Params, params_for
+
+__all__ = ["Assessment", "Deadline", "Fact", "Flag", "PROFILES", "Params", "RULE_SET_VERSION", "Recommendation",
+           "evaluate", "params_for"]

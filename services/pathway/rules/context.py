@@ -1,0 +1,58 @@
+"""Everything derived once from the facts that the stage, deadline and flag rules read."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .courses import Course, OpioidEpisode, build_courses, opioid_episodes
+from .params import Params
+from .stage import EpisodeStages, UrgentRun, episode_stages, is_urgent_at, urgent_run
+from .timeline import Event, Instants, Timeline
+
+
+@dataclass(frozen=True)
+class Context:
+    timeline: Timeline
+    params: Params
+    now: int
+    courses: Sequence[Course]
+    opioid_episodes: Sequence[OpioidEpisode]
+    episodes: Sequence[EpisodeStages]
+    urgent: UrgentRun | None
+
+    @property
+    def current(self) -> EpisodeStages | None:
+        return self.episodes[-1] if self.episodes else None
+
+    def pathway_stage(self) -> tuple[str, int | None]:
+        current = self.current
+        if current is None:
+            return "initial_evaluation", None
+        return current.stage_at(self.now)
+
+    def stage_rank_at(self, t: int) -> int:
+        """Pathway stage rank at instant t, in the episode containing t (0 before any episode)."""
+        for stages in self.episodes:
+            if stages.episode.contains(t):
+                return stages.rank_at(t)
+        return 0
+
+    def is_urgent_at(self, t: int) -> bool:
+        return is_urgent_at(self.timeline, t)
+
+    def opioid_episode_at(self, t: int) -> OpioidEpisode | None:
+        return next((e for e in self.opioid_episodes if e.open_at(t)), None)
+
+    def monitoring(self, field_name: str) -> Instants:
+        """opioid_monitoring updates where `field_name` is true."""
+        return Instants(self.timeline.select("opioid_monitoring", lambda e: e.get(field_name) is True))
+
+    def events(self, type_name: str, **equal: object) -> list[Event]:
+        return self.timeline.select(type_name, lambda e: all(e.get(k) == v for k, v in equal.items()))
+
+
+def build_context(timeline: Timeline, params: Params) -> Context:
+    courses = build_courses(timeline.of_type("medication"))
+    stages = [episode_stages(episode, courses, params) for episode in timeline.episodes]
+    return Context(timeline, params, timeline.now, courses, opioid_episodes(courses), stages,
+                   urgent_run(timeline))

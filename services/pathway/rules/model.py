@@ -1,0 +1,120 @@
+"""Value types of the pathway engine: the facts it reads and the assessment it returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+DAY_US = 86_400 * 1_000_000
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One clinical update (pathway-spec §1), already validated by intake."""
+
+    id: str
+    type: str
+    occurred_at: datetime
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.occurred_at.utcoffset() is None:
+            raise ValueError(f"fact {self.id!r}: occurred_at must be timezone-aware")
+
+
+def to_micros(moment: datetime) -> int:
+    """Exact UTC instant as integer microseconds since the epoch (whatever offset it was written with)."""
+    if moment.utcoffset() is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def iso_utc(micros: int | None) -> str | None:
+    """ISO 8601 in UTC, always with the "Z" suffix."""
+    if micros is None:
+        return None
+    return from_micros(micros).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str
+    fact_ids: tuple[str, ...]
+    rationale: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "fact_ids": list(self.fact_ids), "rationale": self.rationale}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    code: str
+    text: str
+    citation: str
+    fact_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "text": self.text, "citation": self.citation,
+                "fact_ids": list(self.fact_ids)}
+
+
+@dataclass(frozen=True)
+class Deadline:
+    kind: str
+    due_at: datetime
+    status: str  # pending | satisfied | cancelled
+    text: str
+    citation: str
+    fact_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "due_at": iso_utc(to_micros(self.due_at)), "status": self.status,
+                "text": self.text, "citation": self.citation, "fact_ids": list(self.fact_ids)}
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The pathway state of one patient at `evaluated_at` (pathway-spec §6).
+
+    `pathway_stage`/`pathway_stage_since` hold the stage underneath an urgent evaluation (equal to
+    `stage`/`stage_since` otherwise); they are not part of `to_dict()`.
+    """
+
+    stage: str
+    stage_since: datetime | None
+    rule_set_version: str
+    profile: str
+    params_digest: str
+    evaluated_at: datetime
+    next_evaluation_at: datetime | None
+    updates_evaluated: int
+    flags: tuple[Flag, ...]
+    recommendations: tuple[Recommendation, ...]
+    deadlines: tuple[Deadline, ...]
+    pathway_stage: str
+    pathway_stage_since: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "stage_since": _iso(self.stage_since),
+            "rule_set_version": self.rule_set_version,
+            "profile": self.profile,
+            "params_digest": self.params_digest,
+            "evaluated_at": _iso(self.evaluated_at),
+            "next_evaluation_at": _iso(self.next_evaluation_at),
+            "updates_evaluated": self.updates_evaluated,
+            "flags": [flag.to_dict() for flag in self.flags],
+            "recommendations": [rec.to_dict() for rec in self.recommendations],
+            "deadlines": [deadline.to_dict() for deadline in self.deadlines],
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else iso_utc(to_micros(moment))

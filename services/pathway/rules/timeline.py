@@ -1,0 +1,131 @@
+"""Facts in clinical order, split at `now`, and the surgical episodes (pathway-spec §0)."""
+from __future__ import annotations
+
+import json
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .model import Fact, to_micros
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A fact with its UTC instant as integer microseconds (exact arithmetic, no offsets)."""
+
+    t: int
+    type: str
+    data: Mapping[str, Any]
+    id: str
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def is_red_flag_exam(event: Event) -> bool:
+    return bool(event.get("progressive_deficit")) or bool(event.get("cauda_equina_signs"))
+
+
+def _tie_key(event: Event) -> tuple[Any, ...]:
+    data_json = json.dumps(event.data, sort_keys=True, separators=(",", ":"), default=str)
+    # Two neuro exams at one instant: the red-flag one counts as the latest (safer), so it sorts last.
+    red_last = is_red_flag_exam(event) if event.type == "neuro_exam" else False
+    return (red_last, data_json, event.id)
+
+
+def ordered(events: list[Event]) -> list[Event]:
+    """Clinical order: instant, then type name, then data as sorted-key JSON, then id; never arrival."""
+    events.sort(key=lambda e: (e.t, e.type))
+    start = 0
+    while start < len(events):
+        end = start + 1
+        while end < len(events) and events[end].t == events[start].t and events[end].type == events[start].type:
+            end += 1
+        if end - start > 1:  # JSON only for real ties: keeps evaluate() fast
+            events[start:end] = sorted(events[start:end], key=_tie_key)
+        start = end
+    return events
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A surgical episode: [start, end) with end None while it is the current one."""
+
+    start: int
+    end: int | None
+    start_ids: tuple[str, ...]
+    events: tuple[Event, ...]
+
+    def contains(self, t: int) -> bool:
+        return self.start <= t and (self.end is None or t < self.end)
+
+
+class Timeline:
+    """The patient's facts at or before `now`, ordered, with per-type views and episodes."""
+
+    def __init__(self, facts: Sequence[Fact], now: int):
+        events = [Event(to_micros(f.occurred_at), f.type, f.data, f.id) for f in facts]
+        self.now = now
+        self.future_instants = sorted(e.t for e in events if e.t > now)
+        self.events = ordered([e for e in events if e.t <= now])
+        self._by_type: dict[str, list[Event]] = {}
+        for event in self.events:
+            self._by_type.setdefault(event.type, []).append(event)
+        self.episodes = _episodes(self.events, self.of_type("surgery"))
+
+    def of_type(self, type_name: str) -> list[Event]:
+        return self._by_type.get(type_name, [])
+
+    def select(self, type_name: str, keep: Callable[[Event], bool]) -> list[Event]:
+        return [e for e in self.of_type(type_name) if keep(e)]
+
+    @property
+    def current_episode(self) -> Episode | None:
+        return self.episodes[-1] if self.episodes else None
+
+
+def _episodes(events: list[Event], surgeries: list[Event]) -> list[Episode]:
+    """Episodes start at the earliest fact (when it precedes every surgery) and at each surgery instant."""
+    if not events:
+        return []
+    starts: dict[int, list[str]] = {}
+    if not surgeries or events[0].t < surgeries[0].t:
+        starts[events[0].t] = [events[0].id]
+    for surgery in surgeries:
+        starts.setdefault(surgery.t, []).append(surgery.id)
+    instants = sorted(starts)
+    times = [e.t for e in events]
+    result = []
+    for index, start in enumerate(instants):
+        end = instants[index + 1] if index + 1 < len(instants) else None
+        hi = len(events) if end is None else bisect_left(times, end)
+        lo = bisect_left(times, start)
+        result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi])))
+    return result
+
+
+class Instants:
+    """Sorted instants of some events, for 'first at/after' and 'latest at/before' look-ups."""
+
+    def __init__(self, events: Iterable[Event]):
+        self.events = list(events)
+        self.times = [e.t for e in self.events]
+
+    def first_at_or_after(self, t: int) -> Event | None:
+        index = bisect_left(self.times, t)
+        return self.events[index] if index < len(self.events) else None
+
+    def first_after(self, t: int) -> Event | None:
+        index = bisect_right(self.times, t)
+        return self.events[index] if index < len(self.events) else None
+
+    def latest_at_or_before(self, t: int) -> Event | None:
+        index = bisect_right(self.times, t)
+        return self.events[index - 1] if index else None
+
+    def latest_before(self, t: int) -> Event | None:
+        index = bisect_left(self.times, t)
+        return self.events[index - 1] if index else None
+
+    def __bool__(self) -> bool:
+        return bool(self.events)
