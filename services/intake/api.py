@@ -1,0 +1,120 @@
+"""Intake HTTP routes: thin adapters (parse, check identity, call one handler, map errors)."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Callable
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+
+from services.intake import handlers, idempotency
+from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOut, UpdateAccepted, UpdateIn
+from services.pathway import queries
+from shared.auth import Principal, require
+from shared.db.uow import UnitOfWork
+from shared.settings import get_settings
+
+router = APIRouter(prefix="/v1")
+Caller = Annotated[Principal, Depends(require())]
+Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
+
+NOT_FOUND = {404: {"description": "no such patient in your organisation"}}
+AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+IDEMPOTENCY = {
+    409: {"description": "the same Idempotency-Key is still in flight"},
+    422: {"description": "invalid update, or Idempotency-Key reused with another body"},
+}
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="patient not found")
+
+
+@router.post("/patients", status_code=201, response_model=PatientOut,
+             responses={**AUTH, 409: {"description": "external_id exists; body carries the existing id"}})
+def create_patient(body: PatientIn, principal: Writer) -> Any:
+    with UnitOfWork() as uow:
+        try:
+            patient = handlers.create_patient(uow, principal, body.external_id)
+        except handlers.DuplicatePatient as duplicate:
+            return JSONResponse(
+                {"detail": "patient exists", "id": duplicate.existing_id, "external_id": body.external_id},
+                status_code=409,
+            )
+        uow.commit()
+        return PatientOut(id=patient.id, external_id=patient.external_id)
+
+
+def _idempotent(
+    request: Request, principal: Principal, key: str | None, body: Any, work: Callable[[UnitOfWork], dict[str, Any]]
+) -> Any:
+    settings = get_settings()
+    if key is not None:
+        digest = idempotency.request_hash(request.method, request.url.path, body)
+        try:
+            replay = idempotency.claim(settings, principal.org, key, digest)
+        except idempotency.KeyInFlight:
+            raise HTTPException(409, detail="a request with this Idempotency-Key is in flight") from None
+        except idempotency.KeyReusedWithOtherBody:
+            raise HTTPException(422, detail="Idempotency-Key was used with a different request body") from None
+        if replay is not None:
+            return JSONResponse(replay.body, status_code=replay.status_code)
+    try:
+        with UnitOfWork(settings) as uow:
+            response = work(uow)
+            if key is not None:
+                idempotency.complete(uow, principal.org, key, 202, response)
+            uow.commit()
+    except BaseException:
+        if key is not None:
+            idempotency.release(settings, principal.org, key)
+        raise
+    return JSONResponse(response, status_code=202)
+
+
+@router.post("/patients/{patient_id}/updates", status_code=202, response_model=UpdateAccepted,
+             responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY})
+def post_update(
+    patient_id: str, update: UpdateIn, request: Request, principal: Writer, key: IdempotencyKey = None  # type: ignore[valid-type]
+) -> Any:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        try:
+            ids, event_id = handlers.record_updates(uow, principal, patient_id, [update])
+        except handlers.PatientNotFound:
+            raise _not_found() from None
+        return {"update_id": ids[0], "event_id": event_id}
+
+    return _idempotent(request, principal, key, update.model_dump(mode="json"), work)
+
+
+@router.post("/patients/{patient_id}/updates:batch", status_code=202, response_model=BatchAccepted,
+             responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY})
+def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
+    def work(uow: UnitOfWork) -> dict[str, Any]:
+        try:
+            ids, event_id = handlers.record_updates(uow, principal, patient_id, batch.updates)
+        except handlers.PatientNotFound:
+            raise _not_found() from None
+        return {"event_id": event_id, "updates": [{"update_id": i, "event_id": event_id} for i in ids]}
+
+    return _idempotent(request, principal, key, batch.model_dump(mode="json"), work)
+
+
+@router.get("/patients/{patient_id}/pathway", responses={**AUTH, **NOT_FOUND})
+def get_pathway(patient_id: str, principal: Caller) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            patient = handlers.find_patient(uow, principal.org, patient_id)
+        except handlers.PatientNotFound:
+            raise _not_found() from None
+        return queries.current_pathway(uow, patient)
+
+
+@router.get("/patients/{patient_id}/pathway/history", responses={**AUTH, **NOT_FOUND})
+def get_pathway_history(patient_id: str, principal: Caller, limit: int = 100) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            patient = handlers.find_patient(uow, principal.org, patient_id)
+        except handlers.PatientNotFound:
+            raise _not_found() from None
+        return {"patient_id": patient.id, "items": queries.pathway_history(uow, patient, limit=max(1, min(limit, 1000)))}

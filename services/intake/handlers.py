@@ -1,0 +1,84 @@
+"""Intake use cases. They never commit: the caller's unit of work does, so an update and its outbox
+row are stored together or not at all."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.schemas import update_payload
+from shared.auth import Principal
+from shared.clock import utcnow
+from shared.db.tables import Patient, PatientUpdate
+from shared.db.uow import UnitOfWork
+from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
+
+
+class PatientNotFound(LookupError):
+    """No such patient in the caller's organisation (another organisation's patient included)."""
+
+
+class DuplicatePatient(Exception):
+    def __init__(self, existing_id: str) -> None:
+        super().__init__("a patient with this external_id exists in this organisation")
+        self.existing_id = existing_id
+
+
+def find_patient(uow: UnitOfWork, org: str, patient_id: str, *, lock: bool = False) -> Patient:
+    query = select(Patient).where(Patient.id == patient_id, Patient.org == org)
+    if lock and not uow.is_sqlite:
+        query = query.with_for_update()
+    patient = uow.session.execute(query).scalar_one_or_none()
+    if patient is None:
+        raise PatientNotFound(patient_id)
+    return patient
+
+
+def _patient_by_external_id(uow: UnitOfWork, org: str, external_id: str) -> Patient | None:
+    query = select(Patient).where(Patient.org == org, Patient.external_id == external_id)
+    return uow.session.execute(query).scalar_one_or_none()
+
+
+def create_patient(uow: UnitOfWork, principal: Principal, external_id: str) -> Patient:
+    existing = _patient_by_external_id(uow, principal.org, external_id)
+    if existing is not None:
+        raise DuplicatePatient(existing.id)
+    patient = Patient(org=principal.org, external_id=external_id, created_at=utcnow())
+    uow.session.add(patient)
+    try:
+        uow.session.flush()
+    except IntegrityError:  # a concurrent create won the race
+        uow.rollback()
+        raced = _patient_by_external_id(uow, principal.org, external_id)
+        raise DuplicatePatient(raced.id if raced else "") from None
+    return patient
+
+
+def _as_row(patient: Patient, update: Any, received_at: datetime) -> PatientUpdate:
+    return PatientUpdate(
+        patient_id=patient.id,
+        org=patient.org,
+        type=update.type,
+        occurred_at=update.occurred_at,
+        occurred_at_text=update.occurred_at.isoformat(),
+        data=update_payload(update),
+        received_at=received_at,
+    )
+
+
+def record_updates(uow: UnitOfWork, principal: Principal, patient_id: str, updates: Sequence[Any]) -> tuple[list[str], str]:
+    """Store the updates and one `carepath.patient.updated` event (outbox) for them; returns (ids, event id)."""
+    patient = find_patient(uow, principal.org, patient_id)
+    now = utcnow()
+    rows = [_as_row(patient, update, now) for update in updates]
+    uow.session.add_all(rows)
+    event = Event(
+        type=PATIENT_UPDATED,
+        source=SOURCE_INTAKE,
+        subject=patient.id,
+        data={"patient_id": patient.id, "org": patient.org, "update_ids": [row.id for row in rows]},
+    )
+    uow.publish(event)
+    return [row.id for row in rows], event.id

@@ -1,0 +1,160 @@
+"""The `carepath` command: run the stack or any one part of it, migrate, issue tokens, re-evaluate."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Callable, Sequence
+
+from shared.settings import get_settings
+
+log = logging.getLogger("carepath.cli")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _run_loops(loops: Sequence[tuple[str, Callable[[threading.Event], None]]]) -> int:
+    """Run loops in threads until SIGINT/SIGTERM; a loop that dies stops the process (non-zero)."""
+    stop = _stop_event()
+    threads = [threading.Thread(target=loop, args=(stop,), name=name, daemon=True) for name, loop in loops]
+    for thread in threads:
+        thread.start()
+    while not stop.is_set():
+        stop.wait(1.0)
+        if any(not thread.is_alive() for thread in threads):
+            log.error("a loop ended unexpectedly; stopping")
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=10)
+            return 1
+    for thread in threads:
+        thread.join(timeout=10)
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from shared.db.schema import upgrade
+
+    settings = get_settings()
+    upgrade(settings.effective_database_url)
+    print("database is at the current schema", file=sys.stderr)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from shared.auth import create_token
+
+    print(create_token(get_settings(), args.org, args.role, args.subject))
+    return 0
+
+
+def _serve(app_path: str, port: int, host: str) -> int:
+    import uvicorn
+
+    uvicorn.run(app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(),
+                access_log=False)
+    return 0
+
+
+def cmd_intake(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    return _serve("services.intake.app:create_app", settings.intake_port, settings.intake_host)
+
+
+def cmd_notifications(_: argparse.Namespace) -> int:
+    settings = get_settings()
+    return _serve("services.notifications.app:create_app", settings.notifications_port, settings.notifications_host)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from shared.messaging.celery_app import get_celery
+    from shared.messaging.routing import QUEUES
+
+    settings = get_settings()
+    argv = [
+        "worker",
+        "--queues", args.queues or ",".join(QUEUES),
+        "--concurrency", str(args.concurrency or settings.worker_concurrency),
+        "--loglevel", settings.log_level,
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    get_celery().worker_main(argv)
+    return 0
+
+
+def cmd_relay(_: argparse.Namespace) -> int:
+    from shared.messaging.celery_app import get_celery
+    from shared.messaging.publisher import CeleryPublisher
+    from shared.messaging.relay import run_relay
+
+    publisher = CeleryPublisher(get_celery())
+    return _run_loops([("relay", lambda stop: run_relay(publisher, stop))])
+
+
+def cmd_scheduler(_: argparse.Namespace) -> int:
+    from services.notifications.channels.dispatcher import run_dispatcher
+    from services.notifications.scheduler import run_scheduler
+    from services.pathway.scheduling import run_reevaluation_scheduler
+
+    return _run_loops([
+        ("reminders", run_scheduler),
+        ("channels", run_dispatcher),
+        ("reevaluation", run_reevaluation_scheduler),
+    ])
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    from shared.supervisor import run_stack
+
+    return run_stack()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)").set_defaults(func=cmd_up)
+    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=cmd_migrate)
+    sub.add_parser("intake", help="run the intake HTTP service").set_defaults(func=cmd_intake)
+    sub.add_parser("notifications", help="run the notifications HTTP service").set_defaults(func=cmd_notifications)
+    worker = sub.add_parser("worker", help="run a Celery worker (pathway, notifications, channels queues)")
+    worker.add_argument("--queues", help="comma-separated queues (default: all)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default: CAREPATH_WORKER_CONCURRENCY)")
+    worker.add_argument("--hostname", help="Celery node name")
+    worker.set_defaults(func=cmd_worker)
+    sub.add_parser("relay", help="publish the outbox to the broker").set_defaults(func=cmd_relay)
+    sub.add_parser("scheduler", help="deliver due reminders, channel deliveries and timed re-evaluations") \
+        .set_defaults(func=cmd_scheduler)
+    token = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
+    create = token.add_parser("create", help="print a bearer token")
+    create.add_argument("--org", required=True)
+    create.add_argument("--role", required=True, choices=["client", "coordinator", "ops"])
+    create.add_argument("--subject", help="who the token is for (default: generated)")
+    create.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
