@@ -1,0 +1,144 @@
+"""Read side of reminders: the filtered, cursor-paged list, one reminder with its history, and the views.
+
+Order is (due_at, id), stable under inserts; the cursor is an opaque token of the last item's key.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from services.notifications.lifecycle import ReminderNotFound
+from shared.clock import as_utc, isoformat
+from shared.db.tables import Reminder, ReminderTransition
+from shared.db.tables.reminders import STATUSES
+from shared.db.uow import UnitOfWork
+
+MAX_LIMIT = 200
+
+
+class InvalidCursor(ValueError):
+    """The cursor was not produced by this service (HTTP 422)."""
+
+
+def encode_cursor(reminder: Reminder) -> str:
+    raw = json.dumps([isoformat(reminder.due_at), reminder.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        due_text, reminder_id = json.loads(raw)
+        due_at = datetime.fromisoformat(due_text.replace("Z", "+00:00"))
+    except (binascii.Error, ValueError, TypeError, AttributeError):
+        raise InvalidCursor("cursor is not valid") from None
+    if due_at.tzinfo is None or not isinstance(reminder_id, str):
+        raise InvalidCursor("cursor is not valid")
+    return as_utc(due_at), reminder_id
+
+
+def _statuses(status: str | Sequence[str] | None) -> list[str] | None:
+    if status is None:
+        return None
+    wanted = [status] if isinstance(status, str) else list(status)
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise ValueError(f"unknown status {unknown[0]!r}")
+    return wanted
+
+
+def list_reminders(
+    uow: UnitOfWork,
+    org: str,
+    *,
+    patient_id: str | None = None,
+    status: str | Sequence[str] | None = None,
+    kind: str | None = None,
+    due_before: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Reminder], str | None]:
+    """One page of the organisation's reminders by (due_at, id), and the cursor of the next page (or None).
+    `status` may be one status or several."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be 1-{MAX_LIMIT}")
+    statement = select(Reminder).where(Reminder.org == org)
+    if patient_id is not None:
+        statement = statement.where(Reminder.patient_id == patient_id)
+    statuses = _statuses(status)
+    if statuses is not None:
+        statement = statement.where(Reminder.status.in_(statuses))  # type: ignore[attr-defined]
+    if kind is not None:
+        statement = statement.where(Reminder.kind == kind)
+    if due_before is not None:
+        statement = statement.where(Reminder.due_at < as_utc(due_before))
+    if cursor is not None:
+        after_due, after_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(Reminder.due_at > after_due, and_(Reminder.due_at == after_due, Reminder.id > after_id))
+        )
+    statement = statement.order_by(Reminder.due_at, Reminder.id).limit(limit + 1)  # type: ignore[arg-type]
+    rows = list(uow.session.execute(statement).scalars())
+    page, more = rows[:limit], len(rows) > limit
+    return page, encode_cursor(page[-1]) if more else None
+
+
+def get_reminder(uow: UnitOfWork, org: str, reminder_id: str) -> Reminder:
+    reminder = uow.session.execute(
+        select(Reminder).where(Reminder.id == reminder_id, Reminder.org == org)
+    ).scalar_one_or_none()
+    if reminder is None:
+        raise ReminderNotFound(reminder_id)
+    return reminder
+
+
+def history(uow: UnitOfWork, reminder_id: str) -> list[ReminderTransition]:
+    statement = (
+        select(ReminderTransition)
+        .where(ReminderTransition.reminder_id == reminder_id)
+        .order_by(ReminderTransition.at, ReminderTransition.id)  # type: ignore[arg-type]
+    )
+    return list(uow.session.execute(statement).scalars())
+
+
+def reminder_view(reminder: Reminder) -> dict[str, Any]:
+    return {
+        "id": reminder.id,
+        "patient_id": reminder.patient_id,
+        "kind": reminder.kind,
+        "due_at": isoformat(reminder.due_at),
+        "status": reminder.status,
+        "text": reminder.text,
+        "citation": reminder.citation,
+        "delivered_at": isoformat(reminder.delivered_at),
+        "escalated_at": isoformat(reminder.escalated_at),
+        "snoozed_until": isoformat(reminder.snoozed_until),
+        "fact_ids": list(reminder.fact_ids or []),
+    }
+
+
+def transition_view(row: ReminderTransition) -> dict[str, Any]:
+    return {
+        "from_status": row.from_status,
+        "to_status": row.to_status,
+        "actor": row.actor,
+        "at": isoformat(row.at),
+        "reason": row.reason,
+        "comment": row.comment,
+        "details": row.details or {},
+    }
+
+
+def reminder_detail_view(reminder: Reminder, rows: list[ReminderTransition]) -> dict[str, Any]:
+    return {
+        **reminder_view(reminder),
+        "dismiss_reason": reminder.dismiss_reason,
+        "dismiss_comment": reminder.dismiss_comment,
+        "history": [transition_view(row) for row in rows],
+    }
