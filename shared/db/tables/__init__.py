@@ -10,6 +10,7 @@ from shared.db.tables.core import (
     PatientUpdate,
     ProcessedEvent,
 )
+from shared.db.tables.reevaluation import ReevaluationRun
 from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Patient",
     "PatientUpdate",
     "ProcessedEvent",
+    "ReevaluationRun",
     "Reminder",
     "ReminderReconcileState",
     "ReminderTransition",

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-27 10:30:52.980310
+Create Date: 2026-11-27 10:33:03.931131
 """
 from alembic import op
 import sqlalchemy as sa
@@ -111,6 +111,28 @@ def upgrade() -> None:
     sa.Column('processed_at', shared.db.types.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'source', 'event_id', name=op.f('pk_processed_event'))
     )
+    op.create_table('reevaluation_run',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
+    sa.Column('org', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('rule_set_version', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('profile', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('params_digest', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('cursor', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+    sa.Column('enqueued', sa.Integer(), nullable=False),
+    sa.Column('total', sa.Integer(), nullable=False),
+    sa.Column('rate', sa.Float(), nullable=False),
+    sa.Column('requested_by', sqlmodel.sql.sqltypes.AutoString(length=160), nullable=False),
+    sa.Column('created_at', shared.db.types.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', shared.db.types.UTCDateTime(), nullable=False),
+    sa.Column('finished_at', shared.db.types.UTCDateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_reevaluation_run'))
+    )
+    with op.batch_alter_table('reevaluation_run', schema=None) as batch_op:
+        batch_op.create_index('ix_reevaluation_run_org_created', ['org', 'created_at'], unique=False)
+        batch_op.create_index('ix_reevaluation_run_status', ['status', 'created_at'], unique=False)
+
     op.create_table('reminder_reconcile_state',
     sa.Column('patient_id', sqlmodel.sql.sqltypes.AutoString(length=36), nullable=False),
     sa.Column('org', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
@@ -249,6 +271,11 @@ def downgrade() -> None:
 
     op.drop_table('webhook_endpoint')
     op.drop_table('reminder_reconcile_state')
+    with op.batch_alter_table('reevaluation_run', schema=None) as batch_op:
+        batch_op.drop_index('ix_reevaluation_run_status')
+        batch_op.drop_index('ix_reevaluation_run_org_created')
+
+    op.drop_table('reevaluation_run')
     op.drop_table('processed_event')
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patient_org'))
