@@ -1,3 +1,181 @@
-from fastapi import APIRouter
+"""Reminder routes (thin): parse, check identity and role, call one handler, map errors.
 
-router = APIRouter()
+Every route is scoped to the token's organisation: another organisation's reminder is 404.
+Any role may read; coordinators and ops may act.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.notifications import ics, lifecycle, queries
+from shared.auth import Principal, require
+from shared.clock import utcnow
+from shared.db.tables.reminders import STATUSES
+from shared.db.uow import UnitOfWork
+
+router = APIRouter(prefix="/v1", tags=["reminders"])
+
+Reader = Annotated[Principal, Depends(require())]
+Actor = Annotated[Principal, Depends(require("coordinator", "ops"))]
+ReminderId = Annotated[str, Path(min_length=1, max_length=36)]
+
+_AUTH = {401: {"description": "missing, invalid or expired token"}}
+_READ = {**_AUTH, 422: {"description": "invalid parameters"}}
+_ONE = {**_READ, 404: {"description": "no such reminder in your organisation"}}
+_ACT = {
+    **_ONE,
+    403: {"description": "your role may not act on reminders"},
+    409: {"description": "the transition makes no sense from the reminder's status"},
+}
+
+
+class ReminderItem(BaseModel):
+    id: str
+    patient_id: str
+    kind: str
+    due_at: str
+    status: str
+    text: str
+    citation: str
+    delivered_at: str | None
+    escalated_at: str | None
+    snoozed_until: str | None
+    fact_ids: list[str]
+
+
+class ReminderPage(BaseModel):
+    items: list[ReminderItem]
+    next_cursor: str | None
+
+
+class TransitionItem(BaseModel):
+    from_status: str | None
+    to_status: str
+    actor: str
+    at: str
+    reason: str | None
+    comment: str | None
+    details: dict[str, Any]
+
+
+class ReminderDetail(ReminderItem):
+    dismiss_reason: str | None
+    dismiss_comment: str | None
+    history: list[TransitionItem]
+
+
+class SnoozeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    until: AwareDatetime
+    reason: str | None = Field(None, max_length=lifecycle.MAX_SNOOZE_REASON)
+
+
+class DismissIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: lifecycle.DismissReason
+    comment: str | None = Field(None, max_length=lifecycle.MAX_COMMENT)
+
+
+def _unprocessable(field: str, message: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"loc": ["query", field], "msg": message, "type": "value_error"}]
+    )
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except lifecycle.ReminderNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="reminder not found") from None
+    except lifecycle.InvalidTransition as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+    except lifecycle.InvalidRequest as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+
+
+def _parse_statuses(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    wanted = [part.strip() for part in raw.split(",") if part.strip()]
+    unknown = [part for part in wanted if part not in STATUSES]
+    if not wanted or unknown:
+        raise _unprocessable("status", f"status must be one or more (comma-separated) of {', '.join(STATUSES)}")
+    return wanted
+
+
+@router.get("/reminders", response_model=ReminderPage, responses=_READ)
+def list_reminders(
+    principal: Reader,
+    patient_id: Annotated[str | None, Query(max_length=36)] = None,
+    status_: Annotated[str | None, Query(alias="status", max_length=200)] = None,
+    kind: Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")] = None,
+    due_before: Annotated[AwareDatetime | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
+) -> dict[str, Any]:
+    statuses = _parse_statuses(status_)
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            items, next_cursor = queries.list_reminders(
+                uow, principal.org, patient_id=patient_id, status=statuses, kind=kind, due_before=due_before,
+                cursor=cursor, limit=limit,
+            )
+        except queries.InvalidCursor as error:
+            raise _unprocessable("cursor", str(error)) from None
+        return {"items": [queries.reminder_view(r) for r in items], "next_cursor": next_cursor}
+
+
+@router.get(
+    "/reminders.ics",
+    response_class=Response,
+    responses={**_AUTH, 200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"}},
+)
+def reminders_calendar(principal: Reader) -> Response:
+    with UnitOfWork(read_only=True) as uow:
+        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow())
+    return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/reminders/{reminder_id}", response_model=ReminderDetail, responses=_ONE)
+def get_reminder(principal: Reader, reminder_id: ReminderId) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow, _domain_errors():
+        reminder = queries.get_reminder(uow, principal.org, reminder_id)
+        return queries.reminder_detail_view(reminder, queries.history(uow, reminder.id))
+
+
+@router.post("/reminders/{reminder_id}/acknowledge", response_model=ReminderItem, responses=_ACT)
+def acknowledge(principal: Actor, reminder_id: ReminderId) -> dict[str, Any]:
+    with UnitOfWork() as uow, _domain_errors():
+        reminder = lifecycle.acknowledge(uow, principal, reminder_id)
+        uow.commit()
+        return queries.reminder_view(reminder)
+
+
+@router.post("/reminders/{reminder_id}/complete", response_model=ReminderItem, responses=_ACT)
+def complete(principal: Actor, reminder_id: ReminderId) -> dict[str, Any]:
+    with UnitOfWork() as uow, _domain_errors():
+        reminder = lifecycle.complete(uow, principal, reminder_id)
+        uow.commit()
+        return queries.reminder_view(reminder)
+
+
+@router.post("/reminders/{reminder_id}/snooze", response_model=ReminderItem, responses=_ACT)
+def snooze(principal: Actor, reminder_id: ReminderId, body: SnoozeIn) -> dict[str, Any]:
+    with UnitOfWork() as uow, _domain_errors():
+        reminder = lifecycle.snooze(uow, principal, reminder_id, body.until, body.reason)
+        uow.commit()
+        return queries.reminder_view(reminder)
+
+
+@router.post("/reminders/{reminder_id}/dismiss", response_model=ReminderItem, responses=_ACT)
+def dismiss(principal: Actor, reminder_id: ReminderId, body: DismissIn) -> dict[str, Any]:
+    with UnitOfWork() as uow, _domain_errors():
+        reminder = lifecycle.dismiss(uow, principal, reminder_id, body.reason, body.comment)
+        uow.commit()
+        return queries.reminder_view(reminder)

@@ -1,9 +1,226 @@
-"""Reconcile reminders with the pathway's desired deadline set (pathway-spec.md §3)."""
+"""Reconcile reminders with the pathway's desired deadline set (pathway-spec.md §3).
+
+`carepath.pathway.assessed` carries the COMPLETE deadline set of one patient. Per (kind, due_at):
+pending without a reminder -> a new `scheduled` reminder; satisfied -> the active reminder is `completed`;
+cancelled or absent -> the active reminder is `cancelled`; pending again after the pathway itself closed
+the reminder -> reopened. A coordinator's decision (dismissed, completed by hand) is never overridden.
+Stale events (an assessment_seq below the patient's watermark) change nothing.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from services.notifications import transitions as t
+from services.notifications.escalation import escalation_at
+from services.notifications.scheduler import wake
+from shared.clock import as_utc, utcnow
+from shared.db.tables import Reminder, ReminderReconcileState
+from shared.db.tables.base import new_id
+from shared.db.tables.reminders import ACTIVE_STATUSES, CLOSED_BY_PATHWAY
 from shared.db.uow import UnitOfWork
-from shared.events import Event
+from shared.events import PATHWAY_ASSESSED, Event
+
+Key = tuple[str, datetime]  # (kind, due_at) within one patient
+_PRECEDENCE = {"pending": 2, "satisfied": 1, "cancelled": 0}
+
+
+class DeadlineIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: str = Field(min_length=1, max_length=60)
+    due_at: AwareDatetime
+    status: Literal["pending", "satisfied", "cancelled"]
+    text: str = ""
+    citation: str = ""
+    fact_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, as_utc(self.due_at))
+
+
+class AssessedIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    patient_id: str = Field(min_length=1, max_length=36)
+    org: str = Field(min_length=1, max_length=100)
+    assessment_seq: int
+    deadlines: list[DeadlineIn]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What reconciliation decided for one key: create | complete | cancel | reopen | refresh."""
+
+    verb: str
+    key: Key
+    deadline: DeadlineIn | None
+    reminder: Reminder | None
+
+
+def merge(deadlines: list[DeadlineIn]) -> dict[Key, DeadlineIn]:
+    """One deadline per key: pending over satisfied over cancelled (spec §3)."""
+    merged: dict[Key, DeadlineIn] = {}
+    for deadline in deadlines:
+        current = merged.get(deadline.key)
+        if current is None or _PRECEDENCE[deadline.status] > _PRECEDENCE[current.status]:
+            merged[deadline.key] = deadline
+    return merged
+
+
+def _decide(reminder: Reminder | None, deadline: DeadlineIn | None) -> str | None:
+    desired = deadline.status if deadline else "absent"
+    if reminder is None:
+        return "create" if desired == "pending" else None
+    if reminder.status in ACTIVE_STATUSES:
+        if desired == "pending":
+            return "refresh"
+        return "complete" if desired == "satisfied" else "cancel"
+    if desired == "pending" and reminder.closed_by == CLOSED_BY_PATHWAY:
+        return "reopen"  # the pathway closed it and now wants it again: clinically safer to reopen
+    return None  # coordinator decisions stand; closed reminders stay closed
+
+
+def plan(existing: dict[Key, Reminder], desired: dict[Key, DeadlineIn]) -> list[Action]:
+    """Decisions as values: what to do for every key either side knows."""
+    actions = []
+    for key in sorted(set(existing) | set(desired), key=lambda k: (k[1], k[0])):
+        verb = _decide(existing.get(key), desired.get(key))
+        if verb is not None:
+            actions.append(Action(verb, key, desired.get(key), existing.get(key)))
+    return actions
+
+
+def _insert_for(uow: UnitOfWork):  # type: ignore[no-untyped-def]
+    return sqlite.insert if uow.is_sqlite else postgresql.insert
+
+
+def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> bool:
+    """Lock the patient's watermark row (serialising reconciliations of one patient) and move it to this
+    seq; False when the event is older than what was already reconciled."""
+    table = ReminderReconcileState.__table__
+    uow.session.execute(
+        _insert_for(uow)(table)
+        .values(patient_id=payload.patient_id, org=payload.org, assessment_seq=payload.assessment_seq,
+                reconciled_at=now)
+        .on_conflict_do_nothing(index_elements=["patient_id"])
+    )
+    current = uow.session.execute(
+        select(table.c.assessment_seq).where(table.c.patient_id == payload.patient_id).with_for_update()
+    ).scalar_one()
+    if current > payload.assessment_seq:
+        return False
+    uow.session.execute(
+        table.update()
+        .where(table.c.patient_id == payload.patient_id)
+        .values(assessment_seq=payload.assessment_seq, reconciled_at=now)
+    )
+    return True
+
+
+def _existing(uow: UnitOfWork, patient_id: str) -> dict[Key, Reminder]:
+    statement = select(Reminder).where(Reminder.patient_id == patient_id).order_by(Reminder.id).with_for_update()
+    return {(r.kind, as_utc(r.due_at)): r for r in uow.session.execute(statement).scalars()}
+
+
+def _create(uow: UnitOfWork, payload: AssessedIn, deadline: DeadlineIn, now: datetime) -> str | None:
+    """Insert a scheduled reminder unless (patient, kind, due_at) already exists (concurrent reconcile)."""
+    table = Reminder.__table__
+    kind, due_at = deadline.key
+    created = uow.session.execute(
+        _insert_for(uow)(table)
+        .values(
+            id=new_id(), org=payload.org, patient_id=payload.patient_id, kind=kind, due_at=due_at,
+            status=t.SCHEDULED, text=deadline.text[:500], citation=deadline.citation[:200],
+            fact_ids=list(deadline.fact_ids), next_action_at=due_at, created_at=now, updated_at=now, version=1,
+        )
+        .on_conflict_do_nothing(index_elements=["patient_id", "kind", "due_at"])
+        .returning(table.c.id)
+    ).scalar()
+    return created
+
+
+def _close(reminder: Reminder, status: str, now: datetime) -> None:
+    reminder.status = status
+    reminder.closed_by = CLOSED_BY_PATHWAY
+    reminder.next_action_at = None
+    reminder.snoozed_until = None
+    reminder.claimed_by = None
+    reminder.claim_expires_at = None
+    reminder.updated_at = now
+    reminder.version += 1
+
+
+def _reopen(reminder: Reminder, now: datetime) -> str:
+    """Back to where it would be had it never closed: scheduled if never delivered, else due (no second
+    delivery event: one delivery per (patient, kind, due_at))."""
+    if reminder.delivered_at is None:
+        reminder.status, reminder.next_action_at = t.SCHEDULED, reminder.due_at
+    else:
+        reminder.status = t.DUE
+        reminder.next_action_at = None if reminder.escalated_at else escalation_at(reminder.kind, now)
+    reminder.closed_by = None
+    reminder.updated_at = now
+    reminder.version += 1
+    return reminder.status
+
+
+def _refresh(reminder: Reminder, deadline: DeadlineIn) -> None:
+    text, citation, fact_ids = deadline.text[:500], deadline.citation[:200], list(deadline.fact_ids)
+    if (reminder.text, reminder.citation, list(reminder.fact_ids or [])) != (text, citation, fact_ids):
+        reminder.text, reminder.citation, reminder.fact_ids = text, citation, fact_ids
+
+
+_REASONS = {"complete": "deadline_satisfied", "cancel": "deadline_cancelled", "reopen": "deadline_pending_again"}
+
+
+def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: datetime) -> bool:
+    """Carry out the plan; history rows for every status change. True if something is due already."""
+    details = {"assessment_seq": payload.assessment_seq}
+    history, due_now = [], False
+    for action in actions:
+        reminder = action.reminder
+        if action.verb == "create":
+            assert action.deadline is not None
+            created = _create(uow, payload, action.deadline, now)
+            if created is not None:
+                history.append(t.history_row(created, None, t.SCHEDULED, t.ACTOR_PATHWAY, now,
+                                             reason="deadline_pending", details=details))
+                due_now = due_now or action.key[1] <= now
+            continue
+        assert reminder is not None
+        if action.verb == "refresh":
+            assert action.deadline is not None
+            _refresh(reminder, action.deadline)
+            continue
+        before = reminder.status
+        if action.verb == "reopen":
+            after = _reopen(reminder, now)
+            due_now = due_now or (after == t.SCHEDULED and reminder.due_at <= now)
+        else:
+            after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
+            _close(reminder, after, now)
+        reason = _REASONS[action.verb] if action.deadline is not None else "deadline_absent"
+        history.append(t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details))
+    t.record(uow, history)
+    return due_now
 
 
 def handle_event(uow: UnitOfWork, event: Event) -> None:
-    raise NotImplementedError
+    """Consumer handler (shared.messaging.consumer.consume): reconcile one assessed event. No commit."""
+    if event.type != PATHWAY_ASSESSED:
+        return
+    payload = AssessedIn.model_validate(event.data)
+    now = utcnow()
+    if not _advance_watermark(uow, payload, now):
+        return  # stale: a newer assessment was already reconciled
+    actions = plan(_existing(uow, payload.patient_id), merge(payload.deadlines))
+    if apply(uow, payload, actions, now):
+        sa_event.listen(uow.session, "after_commit", lambda _session: wake(), once=True)

@@ -1,0 +1,285 @@
+"""The reminder scheduler: delivers reminders at due_at, returns snoozed ones at `until`, escalates
+unacknowledged ones. Time lives in the database (`reminder.next_action_at`, indexed).
+
+One pass = claim, then act:
+1. claim: lease up to `limit` rows whose next_action_at has passed and that no live scheduler holds
+   (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE ... RETURNING under its write lock),
+   commit. A scheduler killed after this point loses nothing: its lease runs out and another takes over.
+2. act, in one transaction per batch: each change is a conditional UPDATE (still claimed by us, still in
+   the expected status, still due), and its event goes through the outbox in the same transaction. A
+   delivery's event id is derived from (patient, kind, due_at), and the outbox is unique per
+   (event id, consumer), so even a scheduler that outlived its lease cannot deliver twice.
+
+The loop sleeps until the earliest next_action_at (capped by settings.scheduler_max_sleep) and can be
+woken early in-process (`wake()`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select, update
+
+from services.notifications import transitions as t
+from services.notifications.escalation import escalation_at
+from shared.clock import isoformat, utcnow
+from shared.db.tables import Reminder
+from shared.db.uow import UnitOfWork
+from shared.events import REMINDER_DUE, REMINDER_ESCALATED, SOURCE_SCHEDULER, Event
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger("carepath.scheduler")
+
+DEFAULT_LEASE_SECONDS = 15.0
+IDLE_BACKOFF_SECONDS = 0.1
+_EVENT_NAMESPACE = uuid.UUID("6f1c1f1e-4d1b-4c4e-9a51-2b7d0f3c9e10")
+_table = Reminder.__table__
+_c = _table.c
+_ACTIONABLE = (t.SCHEDULED, t.SNOOZED, t.DUE)
+_wake = threading.Event()
+
+
+def wake() -> None:
+    """Wake an in-process scheduler now (a reminder was created that is already due)."""
+    _wake.set()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def lease_seconds(settings: Settings) -> float:
+    return float(getattr(settings, "scheduler_lease_seconds", DEFAULT_LEASE_SECONDS))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    org: str
+    patient_id: str
+    kind: str
+    due_at: datetime
+    status: str
+    escalated_at: datetime | None
+
+
+def delivery_event_id(patient_id: str, kind: str, due_at: datetime) -> str:
+    """Stable per (patient, kind, due_at): a second delivery would collide in the outbox and consumers."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"due|{patient_id}|{kind}|{isoformat(due_at)}"))
+
+
+def escalation_event_id(reminder_id: str) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"escalated|{reminder_id}"))
+
+
+def _claimable(now: datetime, limit: int) -> Select[Any]:
+    return (
+        select(_c.id)
+        .where(
+            _c.next_action_at <= now,
+            _c.status.in_(_ACTIONABLE),
+            or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now),
+        )
+        .order_by(_c.next_action_at)
+        .limit(limit)
+    )
+
+
+def claim(uow: UnitOfWork, now: datetime, worker_id: str, limit: int, lease: float) -> list[Claimed]:
+    """Lease up to `limit` reminders that need action now. No commit."""
+    pending = _claimable(now, limit)
+    if uow.is_sqlite:
+        target = _c.id.in_(pending.scalar_subquery())
+    else:
+        ids = list(uow.session.execute(pending.with_for_update(skip_locked=True)).scalars())
+        if not ids:
+            return []
+        target = _c.id.in_(ids)
+    rows = uow.session.execute(
+        update(_table)
+        .where(target)
+        .values(claimed_by=worker_id, claim_expires_at=now + timedelta(seconds=lease))
+        .returning(_c.id, _c.org, _c.patient_id, _c.kind, _c.due_at, _c.status, _c.escalated_at)
+    ).all()
+    return [Claimed(*row) for row in rows]
+
+
+def _still_ours(ids: list[str], worker_id: str, status: str, now: datetime) -> Any:
+    return and_(_c.id.in_(ids), _c.claimed_by == worker_id, _c.status == status, _c.next_action_at <= now)
+
+
+def _deliver_group(
+    uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime
+) -> list[str]:
+    """scheduled -> due: delivered_at set, escalation timer started. Returns the ids changed."""
+    kind = group[0].kind
+    return list(
+        uow.session.execute(
+            update(_table)
+            .where(_still_ours([c.id for c in group], worker_id, t.SCHEDULED, now))
+            .values(
+                status=t.DUE, delivered_at=now, next_action_at=escalation_at(kind, now), claimed_by=None,
+                claim_expires_at=None, updated_at=now, version=_c.version + 1,
+            )
+            .returning(_c.id)
+        ).scalars()
+    )
+
+
+def _unsnooze_group(uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+    """snoozed -> due at `until`; the escalation window restarts (unless it already escalated)."""
+    kind, escalated = group[0].kind, group[0].escalated_at is not None
+    return list(
+        uow.session.execute(
+            update(_table)
+            .where(_still_ours([c.id for c in group], worker_id, t.SNOOZED, now))
+            .values(
+                status=t.DUE, snoozed_until=None, next_action_at=None if escalated else escalation_at(kind, now),
+                claimed_by=None, claim_expires_at=None, updated_at=now, version=_c.version + 1,
+            )
+            .returning(_c.id)
+        ).scalars()
+    )
+
+
+def _escalate_group(uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+    """due and unacknowledged past its window -> escalated_at marker (status stays due)."""
+    return list(
+        uow.session.execute(
+            update(_table)
+            .where(_still_ours([c.id for c in group], worker_id, t.DUE, now), _c.escalated_at.is_(None))
+            .values(escalated_at=now, next_action_at=None, claimed_by=None, claim_expires_at=None,
+                    updated_at=now, version=_c.version + 1)
+            .returning(_c.id)
+        ).scalars()
+    )
+
+
+def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
+    return {
+        "reminder_id": item.id, "org": item.org, "patient_id": item.patient_id, "kind": item.kind,
+        "due_at": isoformat(item.due_at), field: isoformat(now),
+    }
+
+
+def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) -> dict[str, int]:
+    """Apply what each claimed reminder needs; events and history in this transaction. No commit."""
+    groups: dict[tuple[str, str, bool], list[Claimed]] = defaultdict(list)
+    for item in claimed:
+        groups[(item.status, item.kind, item.escalated_at is not None)].append(item)
+    by_id = {item.id: item for item in claimed}
+    actor = f"{t.ACTOR_SCHEDULER_PREFIX}:{worker_id}"
+    counts = {"delivered": 0, "unsnoozed": 0, "escalated": 0}
+    history: list[dict[str, Any]] = []
+    for (status, _kind, _escalated), group in sorted(groups.items()):
+        if status == t.SCHEDULED:
+            for rid in _deliver_group(uow, group, worker_id, now):
+                item = by_id[rid]
+                uow.publish(Event(REMINDER_DUE, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "delivered_at"),
+                                  id=delivery_event_id(item.patient_id, item.kind, item.due_at), time=now))
+                history.append(t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due"))
+                counts["delivered"] += 1
+        elif status == t.SNOOZED:
+            for rid in _unsnooze_group(uow, group, worker_id, now):
+                history.append(t.history_row(rid, t.SNOOZED, t.DUE, actor, now, reason="snooze_ended"))
+                counts["unsnoozed"] += 1
+        else:
+            for rid in _escalate_group(uow, group, worker_id, now):
+                item = by_id[rid]
+                uow.publish(Event(REMINDER_ESCALATED, SOURCE_SCHEDULER, item.patient_id,
+                                  _event_data(item, now, "escalated_at"), id=escalation_event_id(rid), time=now))
+                history.append(t.history_row(rid, t.DUE, t.DUE, actor, now, reason="escalated"))
+                counts["escalated"] += 1
+    t.record(uow, history)
+    return counts
+
+
+def _lock_in_id_order(uow: UnitOfWork, claimed: list[Claimed]) -> None:
+    """PostgreSQL: take the row locks in id order, as reconciliation does, so the two never deadlock."""
+    if claimed and not uow.is_sqlite:
+        uow.session.execute(
+            select(_c.id).where(_c.id.in_([c.id for c in claimed])).order_by(_c.id).with_for_update()
+        ).all()
+
+
+def deliver_due(
+    settings: Settings, now: datetime | None = None, *, worker_id: str, limit: int, lease: float | None = None
+) -> dict[str, int]:
+    """One scheduler pass (claim, commit; act, commit). Returns counts by action, plus "claimed"."""
+    now = now or utcnow()
+    lease = lease_seconds(settings) if lease is None else lease
+    with UnitOfWork(settings) as uow:
+        claimed = claim(uow, now, worker_id, limit, lease)
+        uow.commit()
+    if not claimed:
+        return {"claimed": 0, "delivered": 0, "unsnoozed": 0, "escalated": 0}
+    with UnitOfWork(settings) as uow:
+        _lock_in_id_order(uow, claimed)
+        counts = act(uow, claimed, worker_id, now)
+        uow.commit()
+    return {"claimed": len(claimed), **counts}
+
+
+def next_action_at(settings: Settings, now: datetime) -> datetime | None:
+    """The earliest next_action_at no live lease holds (an index scan on ix_reminder_next_action that
+    skips the few leased rows)."""
+    with UnitOfWork(settings, read_only=True) as uow:
+        return uow.session.execute(
+            select(_c.next_action_at)
+            .where(_c.next_action_at.is_not(None), or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now))
+            .order_by(_c.next_action_at)
+            .limit(1)
+        ).scalar()
+
+
+def sleep_seconds(now: datetime, earliest: datetime | None, max_sleep: float, *, idle: bool) -> float:
+    """Decision as a value: how long to sleep before the next pass. Until the earliest action, capped;
+    if that is already past but the pass found nothing claimable (a race with another scheduler), back
+    off briefly instead of spinning."""
+    if earliest is None:
+        return max_sleep
+    delta = (earliest - now).total_seconds()
+    if delta <= 0:
+        return min(max_sleep, IDLE_BACKOFF_SECONDS) if idle else 0.0
+    return min(max_sleep, delta)
+
+
+def _pass(settings: Settings, worker_id: str, lease: float | None) -> float:
+    """One pass and the sleep that should follow it."""
+    counts = deliver_due(settings, worker_id=worker_id, limit=settings.scheduler_batch, lease=lease)
+    if counts["claimed"]:
+        log.info("scheduler pass: %s", counts)  # counts only: no ids, no PHI
+    if counts["claimed"] >= settings.scheduler_batch:
+        return 0.0  # a backlog: keep going
+    now = utcnow()
+    return sleep_seconds(now, next_action_at(settings, now), settings.scheduler_max_sleep, idle=not counts["claimed"])
+
+
+def run_scheduler(
+    stop: threading.Event,
+    settings: Settings | None = None,
+    *,
+    worker_id: str | None = None,
+    lease: float | None = None,
+) -> None:
+    """Loop until `stop` is set. Several schedulers may run at once (leased claims)."""
+    settings = settings or get_settings()
+    worker_id = worker_id or default_worker_id()
+    log.info("scheduler started (lease %.1fs, batch %d)", lease or lease_seconds(settings), settings.scheduler_batch)
+    while not stop.is_set():
+        try:
+            delay = _pass(settings, worker_id, lease)
+        except Exception:  # database unreachable or a deadlock victim: leases make a retry safe
+            log.exception("scheduler pass failed; retrying")
+            delay = settings.scheduler_max_sleep
+        if delay > 0:
+            _wake.wait(delay)
+            _wake.clear()
+    log.info("scheduler stopped")
