@@ -1,3 +1,130 @@
-from fastapi import APIRouter
+"""Channel configuration routes (thin: parse, check identity, call one handler, map errors)."""
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from pydantic import BaseModel, Field
+
+from services.notifications.channels import config
+from shared.auth import Principal, require
+from shared.clock import utcnow
+from shared.db.uow import UnitOfWork
+from shared.settings import get_settings
+
+router = APIRouter(tags=["channels"])
+Manager = Annotated[Principal, Depends(require("ops", "coordinator"))]
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid token"},
+    403: {"description": "the token's role may not configure channels"},
+    422: {"description": "invalid request"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such channel in the token's organisation"}}
+
+
+class EndpointIn(BaseModel):
+    url: str = Field(max_length=2000, description="https URL; loopback/private addresses are refused")
+    description: str = Field("", max_length=200)
+    escalation: bool = Field(False, description="true: receives carepath.reminder.escalated instead of .due")
+
+
+class RecipientIn(BaseModel):
+    address: str = Field(max_length=320)
+    escalation: bool = Field(False, description="true: receives escalations instead of due reminders")
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="not found")
+
+
+@router.post("/v1/webhook-endpoints", status_code=201, responses=AUTH_ERRORS)
+def create_endpoint(body: EndpointIn, principal: Manager) -> dict[str, Any]:
+    """Register an endpoint. The response carries the signing secret (`whsec_…`): it is shown only here."""
+    settings = get_settings()
+    with UnitOfWork(settings) as uow:
+        try:
+            endpoint = config.create_endpoint(uow, principal.org, body.url, body.description, body.escalation,
+                                              utcnow(), allow_private=settings.allow_private_webhooks)
+        except config.InvalidChannel as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        uow.commit()
+        return config.endpoint_view(endpoint, with_secret=True)
+
+
+@router.get("/v1/webhook-endpoints", responses=AUTH_ERRORS)
+def list_endpoints(principal: Manager) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        return {"items": [config.endpoint_view(e) for e in config.list_endpoints(uow, principal.org)]}
+
+
+@router.get("/v1/webhook-endpoints/{endpoint_id}", responses={**AUTH_ERRORS, **NOT_FOUND})
+def get_endpoint(endpoint_id: str, principal: Manager) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            return config.endpoint_view(config.get_endpoint(uow, principal.org, endpoint_id))
+        except config.ChannelNotFound:
+            raise _not_found() from None
+
+
+@router.delete("/v1/webhook-endpoints/{endpoint_id}", status_code=204, responses={**AUTH_ERRORS, **NOT_FOUND})
+def delete_endpoint(endpoint_id: str, principal: Manager) -> Response:
+    with UnitOfWork() as uow:
+        try:
+            config.delete_endpoint(uow, principal.org, endpoint_id, utcnow())
+        except config.ChannelNotFound:
+            raise _not_found() from None
+        uow.commit()
+    return Response(status_code=204)
+
+
+@router.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret", responses={**AUTH_ERRORS, **NOT_FOUND})
+def rotate_secret(endpoint_id: str, principal: Manager) -> dict[str, Any]:
+    """Issue a new secret (returned once). The old one keeps signing alongside it for 24 hours."""
+    with UnitOfWork() as uow:
+        try:
+            endpoint = config.rotate_secret(uow, principal.org, endpoint_id, utcnow())
+        except config.ChannelNotFound:
+            raise _not_found() from None
+        uow.commit()
+        return config.endpoint_view(endpoint, with_secret=True)
+
+
+@router.post("/v1/webhook-endpoints/{endpoint_id}/enable", responses={**AUTH_ERRORS, **NOT_FOUND})
+def enable_endpoint(endpoint_id: str, principal: Manager) -> dict[str, Any]:
+    """Re-enable an endpoint that was disabled after persistent failure."""
+    with UnitOfWork() as uow:
+        try:
+            endpoint = config.enable_endpoint(uow, principal.org, endpoint_id, utcnow())
+        except config.ChannelNotFound:
+            raise _not_found() from None
+        uow.commit()
+        return config.endpoint_view(endpoint)
+
+
+@router.post("/v1/email-recipients", status_code=201, responses=AUTH_ERRORS)
+def create_recipient(body: RecipientIn, principal: Manager) -> dict[str, Any]:
+    with UnitOfWork() as uow:
+        try:
+            recipient = config.create_recipient(uow, principal.org, body.address, body.escalation, utcnow())
+        except config.InvalidChannel as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        uow.commit()
+        return config.recipient_view(recipient)
+
+
+@router.get("/v1/email-recipients", responses=AUTH_ERRORS)
+def list_recipients(principal: Manager) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        return {"items": [config.recipient_view(r) for r in config.list_recipients(uow, principal.org)]}
+
+
+@router.delete("/v1/email-recipients/{recipient_id}", status_code=204, responses={**AUTH_ERRORS, **NOT_FOUND})
+def delete_recipient(recipient_id: str, principal: Manager) -> Response:
+    with UnitOfWork() as uow:
+        try:
+            config.delete_recipient(uow, principal.org, recipient_id, utcnow())
+        except config.ChannelNotFound:
+            raise _not_found() from None
+        uow.commit()
+    return Response(status_code=204)

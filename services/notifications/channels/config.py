@@ -1,0 +1,134 @@
+"""Channel configuration per organisation: webhook endpoints (with secret rotation) and email recipients.
+
+Everything is looked up within the caller's organisation; another organisation's id is not found.
+Deleting is a soft delete (the delivery history keeps its target) that cancels pending deliveries.
+Nothing here commits.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from services.notifications.channels import policy, store
+from services.notifications.channels.signing import new_secret
+from services.notifications.channels.ssrf import Resolver, check_url, resolve
+from shared.clock import isoformat
+from shared.db.tables import EmailRecipient, WebhookEndpoint
+from shared.db.uow import UnitOfWork
+
+# Deliberately plain: one @, no spaces or angle brackets (no header injection); the SMTP server judges the rest.
+EMAIL_PATTERN = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+class ChannelNotFound(LookupError):
+    """No such endpoint/recipient in the caller's organisation (HTTP 404)."""
+
+
+class InvalidChannel(ValueError):
+    """Refused configuration: an unsafe URL, a bad address (HTTP 422)."""
+
+
+def endpoint_view(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "escalation": endpoint.escalation,
+        "status": endpoint.status,
+        "disabled_reason": endpoint.disabled_reason,
+        "previous_secret_expires_at": isoformat(endpoint.previous_secret_expires_at),
+        "created_at": isoformat(endpoint.created_at),
+    }
+    if with_secret:
+        view["secret"] = endpoint.secret
+    return view
+
+
+def recipient_view(recipient: EmailRecipient) -> dict[str, Any]:
+    return {"id": recipient.id, "address": recipient.address, "escalation": recipient.escalation,
+            "created_at": isoformat(recipient.created_at)}
+
+
+def create_endpoint(
+    uow: UnitOfWork, org: str, url: str, description: str, escalation: bool, now: datetime,
+    *, allow_private: bool, resolver: Resolver = resolve,
+) -> WebhookEndpoint:
+    try:
+        checked = check_url(url, allow_private, resolver)
+    except ValueError as exc:
+        raise InvalidChannel(str(exc)) from None
+    endpoint = WebhookEndpoint(org=org, url=checked, description=description, escalation=escalation,
+                               secret=new_secret(), created_at=now, updated_at=now)
+    uow.session.add(endpoint)
+    uow.session.flush()
+    return endpoint
+
+
+def list_endpoints(uow: UnitOfWork, org: str) -> list[WebhookEndpoint]:
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.org == org, WebhookEndpoint.status != store.DELETED)
+    return list(uow.session.execute(statement.order_by(WebhookEndpoint.created_at)).scalars())
+
+
+def get_endpoint(uow: UnitOfWork, org: str, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = uow.session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.org != org or endpoint.status == store.DELETED:
+        raise ChannelNotFound(endpoint_id)
+    return endpoint
+
+
+def delete_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> None:
+    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint.status = store.DELETED
+    endpoint.updated_at = now
+    uow.session.flush()
+    store.close_pending_for(uow, endpoint.id, store.CANCELLED, "endpoint deleted", now)
+
+
+def rotate_secret(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> WebhookEndpoint:
+    """Issue a new secret; the old one keeps signing (alongside) for policy.ROTATION_OVERLAP."""
+    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now + policy.ROTATION_OVERLAP
+    endpoint.secret = new_secret()
+    endpoint.updated_at = now
+    uow.session.flush()
+    return endpoint
+
+
+def enable_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> WebhookEndpoint:
+    """Re-enable a disabled endpoint (after its owner fixed the receiver); new events reach it again."""
+    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint.status = store.ACTIVE
+    endpoint.failing_since = None
+    endpoint.disabled_at = None
+    endpoint.disabled_reason = None
+    endpoint.updated_at = now
+    uow.session.flush()
+    return endpoint
+
+
+def create_recipient(uow: UnitOfWork, org: str, address: str, escalation: bool, now: datetime) -> EmailRecipient:
+    address = address.strip()
+    if len(address) > 320 or not EMAIL_PATTERN.match(address):
+        raise InvalidChannel("address is not a valid email address")
+    recipient = EmailRecipient(org=org, address=address, escalation=escalation, created_at=now)
+    uow.session.add(recipient)
+    uow.session.flush()
+    return recipient
+
+
+def list_recipients(uow: UnitOfWork, org: str) -> list[EmailRecipient]:
+    statement = select(EmailRecipient).where(EmailRecipient.org == org, EmailRecipient.status != store.DELETED)
+    return list(uow.session.execute(statement.order_by(EmailRecipient.created_at)).scalars())
+
+
+def delete_recipient(uow: UnitOfWork, org: str, recipient_id: str, now: datetime) -> None:
+    recipient = uow.session.get(EmailRecipient, recipient_id)
+    if recipient is None or recipient.org != org or recipient.status == store.DELETED:
+        raise ChannelNotFound(recipient_id)
+    recipient.status = store.DELETED
+    uow.session.flush()
+    store.close_pending_for(uow, recipient.id, store.CANCELLED, "recipient deleted", now)

@@ -1,0 +1,57 @@
+"""What leaves the building: ids, kinds and times only. No names, MRNs, texts or clinical values.
+
+The receiver fetches details through the authenticated API (GET /v1/reminders?patient_id=…).
+An allow-list, not a deny-list: a field added to the event later does not leak by default.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+
+from shared import events
+from shared.clock import isoformat
+
+DATA_KEYS = ("reminder_id", "patient_id", "org", "kind", "due_at", "escalated_at")
+EVENT_TYPES = (events.REMINDER_DUE, events.REMINDER_ESCALATED)
+
+
+def webhook_payload(event_type: str, event_time: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """The Standard Webhooks payload shape: {"type", "timestamp", "data"}."""
+    return {
+        "type": event_type,
+        "timestamp": isoformat(event_time),
+        "data": {key: data[key] for key in DATA_KEYS if data.get(key) is not None},
+    }
+
+
+def webhook_body(payload: dict[str, Any]) -> str:
+    """The exact bytes that are signed and sent (compact, key order as built)."""
+    return json.dumps(payload, separators=(",", ":"))
+
+
+_SUBJECTS = {
+    events.REMINDER_DUE: "carepath: reminder due",
+    events.REMINDER_ESCALATED: "carepath: reminder ESCALATED (not acknowledged)",
+}
+
+
+def email_message(payload: dict[str, Any], sender: str, recipient: str, message_id: str) -> EmailMessage:
+    data = payload.get("data", {})
+    message = EmailMessage()
+    message["Subject"] = f"{_SUBJECTS.get(payload.get('type', ''), 'carepath notification')} ({data.get('kind')})"
+    message["From"] = sender
+    message["To"] = recipient
+    message["Message-ID"] = f"<{message_id}@carepath>"
+    message["X-Carepath-Event"] = str(payload.get("type"))
+    lines = [
+        "A carepath reminder needs attention on the coordinators' worklist.",
+        "",
+        *(f"{key}: {data[key]}" for key in DATA_KEYS if key in data),
+        "",
+        "Details are on the worklist (/worklist) and through the authenticated API; this message",
+        "deliberately carries no patient details.",
+    ]
+    message.set_content("\n".join(lines))
+    return message

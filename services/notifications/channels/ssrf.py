@@ -1,0 +1,100 @@
+"""Webhook destinations: refuse loopback, private, link-local and other non-public addresses (SSRF).
+
+A URL is checked when it is registered and again at every send, on the addresses the connection really
+uses: `PinnedBackend` resolves the host itself, checks every address and connects to a checked one, so
+a DNS answer that changes between the check and the connection (rebinding) cannot reach inside.
+TLS still verifies the certificate against the host name (httpcore passes it as server_hostname).
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Callable, Iterable
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class DestinationRefused(ValueError):
+    """The URL is malformed or points at an address a webhook may not reach."""
+
+
+def resolve(host: str, port: int) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DestinationRefused(f"cannot resolve host {host!r}") from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def is_public_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_addresses(host: str, addresses: Iterable[str], allow_private: bool) -> list[str]:
+    """All addresses when every one is public (or private ones are allowed); otherwise refuse."""
+    addresses = list(addresses)
+    if not addresses:
+        raise DestinationRefused(f"host {host!r} has no address")
+    if not allow_private:
+        refused = [address for address in addresses if not is_public_address(address)]
+        if refused:
+            raise DestinationRefused(f"host {host!r} resolves to a non-public address ({refused[0]})")
+    return addresses
+
+
+def check_url(url: str, allow_private: bool, resolver: Resolver = resolve) -> str:
+    """The URL, normalised, if a webhook may be sent there. https only unless private targets are allowed."""
+    parts = urlsplit(url.strip())
+    allowed_schemes = ("http", "https") if allow_private else ("https",)
+    if parts.scheme not in allowed_schemes:
+        raise DestinationRefused(f"URL scheme must be {' or '.join(allowed_schemes)}")
+    if not parts.hostname or parts.username or parts.password:
+        raise DestinationRefused("URL must name a host and carry no credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise DestinationRefused("URL port is invalid") from exc
+    check_addresses(parts.hostname, resolver(parts.hostname, port), allow_private)
+    return parts.geturl()
+
+
+class PinnedBackend(httpcore.SyncBackend):
+    """Connects only to addresses that passed `check_addresses` in this very resolution."""
+
+    def __init__(self, allow_private: bool, resolver: Resolver = resolve) -> None:
+        self.allow_private = allow_private
+        self.resolver = resolver
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
+        try:
+            addresses = check_addresses(host, self.resolver(host, port), self.allow_private)
+        except DestinationRefused as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+
+class PinnedTransport(httpx.HTTPTransport):
+    """httpx transport whose connections go through `PinnedBackend`; no proxies from the environment."""
+
+    def __init__(self, allow_private: bool, resolver: Resolver = resolve) -> None:
+        super().__init__()
+        # httpx has no public hook for the network backend; replace the pool it built with one that has ours.
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=20,
+            network_backend=PinnedBackend(allow_private, resolver),
+        )

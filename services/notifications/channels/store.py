@@ -1,0 +1,75 @@
+"""Database access of the channels: targets of an event, the due-delivery claim, outcomes. Never commits."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
+from shared.db.uow import UnitOfWork
+
+ACTIVE = "active"
+DISABLED = "disabled"
+DELETED = "deleted"
+PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+WEBHOOK, EMAIL = "webhook", "email"
+
+_delivery = ChannelDelivery.__table__
+
+
+def active_endpoints(uow: UnitOfWork, org: str, *, escalation: bool) -> list[WebhookEndpoint]:
+    statement = select(WebhookEndpoint).where(
+        WebhookEndpoint.org == org, WebhookEndpoint.status == ACTIVE, WebhookEndpoint.escalation == escalation
+    )
+    return list(uow.session.execute(statement.order_by(WebhookEndpoint.created_at)).scalars())
+
+
+def active_recipients(uow: UnitOfWork, org: str, *, escalation: bool) -> list[EmailRecipient]:
+    statement = select(EmailRecipient).where(
+        EmailRecipient.org == org, EmailRecipient.status == ACTIVE, EmailRecipient.escalation == escalation
+    )
+    return list(uow.session.execute(statement.order_by(EmailRecipient.created_at)).scalars())
+
+
+def claim_due(uow: UnitOfWork, now: datetime, lease_until: datetime, token: str, limit: int) -> list[int]:
+    """Claim up to `limit` pending deliveries due at `now`: one UPDATE … WHERE id IN (SELECT … SKIP LOCKED)
+    … RETURNING. The claim moves next_attempt_at to the lease end, so a dead dispatcher's rows come back."""
+    due = (
+        select(_delivery.c.id)
+        .where(_delivery.c.status == PENDING, _delivery.c.next_attempt_at <= now)
+        .order_by(_delivery.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers
+    )
+    statement = (
+        update(_delivery)
+        .where(_delivery.c.id.in_(due.scalar_subquery()))
+        .values(claimed_by=token, next_attempt_at=lease_until)
+        .returning(_delivery.c.id)
+    )
+    return sorted(uow.session.execute(statement).scalars())
+
+
+def claimed(uow: UnitOfWork, delivery_id: int, token: str) -> ChannelDelivery | None:
+    """The delivery if this dispatcher still holds its claim (fencing: a lost lease records nothing)."""
+    statement = (
+        select(ChannelDelivery)
+        .where(ChannelDelivery.id == delivery_id, ChannelDelivery.claimed_by == token)
+        .with_for_update()
+    )
+    return uow.session.execute(statement).scalar_one_or_none()
+
+
+def target_of(uow: UnitOfWork, delivery: ChannelDelivery) -> WebhookEndpoint | EmailRecipient | None:
+    table: Any = WebhookEndpoint if delivery.channel == WEBHOOK else EmailRecipient
+    return uow.session.get(table, delivery.target_id)
+
+
+def close_pending_for(uow: UnitOfWork, target_id: str, status: str, reason: str, now: datetime) -> None:
+    """Give up every pending delivery of a target (disabled: failed; deleted: cancelled)."""
+    uow.session.execute(
+        update(_delivery)
+        .where(_delivery.c.target_id == target_id, _delivery.c.status == PENDING)
+        .values(status=status, last_error=reason[:300], next_attempt_at=None, claimed_by=None, last_attempt_at=now)
+    )
