@@ -147,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=["client", "coordinator", "ops"])
     create.add_argument("--subject", help="who the token is for (default: generated)")
     create.set_defaults(func=cmd_token)
+    from services.pathway.commands import add_commands as add_pathway_commands  # config, reevaluate
+
+    add_pathway_commands(sub)
     return parser
 
 

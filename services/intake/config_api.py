@@ -1,0 +1,43 @@
+"""The organisation's pathway configuration, for ops tokens only; the organisation is always the token's."""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.pathway.config import ConfigError, describe_config, replace_config
+from shared.auth import Principal, require
+from shared.db.uow import UnitOfWork
+
+router = APIRouter(prefix="/v1/organisation", tags=["configuration"])
+Ops = Annotated[Principal, Depends(require("ops"))]
+AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
+
+
+class PathwayConfigIn(BaseModel):
+    """The complete configuration: parameters not listed in `overrides` take the profile's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field("asra-2020", description="policy profile: asra-2020 or us-medicare-lcd")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="parameter name -> value")
+
+
+@router.get("/pathway-config", responses=AUTH)
+def get_pathway_config(principal: Ops) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        return describe_config(uow, principal.org)
+
+
+@router.put("/pathway-config", responses={**AUTH, 422: {"description": "unknown profile or parameter, bad value"}})
+def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
+    """Replace the configuration. A change to any parameter re-evaluates every patient of the organisation
+    (a run driven by the scheduler); the response names that run under `reevaluation`."""
+    with UnitOfWork() as uow:
+        try:
+            change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
+        except ConfigError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        uow.commit()
+        return {**describe_config(uow, principal.org), "changed": change.changed, "reevaluation_run_id": change.run_id}
