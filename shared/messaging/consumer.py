@@ -32,12 +32,15 @@ def _already_processed(uow: UnitOfWork, consumer: str, event: Event) -> bool:
     )
 
 
-def _finish_outbox_row(uow: UnitOfWork, outbox_id: int | None) -> None:
+def _finish_outbox_row(uow: UnitOfWork, outbox_id: int | None, consumer: str, event: Event) -> None:
     if outbox_id is None:
         return
     table = OutboxMessage.__table__
     uow.session.execute(
-        update(table).where(table.c.id == outbox_id, table.c.done_at.is_(None)).values(done_at=utcnow())
+        update(table)
+        .where(table.c.id == outbox_id, table.c.event_id == event.id, table.c.consumer == consumer,
+               table.c.done_at.is_(None))
+        .values(done_at=utcnow())
     )
 
 
@@ -53,7 +56,7 @@ def consume(
     try:
         with UnitOfWork(settings) as uow:
             if _already_processed(uow, consumer, event):
-                _finish_outbox_row(uow, outbox_id)
+                _finish_outbox_row(uow, outbox_id, consumer, event)
                 uow.commit()
                 return "duplicate"
             uow.session.add(
@@ -61,7 +64,7 @@ def consume(
             )
             uow.session.flush()
             handler(uow, event)
-            _finish_outbox_row(uow, outbox_id)
+            _finish_outbox_row(uow, outbox_id, consumer, event)
             uow.commit()
             return "handled"
     except IntegrityError:
@@ -69,7 +72,7 @@ def consume(
         with UnitOfWork(settings) as uow:
             if not _already_processed(uow, consumer, event):
                 raise
-            _finish_outbox_row(uow, outbox_id)
+            _finish_outbox_row(uow, outbox_id, consumer, event)
             uow.commit()
         log.info("duplicate delivery of event %s to %s skipped", event.id, consumer)
         return "duplicate"

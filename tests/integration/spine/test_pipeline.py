@@ -1,0 +1,128 @@
+"""Outbox → relay → consumers, in process against the real database (the broker replaced by the official
+in-memory publisher, so deliveries can be duplicated, dropped and reordered at will)."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from services.intake.app import create_app
+from services.notifications.reconcile import handle_event as reconcile
+from services.pathway.consumer import handle_event as evaluate_event
+from shared.auth import create_token
+from shared.db.tables.reminders import ACTIVE_STATUSES
+from shared.db.tables import Assessment, OutboxMessage, ProcessedEvent, Reminder
+from shared.db.uow import UnitOfWork
+from shared.messaging.consumer import consume
+from shared.messaging.publisher import InMemoryPublisher
+from shared.messaging.relay import relay_once
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+HANDLERS = {"pathway": evaluate_event, "notifications": reconcile}
+
+
+def _at(days_ago: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat()
+
+
+def _count(settings: Settings, table, *where) -> int:  # type: ignore[no-untyped-def]
+    with UnitOfWork(settings, read_only=True) as uow:
+        return uow.session.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+
+
+@pytest.fixture
+def patient(settings: Settings) -> tuple[TestClient, dict[str, str], str]:
+    client = TestClient(create_app())
+    headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'client')}"}
+    patient_id = client.post("/v1/patients", json={"external_id": "MRN-1"}, headers=headers).json()["id"]
+    updates = [
+        {"type": "surgery", "occurred_at": _at(60), "data": {"procedure": "laminectomy"}},
+        {"type": "medication", "occurred_at": _at(35), "data": {"drug_class": "opioid_ir", "action": "started"}},
+    ]
+    assert client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": updates},
+                       headers=headers).status_code == 202
+    return client, headers, patient_id
+
+
+def _deliver(settings: Settings, publisher: InMemoryPublisher, copies: int = 1) -> list[str]:
+    results = []
+    for consumer, envelope, outbox_id in publisher.drain():
+        for _ in range(copies):
+            results.append(consume(consumer, envelope, outbox_id, HANDLERS[consumer], settings))
+    return results
+
+
+def test_event_delivered_twice_changes_the_assessment_once_and_makes_one_reminder(settings: Settings, patient) -> None:
+    _, _, patient_id = patient
+    publisher = InMemoryPublisher()
+    assert relay_once(publisher, settings) == 1
+    assert _deliver(settings, publisher, copies=2) == ["handled", "duplicate"]
+    assert _count(settings, Assessment, Assessment.patient_id == patient_id) == 1
+    assert relay_once(publisher, settings) == 1  # the assessed event, once
+    assert _deliver(settings, publisher, copies=2) == ["handled", "duplicate"]
+    assert _count(settings, Reminder, Reminder.patient_id == patient_id, Reminder.kind == "opioid_review_4w") == 1
+    assert _count(settings, OutboxMessage, OutboxMessage.done_at.is_(None)) == 0
+
+
+def test_concurrent_duplicate_deliveries_are_handled_once(settings: Settings, patient) -> None:
+    _, _, patient_id = patient
+    publisher = InMemoryPublisher()
+    relay_once(publisher, settings)
+    [(consumer, envelope, outbox_id)] = publisher.drain()
+    results: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(consume(consumer, envelope, outbox_id, evaluate_event, settings)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["duplicate"] * 3 + ["handled"]
+    assert _count(settings, Assessment, Assessment.patient_id == patient_id) == 1
+    assert _count(settings, ProcessedEvent) == 1
+
+
+def test_lost_message_is_republished_after_the_lease(settings: Settings, patient) -> None:
+    _, _, patient_id = patient
+    publisher = InMemoryPublisher()
+    assert relay_once(publisher, settings) == 1
+    publisher.drain()  # the broker lost it (a killed worker on a serverless transport)
+    assert relay_once(publisher, settings) == 0  # leased: not republished at once
+    with UnitOfWork(settings) as uow:  # let the lease run out
+        uow.session.execute(OutboxMessage.__table__.update().values(available_at=datetime.now(timezone.utc)))
+        uow.commit()
+    assert relay_once(publisher, settings) == 1
+    assert _deliver(settings, publisher) == ["handled"]
+    assert _count(settings, Assessment, Assessment.patient_id == patient_id) == 1
+
+
+def test_stale_assessed_event_does_not_undo_a_newer_one(settings: Settings, patient) -> None:
+    client, headers, patient_id = patient
+    publisher = InMemoryPublisher()
+    relay_once(publisher, settings)
+    _deliver(settings, publisher)
+    relay_once(publisher, settings)
+    [older] = publisher.drain()  # assessment 1: opioid review pending
+    stop = {"type": "medication", "occurred_at": _at(34), "data": {"drug_class": "opioid_ir", "action": "stopped"}}
+    client.post(f"/v1/patients/{patient_id}/updates", json=stop, headers=headers)
+    relay_once(publisher, settings)
+    _deliver(settings, publisher)
+    relay_once(publisher, settings)
+    _deliver(settings, publisher)  # assessment 2 reconciled: the review is cancelled
+    consume(older[0], older[1], older[2], reconcile, settings)  # the old event arrives late
+    with UnitOfWork(settings, read_only=True) as uow:
+        statuses = uow.session.execute(
+            select(Reminder.status).where(Reminder.patient_id == patient_id, Reminder.kind == "opioid_review_4w")
+        ).scalars().all()
+    assert not set(statuses) & set(ACTIVE_STATUSES), statuses  # the late, older event revived nothing
+
+
+def test_migrations_match_the_models(settings: Settings) -> None:
+    from shared.db.schema import check
+
+    check(settings.effective_database_url)  # raises if models and migrations drift
