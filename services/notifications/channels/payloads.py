@@ -13,7 +13,7 @@ from typing import Any
 from shared import events
 from shared.clock import isoformat
 
-DATA_KEYS = ("reminder_id", "patient_id", "org", "kind", "due_at", "escalated_at")
+DATA_KEYS = ("reminder_id", "patient_id", "org", "kind", "due_at", "delivered_at", "escalated_at")
 EVENT_TYPES = (events.REMINDER_DUE, events.REMINDER_ESCALATED)
 
 
