@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.pathway.config import ConfigError, describe_config, replace_config
@@ -38,6 +38,6 @@ def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
         try:
             change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
         except ConfigError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+            raise HTTPException(422, detail=str(exc)) from None
         uow.commit()
         return {**describe_config(uow, principal.org), "changed": change.changed, "reevaluation_run_id": change.run_id}
