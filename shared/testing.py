@@ -23,6 +23,9 @@ def test_backend() -> str:
     return backend
 
 
+test_backend.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, wherever it is imported
+
+
 def _pg_conninfo(url: str) -> str:
     parsed = make_url(url)
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)

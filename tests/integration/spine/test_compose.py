@@ -1,0 +1,57 @@
+"""compose.yaml, checked without a Docker engine: every command is a real `carepath` subcommand, every
+CAREPATH_* variable a real setting, and the commands run as local processes against local services."""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.cli import _parser
+from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+CAREPATH_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image", "").startswith("carepath")}
+
+
+def _subcommands() -> set[str]:
+    parser = _parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return set(action.choices)
+
+
+def test_compose_validates_against_the_compose_specification() -> None:
+    done = subprocess.run(
+        [str(Path(__import__("sys").executable).parent / "check-jsonschema"), "--builtin-schema",
+         "vendor.compose-spec", str(ROOT / "compose.yaml")],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_runs_every_part_of_the_stack() -> None:
+    commands = {svc["command"][1] for svc in CAREPATH_SERVICES.values()}
+    assert commands == {"migrate", "intake", "notifications", "worker", "relay", "scheduler"}
+    assert {"postgres", "redis"} <= set(COMPOSE["services"])
+    for name in ("postgres", "redis"):
+        assert "healthcheck" in COMPOSE["services"][name]
+    worker = COMPOSE["services"]["worker"]
+    assert "container_name" not in worker and "ports" not in worker, "worker must scale with --scale worker=N"
+
+
+@pytest.mark.parametrize("name", sorted(CAREPATH_SERVICES))
+def test_every_command_is_a_real_carepath_subcommand(name: str) -> None:
+    command = CAREPATH_SERVICES[name]["command"]
+    assert command[0] == "carepath"
+    assert command[1] in _subcommands()
+    _parser().parse_args(command[1:])  # and its arguments parse
+
+
+@pytest.mark.parametrize("name", sorted(CAREPATH_SERVICES))
+def test_every_carepath_variable_is_a_real_setting(name: str) -> None:
+    known = {f"CAREPATH_{field.upper()}" for field in Settings.model_fields}
+    variables = {key for key in CAREPATH_SERVICES[name].get("environment", {}) if key.startswith("CAREPATH_")}
+    assert variables, "each carepath service is configured by CAREPATH_* variables"
+    assert variables <= known, variables - known
