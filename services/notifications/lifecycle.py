@@ -12,6 +12,7 @@ from enum import StrEnum
 from sqlalchemy import select
 
 from services.notifications import transitions as t
+from services.notifications.scheduler import wake_after_commit
 from shared.auth import Principal
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder
@@ -118,6 +119,7 @@ def snooze(
     reminder = _transition(uow, principal, reminder_id, "snooze", now, reason=reason, details=details)
     reminder.snoozed_until = as_utc(until)
     reminder.next_action_at = as_utc(until)  # the scheduler returns it to due then
+    wake_after_commit(uow)
     return _flushed(uow, reminder)
 
 

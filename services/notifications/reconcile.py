@@ -13,13 +13,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
-from services.notifications.scheduler import wake
+from services.notifications.scheduler import wake_after_commit
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder, ReminderReconcileState
 from shared.db.tables.base import new_id
@@ -182,9 +181,9 @@ _REASONS = {"complete": "deadline_satisfied", "cancel": "deadline_cancelled", "r
 
 
 def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: datetime) -> bool:
-    """Carry out the plan; history rows for every status change. True if something is due already."""
+    """Carry out the plan; history rows for every status change. True if the scheduler has something new."""
     details = {"assessment_seq": payload.assessment_seq}
-    history, due_now = [], False
+    history, wake_scheduler = [], False
     for action in actions:
         reminder = action.reminder
         if action.verb == "create":
@@ -193,7 +192,7 @@ def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: date
             if created is not None:
                 history.append(t.history_row(created, None, t.SCHEDULED, t.ACTOR_PATHWAY, now,
                                              reason="deadline_pending", details=details))
-                due_now = due_now or action.key[1] <= now
+                wake_scheduler = True
             continue
         assert reminder is not None
         if action.verb == "refresh":
@@ -203,14 +202,14 @@ def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: date
         before = reminder.status
         if action.verb == "reopen":
             after = _reopen(reminder, now)
-            due_now = due_now or (after == t.SCHEDULED and reminder.due_at <= now)
+            wake_scheduler = True
         else:
             after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
             _close(reminder, after, now)
         reason = _REASONS[action.verb] if action.deadline is not None else "deadline_absent"
         history.append(t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details))
     t.record(uow, history)
-    return due_now
+    return wake_scheduler
 
 
 def handle_event(uow: UnitOfWork, event: Event) -> None:
@@ -223,4 +222,4 @@ def handle_event(uow: UnitOfWork, event: Event) -> None:
         return  # stale: a newer assessment was already reconciled
     actions = plan(_existing(uow, payload.patient_id), merge(payload.deadlines))
     if apply(uow, payload, actions, now):
-        sa_event.listen(uow.session, "after_commit", lambda _session: wake(), once=True)
+        wake_after_commit(uow)

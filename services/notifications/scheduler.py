@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import event as sa_event
 
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
@@ -39,6 +41,7 @@ log = logging.getLogger("carepath.scheduler")
 
 DEFAULT_LEASE_SECONDS = 15.0
 IDLE_BACKOFF_SECONDS = 0.1
+STOP_CHECK_SECONDS = 0.25
 _EVENT_NAMESPACE = uuid.UUID("6f1c1f1e-4d1b-4c4e-9a51-2b7d0f3c9e10")
 _table = Reminder.__table__
 _c = _table.c
@@ -47,8 +50,23 @@ _wake = threading.Event()
 
 
 def wake() -> None:
-    """Wake an in-process scheduler now (a reminder was created that is already due)."""
+    """Wake an in-process scheduler now: a reminder's next action may be earlier than its planned wake."""
     _wake.set()
+
+
+def wake_after_commit(uow: UnitOfWork) -> None:
+    """Wake the in-process scheduler once this unit of work commits (not before: it would find nothing)."""
+    sa_event.listen(uow.session, "after_commit", lambda _session: wake(), once=True)
+
+
+def _sleep(stop: threading.Event, seconds: float) -> None:
+    """Sleep up to `seconds`, returning early on wake() or stop (checked every STOP_CHECK_SECONDS)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or _wake.wait(min(remaining, STOP_CHECK_SECONDS)):
+            break
+    _wake.clear()
 
 
 def default_worker_id() -> str:
@@ -280,6 +298,5 @@ def run_scheduler(
             log.exception("scheduler pass failed; retrying")
             delay = settings.scheduler_max_sleep
         if delay > 0:
-            _wake.wait(delay)
-            _wake.clear()
+            _sleep(stop, delay)
     log.info("scheduler stopped")
