@@ -45,10 +45,15 @@ class Context:
 
     def monitoring(self, field_name: str) -> Instants:
         """opioid_monitoring updates where `field_name` is true."""
-        return Instants(self.timeline.select("opioid_monitoring", lambda e: e.get(field_name) is True))
+        return Instants(self.timeline.where("opioid_monitoring", field_name, True))
 
     def events(self, type_name: str, **equal: object) -> list[Event]:
-        return self.timeline.select(type_name, lambda e: all(e.get(k) == v for k, v in equal.items()))
+        """Events of a type whose data fields equal the given values (first field indexed)."""
+        if not equal:
+            return self.timeline.of_type(type_name)
+        (first, value), *rest = equal.items()
+        events = self.timeline.where(type_name, first, value)
+        return [e for e in events if all(e.data.get(k) == v for k, v in rest)] if rest else events
 
 
 def build_context(timeline: Timeline, params: Params) -> Context:

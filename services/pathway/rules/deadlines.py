@@ -6,8 +6,7 @@ cancelled, fact ids united.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 from .catalog import DEADLINE_RULES
 from .context import Context
@@ -17,14 +16,12 @@ from .timeline import Event, Instants, is_red_flag_exam
 _STATUS_RANK = {"pending": 2, "satisfied": 1, "cancelled": 0}
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     t: int
     fact_id: str | None
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(NamedTuple):
     kind: str
     due: int
     source_ids: tuple[str, ...]
@@ -38,12 +35,6 @@ class Draft:
             return "satisfied"
         return "pending" if can is None else "cancelled"
 
-    @property
-    def fact_ids(self) -> set[str]:
-        decided = self.satisfied if self.status == "satisfied" else self.cancelled
-        extra = {decided.fact_id} if decided is not None and decided.fact_id else set()
-        return set(self.source_ids) | extra
-
 
 def resolved_by(event: Event | None) -> Resolution | None:
     return None if event is None else Resolution(event.t, event.id)
@@ -53,12 +44,19 @@ def merge(drafts: Iterable[Draft]) -> list[Deadline]:
     merged: dict[tuple[str, int], tuple[str, set[str]]] = {}
     for draft in drafts:
         key = (draft.kind, draft.due)
-        status, ids = merged.get(key, ("cancelled", set()))
-        if key not in merged or _STATUS_RANK[draft.status] > _STATUS_RANK[status]:
-            status = draft.status
-        merged[key] = (status, ids | draft.fact_ids)
-    ordered = sorted(merged.items(), key=lambda item: (item[0][1], item[0][0]))
-    return [_deadline(kind, due, status, ids) for (kind, due), (status, ids) in ordered]
+        status = draft.status
+        ids = set(draft.source_ids)
+        decided = draft.satisfied if status == "satisfied" else draft.cancelled
+        if decided is not None and decided.fact_id:
+            ids.add(decided.fact_id)
+        previous = merged.get(key)
+        if previous is not None:
+            if _STATUS_RANK[previous[0]] > _STATUS_RANK[status]:
+                status = previous[0]
+            ids |= previous[1]
+        merged[key] = (status, ids)
+    return [_deadline(kind, due, status, ids) for (kind, due), (status, ids)
+            in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0]))]
 
 
 def _deadline(kind: str, due: int, status: str, ids: set[str]) -> Deadline:

@@ -19,14 +19,17 @@ def improved(baseline: object, latest: object, fraction: Fraction) -> bool | Non
     """latest <= baseline * (1 - fraction), exactly; None when the baseline is 0 (test does not apply)."""
     if baseline is None or latest is None or isinstance(baseline, bool) or isinstance(latest, bool):
         return None
-    if type(baseline) is int and type(latest) is int:  # fast exact path for NRS/PEG integers
+    if type(baseline) is int and type(latest) is int:  # exact integer path (NRS)
         if baseline <= 0:
             return None
         return latest * fraction.denominator <= baseline * (fraction.denominator - fraction.numerator)
-    base = Fraction(str(baseline))
-    if base <= 0:
+    if baseline <= 0:  # type: ignore[operator]
         return None
-    return Fraction(str(latest)) <= base * (1 - fraction)
+    margin = float(latest) - float(baseline) * (1 - float(fraction))  # type: ignore[arg-type]
+    if abs(margin) > 1e-9:  # clearly on one side: the float answer is the exact answer
+        return margin < 0
+    # At the boundary decide with decimal-exact arithmetic (7.0 vs 10 at 30 % counts as 30 %).
+    return Fraction(str(latest)) <= Fraction(str(baseline)) * (1 - fraction)
 
 
 def pain_test(assessment: Event, baseline: Event, fraction: Fraction) -> bool | None:

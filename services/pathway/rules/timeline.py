@@ -9,17 +9,20 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from .model import Fact, to_micros
 
 
-@dataclass(frozen=True, slots=True)
 class Event:
-    """A fact with its UTC instant as integer microseconds (exact arithmetic, no offsets)."""
+    """A fact with its UTC instant as integer microseconds (exact arithmetic, no offsets). Read-only by
+    convention; a plain slotted class because evaluate() builds hundreds of them per call."""
 
-    t: int
-    type: str
-    data: Mapping[str, Any]
-    id: str
+    __slots__ = ("t", "type", "data", "id")
+
+    def __init__(self, t: int, type_: str, data: Mapping[str, Any], id_: str):
+        self.t, self.type, self.data, self.id = t, type_, data, id_
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
+
+    def __repr__(self) -> str:
+        return f"Event({self.id!r}, {self.type!r}, t={self.t})"
 
 
 def is_red_flag_exam(event: Event) -> bool:
@@ -72,9 +75,21 @@ class Timeline:
         for event in self.events:
             self._by_type.setdefault(event.type, []).append(event)
         self.episodes = _episodes(self.events, self.of_type("surgery"))
+        self._indexes: dict[tuple[str, str], dict[Any, list[Event]]] = {}
 
     def of_type(self, type_name: str) -> list[Event]:
         return self._by_type.get(type_name, [])
+
+    def where(self, type_name: str, field_name: str, value: Any) -> list[Event]:
+        """Events of a type whose data field equals value, in clinical order (indexed once per field)."""
+        key = (type_name, field_name)
+        index = self._indexes.get(key)
+        if index is None:
+            index = {}
+            for event in self.of_type(type_name):
+                index.setdefault(event.data.get(field_name), []).append(event)
+            self._indexes[key] = index
+        return index.get(value, [])
 
     def select(self, type_name: str, keep: Callable[[Event], bool]) -> list[Event]:
         return [e for e in self.of_type(type_name) if keep(e)]
