@@ -13,6 +13,7 @@ from shared.db.uow import UnitOfWork
 router = APIRouter(prefix="/v1/organisation", tags=["configuration"])
 Ops = Annotated[Principal, Depends(require("ops"))]
 AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
+INVALID = {422: {"description": "unknown profile or parameter, or a bad value"}}
 
 
 class PathwayConfigIn(BaseModel):
@@ -30,14 +31,16 @@ def get_pathway_config(principal: Ops) -> dict[str, Any]:
         return describe_config(uow, principal.org)
 
 
-@router.put("/pathway-config", responses={**AUTH, 422: {"description": "unknown profile or parameter, bad value"}})
+@router.put("/pathway-config", responses={**AUTH, **INVALID})
 def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
     """Replace the configuration. A change to any parameter re-evaluates every patient of the organisation
     (a run driven by the scheduler); the response names that run under `reevaluation`."""
     with UnitOfWork() as uow:
         try:
-            change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
+            change = replace_config(uow, principal.org, body.profile, body.overrides,
+                                    requested_by=principal.actor)
         except ConfigError as exc:
             raise HTTPException(422, detail=str(exc)) from None
         uow.commit()
-        return {**describe_config(uow, principal.org), "changed": change.changed, "reevaluation_run_id": change.run_id}
+        described = describe_config(uow, principal.org)
+        return {**described, "changed": change.changed, "reevaluation_run_id": change.run_id}

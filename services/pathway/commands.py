@@ -21,7 +21,8 @@ def add_commands(sub: Any) -> None:
     change = config.add_parser("set", help="change the profile or parameters; re-evaluates the organisation")
     change.add_argument("--org", required=True)
     change.add_argument("--profile", help="policy profile: asra-2020 | us-medicare-lcd")
-    change.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    change.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter")
     change.add_argument("--clear-param", action="append", default=[], metavar="NAME",
                         help="drop an override (back to the profile's default)")
     change.add_argument("--rate", type=_positive, help="re-evaluation pace, patients per second (default 50)")
@@ -56,13 +57,20 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
-    from services.pathway.config import DEFAULT_RATE, ConfigError, describe_config, edit_config, parse_assignments
+    from services.pathway.config import (
+        DEFAULT_RATE,
+        ConfigError,
+        describe_config,
+        edit_config,
+        parse_assignments,
+    )
     from shared.db.uow import UnitOfWork
 
     try:
         with UnitOfWork() as uow:
-            change = edit_config(uow, args.org, profile=args.profile, set_params=parse_assignments(args.param),
-                                 clear=args.clear_param, requested_by="cli", rate=args.rate or DEFAULT_RATE)
+            change = edit_config(uow, args.org, profile=args.profile,
+                                 set_params=parse_assignments(args.param), clear=args.clear_param,
+                                 requested_by="cli", rate=args.rate or DEFAULT_RATE)
             uow.commit()
             print(json.dumps(describe_config(uow, args.org), indent=2, sort_keys=True))
     except ConfigError as exc:
@@ -86,7 +94,8 @@ def _start_runs(args: argparse.Namespace) -> list[str] | None:
     with UnitOfWork() as uow:
         serialise_run_changes(uow)
         orgs = [args.org] if args.org else known_orgs(uow)
-        runs = [start_run(uow, org, "manual", rate=args.rate or DEFAULT_RATE, requested_by="cli") for org in orgs]
+        rate = args.rate or DEFAULT_RATE
+        runs = [start_run(uow, org, "manual", rate=rate, requested_by="cli") for org in orgs]
         for run in runs:
             run.rate = args.rate or run.rate  # a resumed run takes the pace asked for now
         uow.commit()

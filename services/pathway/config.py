@@ -49,7 +49,8 @@ def _stored(uow: UnitOfWork, org: str) -> tuple[str, dict[str, Any]]:
 def _run_summary(run: ReevaluationRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    return {"id": run.id, "status": run.status, "reason": run.reason, "enqueued": run.enqueued, "total": run.total,
+    return {"id": run.id, "status": run.status, "reason": run.reason,
+            "enqueued": run.enqueued, "total": run.total,
             "rule_set_version": run.rule_set_version, "params_digest": run.params_digest,
             "created_at": isoformat(run.created_at), "finished_at": isoformat(run.finished_at)}
 
@@ -92,8 +93,9 @@ def replace_config(uow: UnitOfWork, org: str, profile: str, overrides: Mapping[s
     return ConfigChange(changed=True, run_id=run.id)
 
 
-def edit_config(uow: UnitOfWork, org: str, *, profile: str | None = None, set_params: Mapping[str, Any] | None = None,
-                clear: Iterable[str] = (), requested_by: str, rate: float = DEFAULT_RATE) -> ConfigChange:
+def edit_config(uow: UnitOfWork, org: str, *, profile: str | None = None,
+                set_params: Mapping[str, Any] | None = None, clear: Iterable[str] = (),
+                requested_by: str, rate: float = DEFAULT_RATE) -> ConfigChange:
     """Change some of the configuration (the CLI): a new profile, overrides to set, overrides to clear."""
     old_profile, overrides = _stored(uow, org)
     known = set(Params.__dataclass_fields__) - {"profile"}

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 
 from services.pathway.mapping import org_params
 from services.pathway.rules import RULE_SET_VERSION
@@ -88,7 +88,8 @@ def _applies(run: ReevaluationRun, target: Target) -> bool:
 def _new_run(uow: UnitOfWork, org: str, target: Target, reason: str, *, rate: float, requested_by: str,
              status: str = RUN_RUNNING) -> ReevaluationRun:
     now = utcnow()
-    total = uow.session.execute(select(func.count()).select_from(Patient).where(Patient.org == org)).scalar_one()
+    count = select(func.count()).select_from(Patient).where(Patient.org == org)
+    total = uow.session.execute(count).scalar_one()
     run = ReevaluationRun(
         org=org, reason=reason, rule_set_version=target.rule_set_version, profile=target.profile,
         params_digest=target.params_digest, status=status, total=total if status == RUN_RUNNING else 0,
@@ -126,7 +127,8 @@ def known_orgs(uow: UnitOfWork) -> list[str]:
 def _assessed_with_other_rules(uow: UnitOfWork, org: str, target: Target) -> bool:
     query = select(Assessment.id).where(
         Assessment.org == org,
-        (Assessment.rule_set_version != target.rule_set_version) | (Assessment.params_digest != target.params_digest),
+        (Assessment.rule_set_version != target.rule_set_version)
+        | (Assessment.params_digest != target.params_digest),
     ).limit(1)
     return uow.session.execute(query).first() is not None
 
@@ -257,8 +259,8 @@ def drive_once(stop: threading.Event, runs: Sequence[tuple[str, float]], setting
         started = time.monotonic()
         batch = advance_run(run_id, settings)
         total += batch.enqueued
-        pause = IDLE_SECONDS / 4 if batch.busy else pause_after(batch.enqueued, rate, time.monotonic() - started)
-        stop.wait(pause)
+        elapsed = time.monotonic() - started
+        stop.wait(IDLE_SECONDS / 4 if batch.busy else pause_after(batch.enqueued, rate, elapsed))
     return total
 
 

@@ -61,7 +61,8 @@ class Kit:
 
     def reevaluation_events(self) -> Counter[str]:
         """Queued re-evaluation events per patient id (all runs, handled or not)."""
-        query = select(OutboxMessage.envelope).where(OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
+        query = select(OutboxMessage.envelope).where(
+            OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
         with UnitOfWork(self.settings, read_only=True) as uow:
             return Counter(envelope["subject"] for envelope in uow.session.execute(query).scalars())
 

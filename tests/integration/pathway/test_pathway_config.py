@@ -55,10 +55,12 @@ def test_cli_change_reevaluates_every_patient_of_that_org_only(settings: Setting
     assert kit.reevaluation_events() == {p: 1 for p in ours}
     for patient_id in ours:
         latest = kit.latest(patient_id)
-        assert (latest.profile, latest.params_digest, latest.trigger) == ("us-medicare-lcd", expected, "reevaluation")
+        assert (latest.profile, latest.params_digest) == ("us-medicare-lcd", expected)
+        assert latest.trigger == "reevaluation"
         assert set(latest.changes["other"]) >= {"profile", "params_digest"}
     for patient_id in theirs:
-        assert kit.assessment_count(patient_id) == 1 and kit.latest(patient_id).params_digest == DEFAULT_DIGEST
+        assert kit.assessment_count(patient_id) == 1
+        assert kit.latest(patient_id).params_digest == DEFAULT_DIGEST
     [run] = _runs(settings, "org-a")
     assert (run.status, run.enqueued, run.total, run.requested_by) == ("done", 12, 12, "cli")
 
@@ -72,7 +74,7 @@ def test_cli_change_reevaluates_every_patient_of_that_org_only(settings: Setting
     (["--clear-param", "no_such_days"], "unknown pathway parameter"),
     (["--profile", "uk-nice"], "unknown policy profile"),
 ])
-def test_cli_refuses_invalid_configuration_with_exit_2(settings: Settings, kit, capsys, argv, message) -> None:
+def test_cli_refuses_invalid_configuration_with_exit_2(settings: Settings, kit, capsys, argv, message):
     kit.patients("org-a", 2)
     assert main(["config", "set", "--org", "org-a", *argv]) == 2
     assert message in capsys.readouterr().err
@@ -81,7 +83,7 @@ def test_cli_refuses_invalid_configuration_with_exit_2(settings: Settings, kit, 
     assert _runs(settings, "org-a") == []
 
 
-def test_cli_clear_param_returns_to_the_profile_default_and_reevaluates(settings: Settings, kit, capsys) -> None:
+def test_cli_clear_param_returns_to_the_profile_default_and_reevaluates(settings: Settings, kit, capsys):
     patients = kit.patients("org-a", 3)
     assert main(["config", "set", "--org", "org-a", "--param", "tolerance_days=21"]) == 0
     assert main(["config", "set", "--org", "org-a", "--param", "tolerance_days=21"]) == 0  # no change, no run
@@ -115,7 +117,8 @@ def test_http_route_is_ops_only_and_scoped_to_the_token_org(settings: Settings, 
     other = client.get("/v1/organisation/pathway-config", headers=_headers(settings, "org-b")).json()
     assert (other["org"], other["profile"], other["overrides"]) == ("org-b", "asra-2020", {})
     assert other["params_digest"] == DEFAULT_DIGEST and other["reevaluation"] is None
-    again = client.put("/v1/organisation/pathway-config", json=body, headers=_headers(settings, "org-a")).json()
+    again = client.put("/v1/organisation/pathway-config", json=body,
+                       headers=_headers(settings, "org-a")).json()
     assert again["changed"] is False and again["reevaluation_run_id"] is None
 
     assert _drive(settings) == 4 and kit.drain() == 4

@@ -56,7 +56,8 @@ def _queued(settings: Settings) -> int:
         return int(uow.session.execute(query).scalar_one())
 
 
-def _set_overrides(settings: Settings, org: str, overrides: dict[str, object], *, with_run: bool = True) -> str | None:
+def _set_overrides(settings: Settings, org: str, overrides: dict[str, object], *,
+                   with_run: bool = True) -> str | None:
     with UnitOfWork(settings) as uow:
         if with_run:
             run_id = replace_config(uow, org, "asra-2020", overrides, requested_by="test").run_id
@@ -109,13 +110,20 @@ def test_reevaluate_killed_mid_run_resumes_without_duplicates_or_gaps(settings: 
 def test_two_drivers_of_one_run_enqueue_each_patient_once(settings: Settings, kit) -> None:
     patients = kit.patients("org-a", 150, evaluate=False)
     _set_overrides(settings, "org-a", {"tolerance_days": 30})
-    stop = threading.Event()
-    threads = [threading.Thread(target=drive_runs, args=(stop,), kwargs={"settings": settings, "max_backlog": 0})
-               for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def driver() -> None:
+        try:
+            drive_runs(threading.Event(), settings=settings, max_backlog=0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=driver) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
+    assert errors == []
     assert kit.reevaluation_events() == {patient_id: 1 for patient_id in patients}
 
 
@@ -145,7 +153,7 @@ def test_ensure_current_rules_starts_resumes_and_records(settings: Settings, kit
     assert kit.reevaluation_events().total() == 5
 
 
-def test_ensure_current_rules_reevaluates_an_org_assessed_with_other_parameters(settings: Settings, kit) -> None:
+def test_ensure_current_rules_reevaluates_an_org_assessed_with_other_parameters(settings: Settings, kit):
     patients = kit.patients("org-c", 3)
     kit.patients("org-d", 2)
     _set_overrides(settings, "org-c", {"scs_positive_percent": 60}, with_run=False)
