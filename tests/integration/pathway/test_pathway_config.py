@@ -140,3 +140,34 @@ def test_http_refuses_invalid_configuration_with_422(settings: Settings, body) -
     assert response.status_code == 422, response.text
     with UnitOfWork(settings, read_only=True) as uow:
         assert uow.session.get(OrgConfig, "org-a") is None and uow.session.get(OrgConfig, "org-b") is None
+
+
+def test_history_shows_the_reevaluation_newest_first_with_what_changed(settings: Settings, kit) -> None:
+    from services.pathway.queries import BadCursor, pathway_history_page
+    from shared.db.tables import Patient
+
+    [patient_id] = kit.patients("org-a", 1)
+    client = TestClient(create_app())
+    ops = _headers(settings, "org-a")
+    assert client.put("/v1/organisation/pathway-config", json={"overrides": {"pt_start_check_days": 10}},
+                      headers=ops).status_code == 200
+    _drive(settings)
+    kit.drain()
+    reader = _headers(settings, "org-a", "client")
+    history = client.get(f"/v1/patients/{patient_id}/pathway/history", headers=reader)
+    items = history.json()["items"]
+    assert [item["seq"] for item in items] == [2, 1]
+    assert items[0]["trigger"] == "reevaluation" and "params_digest" in items[0]["changes"]["other"]
+    assert items[0]["assessment"]["params_digest"] == items[0]["params_digest"] != DEFAULT_DIGEST
+    assert items[1]["changes"]["first"] is True
+    other_org = _headers(settings, "org-b", "client")
+    assert client.get(f"/v1/patients/{patient_id}/pathway/history", headers=other_org).status_code == 404
+
+    with UnitOfWork(settings, read_only=True) as uow:
+        patient = uow.session.get(Patient, patient_id)
+        first = pathway_history_page(uow, patient, limit=1)
+        second = pathway_history_page(uow, patient, limit=1, cursor=first["next_cursor"])
+        with pytest.raises(BadCursor):
+            pathway_history_page(uow, patient, cursor="seq-2")
+    assert [i["seq"] for i in first["items"]] == [2] and first["next_cursor"] == "2"
+    assert [i["seq"] for i in second["items"]] == [1] and second["next_cursor"] is None
