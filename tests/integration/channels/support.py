@@ -37,6 +37,7 @@ def seed_reminder(
     due_at: datetime | None = None,
     text: str = "4-week opioid reassessment due: review benefit, harms and whether to continue",
     citation: str = "G3",
+    next_action_at: datetime | None = None,
 ) -> Reminder:
     now = utcnow()
     due_at = due_at or now - timedelta(days=1)
@@ -47,6 +48,7 @@ def seed_reminder(
         reminder = Reminder(
             org=org, patient_id=patient.id, kind=kind, due_at=due_at, status=status, text=text, citation=citation,
             delivered_at=now if status != "scheduled" else None, created_at=now, updated_at=now,
+            next_action_at=next_action_at,
         )
         uow.session.add(reminder)
         uow.commit()
