@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 DAY_US = 86_400 * 1_000_000
 
 
@@ -26,9 +25,11 @@ class Fact:
 
 def to_micros(moment: datetime) -> int:
     """Exact UTC instant as integer microseconds since the epoch (whatever offset it was written with)."""
-    if moment.utcoffset() is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return (moment - _EPOCH) // _MICROSECOND
+    try:
+        delta = moment - _EPOCH  # one utcoffset() call; naive datetimes raise TypeError here
+    except TypeError as exc:
+        raise ValueError("timestamps must be timezone-aware") from exc
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_micros(micros: int) -> datetime:
