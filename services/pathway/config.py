@@ -55,10 +55,18 @@ def _run_summary(run: ReevaluationRun | None) -> dict[str, Any] | None:
             "created_at": isoformat(run.created_at), "finished_at": isoformat(run.finished_at)}
 
 
+def _stored_params(profile: str, overrides: Mapping[str, Any]) -> Params | None:
+    """The stored configuration's parameters; None if it no longer validates (a rule set dropped a name)."""
+    try:
+        return params_for(profile, overrides)
+    except ValueError:
+        return None
+
+
 def describe_config(uow: UnitOfWork, org: str) -> dict[str, Any]:
     """The organisation's profile, its overrides, every effective parameter, and the latest run."""
     profile, overrides = _stored(uow, org)
-    params = params_for(profile, overrides)
+    params = _stored_params(profile, overrides)
     config = uow.session.get(OrgConfig, org)
     return {
         "org": org,
@@ -66,8 +74,9 @@ def describe_config(uow: UnitOfWork, org: str) -> dict[str, Any]:
         "profile": profile,
         "profiles": sorted(PROFILES),
         "overrides": overrides,
-        "params": params.as_json_dict(),
-        "params_digest": params.digest(),
+        "params": params.as_json_dict() if params else None,
+        "params_digest": params.digest() if params else None,
+        "valid": params is not None,
         "updated_at": isoformat(config.updated_at) if config else None,
         "reevaluation": _run_summary(latest_run(uow, org)),
     }
@@ -82,7 +91,8 @@ def replace_config(uow: UnitOfWork, org: str, profile: str, overrides: Mapping[s
     old_profile, old_overrides = _stored(uow, org)
     if (old_profile, old_overrides) == (profile, canonical):
         return ConfigChange(changed=False, run_id=None)
-    old_digest = params_for(old_profile, old_overrides).digest() if old_profile in PROFILES else ""
+    old_params = _stored_params(old_profile, old_overrides)
+    old_digest = old_params.digest() if old_params else ""
     config = uow.session.get(OrgConfig, org) or OrgConfig(org=org, updated_at=utcnow())
     config.profile, config.overrides, config.updated_at = profile, canonical, utcnow()
     uow.session.add(config)
@@ -100,7 +110,7 @@ def edit_config(uow: UnitOfWork, org: str, *, profile: str | None = None,
     old_profile, overrides = _stored(uow, org)
     known = set(Params.__dataclass_fields__) - {"profile"}
     for name in clear:
-        if name not in known:
+        if name not in known and name not in overrides:  # a stale name may always be cleared
             raise ConfigError(f"unknown pathway parameter {name!r}")
         overrides.pop(name, None)
     overrides.update(set_params or {})

@@ -171,3 +171,24 @@ def test_history_shows_the_reevaluation_newest_first_with_what_changed(settings:
             pathway_history_page(uow, patient, cursor="seq-2")
     assert [i["seq"] for i in first["items"]] == [2] and first["next_cursor"] == "2"
     assert [i["seq"] for i in second["items"]] == [1] and second["next_cursor"] is None
+
+
+def test_a_stored_configuration_that_no_longer_validates_is_shown_skipped_and_fixable(settings, kit, capsys):
+    from services.pathway.reevaluation import ensure_current_rules
+    from shared.clock import utcnow
+
+    kit.patients("org-a", 2)
+    kit.patients("org-b", 2)
+    with UnitOfWork(settings) as uow:  # as if a new rule set had dropped this parameter
+        uow.session.add(OrgConfig(org="org-a", profile="asra-2020", overrides={"retired_days": 5},
+                                  updated_at=utcnow()))
+        uow.commit()
+    assert main(["config", "show", "--org", "org-a"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["valid"] is False and shown["params"] is None
+    assert ensure_current_rules(settings) == []  # org-a skipped (logged), org-b still handled
+    assert [run.reason for run in _runs(settings, "org-b")] == ["baseline"] and _runs(settings, "org-a") == []
+    assert main(["config", "set", "--org", "org-a", "--clear-param", "retired_days"]) == 0
+    assert json.loads(capsys.readouterr().out)["valid"] is True
+    [run] = _runs(settings, "org-a")
+    assert run.status == "running" and run.params_digest == DEFAULT_DIGEST
