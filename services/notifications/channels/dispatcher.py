@@ -46,8 +46,13 @@ class Job:
 def dispatch_due(settings: Settings | None = None, now: datetime | None = None, senders: Senders | None = None) -> int:
     """One pass: claim what is due at `now`, send it, record outcomes. Returns the number of attempts made."""
     settings = settings or get_settings()
+    if senders is None:
+        senders = real_senders(settings)
+        try:
+            return dispatch_due(settings, now, senders)
+        finally:
+            senders.close()
     now = now or utcnow()
-    senders = senders or real_senders(settings)
     token = f"dispatcher-{uuid.uuid4().hex[:16]}"
     jobs = _claim(settings, now, token)
     if not jobs:
@@ -155,12 +160,16 @@ def run_dispatcher(stop: threading.Event, settings: Settings | None = None) -> N
     settings = settings or get_settings()
     senders = real_senders(settings)
     idle_sleep = min(settings.scheduler_max_sleep, IDLE_SLEEP_MAX)
-    while not stop.is_set():
-        try:
-            attempted = dispatch_due(settings, utcnow(), senders)
-        except Exception:  # a database blip must not end the thread; the rows are still there
-            log.exception("dispatcher pass failed; retrying")
-            stop.wait(max(idle_sleep, 1.0))
-            continue
-        if attempted < BATCH:
-            stop.wait(idle_sleep)
+    log.info("channel dispatcher started")
+    try:
+        while not stop.is_set():
+            try:
+                attempted = dispatch_due(settings, utcnow(), senders)
+            except Exception:  # a database blip must not end the thread; the rows are still there
+                log.exception("dispatcher pass failed; retrying")
+                stop.wait(max(idle_sleep, 1.0))
+                continue
+            if attempted < BATCH:
+                stop.wait(idle_sleep)
+    finally:
+        senders.close()

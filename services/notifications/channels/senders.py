@@ -40,22 +40,24 @@ def http_outcome(status_code: int) -> Outcome:
     return Outcome(ok=False, status_code=status_code, error=f"HTTP {status_code}")
 
 
-@dataclass
 class HttpWebhookSender:
-    """httpx with short timeouts, no redirects (a redirect could point inside) and pinned, checked addresses."""
+    """httpx with short timeouts, no redirects (a redirect could point inside) and pinned, checked addresses.
+    One client (and connection pool) per sender; httpx clients are safe to share between threads."""
 
-    allow_private: bool
+    def __init__(self, allow_private: bool) -> None:
+        self.client = httpx.Client(
+            transport=PinnedTransport(allow_private), timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False
+        )
 
     def __call__(self, url: str, body: str, headers: dict[str, str]) -> Outcome:
-        transport = PinnedTransport(self.allow_private)
         try:
-            with httpx.Client(
-                transport=transport, timeout=HTTP_TIMEOUT, follow_redirects=False, trust_env=False
-            ) as client:
-                response = client.post(url, content=body.encode(), headers=headers)
+            response = self.client.post(url, content=body.encode(), headers=headers)
         except httpx.HTTPError as exc:
             return Outcome(ok=False, error=_short(f"{type(exc).__name__}: {exc}"))
         return http_outcome(response.status_code)
+
+    def close(self) -> None:
+        self.client.close()
 
 
 @dataclass
@@ -83,6 +85,11 @@ class SmtpEmailSender:
 class Senders:
     webhook: WebhookSender
     email: EmailSender
+
+    def close(self) -> None:
+        close = getattr(self.webhook, "close", None)
+        if close is not None:
+            close()
 
 
 def real_senders(settings: Settings) -> Senders:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+from functools import lru_cache
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -87,14 +89,20 @@ class PinnedBackend(httpcore.SyncBackend):
         raise last_error
 
 
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """Built once: loading the CA bundle costs tens of milliseconds."""
+    return httpx.create_ssl_context()
+
+
 class PinnedTransport(httpx.HTTPTransport):
     """httpx transport whose connections go through `PinnedBackend`; no proxies from the environment."""
 
     def __init__(self, allow_private: bool, resolver: Resolver = resolve) -> None:
-        super().__init__()
+        super().__init__(verify=tls_context())
         # httpx has no public hook for the network backend; replace the pool it built with one that has ours.
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            ssl_context=tls_context(),
             max_connections=20,
             network_backend=PinnedBackend(allow_private, resolver),
         )
