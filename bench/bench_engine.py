@@ -3,6 +3,7 @@
 Run: .venv/bin/python bench/bench_engine.py [--runs 500] [--profile]
 Target: median < 2 ms. Prints median, p95 and the machine it ran on.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,13 +12,13 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.pathway.rules import Fact, evaluate  # noqa: E402
+from services.pathway.rules import Fact, evaluate
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=ZoneInfo("America/New_York"))
 
@@ -32,9 +33,17 @@ def realistic_patient(updates: int = 200) -> list[Fact]:
 
     add(0, "surgery", {"procedure": "laminectomy_foraminotomy", "levels": ["L4-L5", "L5-S1"]})
     add(1, "psychosocial", {"factors": ["family_support", "unemployed"], "symptom_months_before_surgery": 18})
-    add(20, "imaging", {"modality": "mri", "findings": ["no_surgical_target"], "indication": "persistent pain"})
+    add(
+        20,
+        "imaging",
+        {"modality": "mri", "findings": ["no_surgical_target"], "indication": "persistent pain"},
+    )
     add(20, "neuro_exam", {"progressive_deficit": False, "cauda_equina_signs": False})
-    add(21, "pain_assessment", {"pain_nrs": 8, "function_peg": 7.3, "distribution": "mixed", "facet_suspected": True})
+    add(
+        21,
+        "pain_assessment",
+        {"pain_nrs": 8, "function_peg": 7.3, "distribution": "mixed", "facet_suspected": True},
+    )
     add(22, "therapy", {"kind": "physical_therapy", "status": "referred"})
     add(25, "therapy", {"kind": "physical_therapy", "status": "started", "modality": "active"})
     add(25, "medication", {"drug_class": "nsaid", "action": "started", "name": "naproxen"})
@@ -51,14 +60,21 @@ def realistic_patient(updates: int = 200) -> list[Fact]:
     while len(facts) < updates:
         cycle = len(facts) % 6
         if cycle == 0:
-            add(day, "pain_assessment", {"pain_nrs": 5 + int(day) % 4, "function_peg": 6.0, "distribution": "mixed"})
+            add(
+                day,
+                "pain_assessment",
+                {"pain_nrs": 5 + int(day) % 4, "function_peg": 6.0, "distribution": "mixed"},
+            )
         elif cycle == 1:
             add(day, "therapy", {"kind": "physical_therapy", "status": "progress", "modality": "active"})
         elif cycle == 2 and day > 76:
             add(day, "opioid_review", {"meaningful_relief": day % 3 == 0, "pain_nrs": 6})
         elif cycle == 3 and day > 76:
-            add(day, "opioid_monitoring", {"plan_documented": True, "pdmp_checked": True,
-                                           "naloxone_offered": True})
+            add(
+                day,
+                "opioid_monitoring",
+                {"plan_documented": True, "pdmp_checked": True, "naloxone_offered": True},
+            )
         elif cycle == 4:
             add(day, "therapy", {"kind": "cbt", "status": "progress", "meaningful_relief": False})
         else:
@@ -92,11 +108,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile of 100 evaluations")
     args = parser.parse_args()
     facts = realistic_patient(args.updates)
-    now = max(f.occurred_at for f in facts).astimezone(timezone.utc) + timedelta(days=1)
+    now = max(f.occurred_at for f in facts).astimezone(UTC) + timedelta(days=1)
     result = evaluate(facts, now)
     if args.profile:
         import cProfile
         import pstats
+
         with cProfile.Profile() as profiler:
             for _ in range(100):
                 evaluate(facts, now)
@@ -106,9 +123,11 @@ def main() -> None:
     print(_summary("  wall", wall))
     print(_summary("  cpu ", cpu))
     print(f"assessment: stage={result.stage}, {len(result.flags)} flags, {len(result.deadlines)} deadlines")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu n/a'}, "
-          f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.processor() or 'cpu n/a'}, "
+        f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.system()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,10 +2,21 @@
 
 No database, broker, web framework, logging I/O or wall clock: `now` is a parameter.
 """
+
 from .catalog import RULE_SET_VERSION
 from .engine import evaluate
 from .model import Assessment, Deadline, Fact, Flag, Recommendation
 from .params import PROFILES, Params, params_for
 
-__all__ = ["Assessment", "Deadline", "Fact", "Flag", "PROFILES", "Params", "RULE_SET_VERSION", "Recommendation",
-           "evaluate", "params_for"]
+__all__ = [
+    "PROFILES",
+    "RULE_SET_VERSION",
+    "Assessment",
+    "Deadline",
+    "Fact",
+    "Flag",
+    "Params",
+    "Recommendation",
+    "evaluate",
+    "params_for",
+]

@@ -4,10 +4,11 @@ Sources: G1-G6 are the reference numbers of the guideline article (docs/guidelin
 the CDC Clinical Practice Guideline for Prescribing Opioids for Pain (2022); IMMPACT the consensus on
 meaningful change in chronic pain trials; NICE NG59 / TA159 and the CMS LCD as named.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 RULE_SET_VERSION = "lbp-postlam-2026.1"
 
@@ -27,6 +28,8 @@ def _rules(*items: tuple[str, str, str, str]) -> Mapping[str, RuleInfo]:
     return {code: RuleInfo(code, citation, rationale, text) for code, citation, rationale, text in items}
 
 
+# Data tables, one rule per entry: kept compact on purpose.
+# fmt: off
 STAGE_RULES = _rules(
     (URGENT, "G1", "Progressive neurological deficit or cauda equina signs need prompt surgical evaluation.",
      "Latest neuro exam shows a red flag."),
@@ -36,7 +39,8 @@ STAGE_RULES = _rules(
      "Initial evaluation complete."),
     ("second_line", "G3; IMMPACT", "An adequate first-line trial without meaningful relief escalates care.",
      "Active PT >= 6 weeks, non-opioid course, assessment >= 4 weeks into PT without meaningful relief."),
-    ("refractory", "G5; G6; G1", "Pain persisting through psychological and interventional care is refractory.",
+    ("refractory", "G5; G6; G1",
+     "Pain persisting through psychological and interventional care is refractory.",
      "Second line, psychological therapy >= 8 weeks, an interventional procedure, no meaningful relief."),
 )
 
@@ -51,7 +55,8 @@ FLAG_RULES = _rules(
      "Perform and record a neurological assessment."),
     ("pain_assessment_needed", "G1; G2", "Pain and facet involvement (32 % after surgery) guide treatment.",
      "Record a pain assessment including facet evaluation."),
-    ("surgical_target_on_imaging", "G1", "A surgical target exists, but repeat surgery comes after conservative care.",
+    ("surgical_target_on_imaging", "G1",
+     "A surgical target exists, but repeat surgery comes after conservative care.",
      "Repeat surgery only after conservative care fails, with a clear surgical target."),
     ("nerve_entrapment_in_scar", "G5", "Endoscopic decompression may help nerve entrapment in scar tissue.",
      "Consider percutaneous transforaminal endoscopic decompression."),
@@ -67,9 +72,11 @@ FLAG_RULES = _rules(
      "Switch to active PT: core strengthening and spinal stabilisation."),
     ("opioid_before_non_opioid_trial", "G3", "Non-opioid medications should be tried first.",
      "Try non-opioid analgesics first."),
-    ("opioid_monitoring_plan_missing", "G3", "Monitoring of side effects and compliance precedes long-term opioids.",
+    ("opioid_monitoring_plan_missing", "G3",
+     "Monitoring of side effects and compliance precedes long-term opioids.",
      "Document a monitoring strategy before long-term opioid therapy."),
-    ("opioid_no_meaningful_relief", "G3", "No meaningful relief within a month predicts no long-term benefit.",
+    ("opioid_no_meaningful_relief", "G3",
+     "No meaningful relief within a month predicts no long-term benefit.",
      "Unlikely to benefit from longer-term opioid use; consider a taper."),
     ("opioid_tolerance_risk", "G3", "Tolerance and hyperalgesia can develop within 4 weeks of opioid use.",
      "Tolerance and opioid-induced hyperalgesia can develop within 4 weeks; reassess."),
@@ -77,9 +84,11 @@ FLAG_RULES = _rules(
      "Offer naloxone."),
     ("opioid_benzodiazepine_coprescription", "CDC22", "Opioids with benzodiazepines raise overdose risk.",
      "Avoid concurrent opioid and benzodiazepine use."),
-    ("psychological_therapy_recommended", "G3", "Psychological therapy relieves back pain for 4 weeks to 2 years.",
+    ("psychological_therapy_recommended", "G3",
+     "Psychological therapy relieves back pain for 4 weeks to 2 years.",
      "CBT, biofeedback or relaxation training."),
-    ("multidisciplinary_rehab_recommended", "G6", "Multidisciplinary rehabilitation helps even high chronicity.",
+    ("multidisciplinary_rehab_recommended", "G6",
+     "Multidisciplinary rehabilitation helps even high chronicity.",
      "Multidisciplinary pain rehabilitation."),
     ("scs_psychological_evaluation_needed", "NICE TA159; CMS LCD",
      "Psychological evaluation is required before spinal cord stimulation.",
@@ -88,7 +97,8 @@ FLAG_RULES = _rules(
      "Spinal cord stimulator implant may be considered."),
     ("scs_trial_negative", "G3; NICE TA159", "A trial without enough relief argues against implantation.",
      "Do not implant a spinal cord stimulator."),
-    ("tens_caution", "G3; NICE NG59", "Sources disagree: G3 allows TENS as an adjunct, NICE NG59 advises against.",
+    ("tens_caution", "G3; NICE NG59",
+     "Sources disagree: G3 allows TENS as an adjunct, NICE NG59 advises against.",
      "TENS allowed as an adjunct only [G3]; NICE NG59 advises against TENS for low back pain."),
     ("imaging_without_indication", "G1", "Routine imaging does not improve outcomes and adds cost.",
      "Avoid routine imaging without a specific clinical indication."),
@@ -98,14 +108,16 @@ FLAG_RULES = _rules(
      "Epidural steroid injections are for radicular pain."),
     ("scs_before_other_therapies", "G3", "SCS is for persistent radicular pain after other therapies.",
      "Spinal cord stimulation only for persistent radicular pain after other therapies."),
-    ("repeat_surgery_criteria_unmet", "G1", "Repeat surgery needs failed conservative care and a clear target.",
+    ("repeat_surgery_criteria_unmet", "G1",
+     "Repeat surgery needs failed conservative care and a clear target.",
      "Repeat surgery only after conservative care fails and with a clear surgical target."),
     ("responding_to_treatment", "IMMPACT", "A >= 30 % improvement is a meaningful response.",
      "Continue the current plan."),
-    ("poor_prognostic_factors", "G4", "Divorce, unemployment, diffuse complaints, psychological predominance "
-     "and secondary gain predict poorer outcomes.", "Context for the coordinator: poor prognostic factors."),
-    ("good_prognostic_factors", "G4; G1", "Motivation, support, good function, moderate psychological "
-     "factors and < 1 year of symptoms predict better outcomes.",
+    ("poor_prognostic_factors", "G4",
+     "Divorce, unemployment, diffuse complaints, psychological predominance, secondary gain: worse.",
+     "Context for the coordinator: poor prognostic factors."),
+    ("good_prognostic_factors", "G4; G1",
+     "Motivation, support, good function, moderate psychology, symptoms < 1 year: better outcomes.",
      "Context for the coordinator: good prognostic factors."),
 )
 
@@ -137,3 +149,4 @@ DEADLINE_RULES = _rules(
     ("procedure_follow_up", "G3; IMMPACT", "Procedure benefit is judged by a later pain assessment.",
      "Procedure follow-up due: record a pain assessment to judge the procedure's effect"),
 )
+# fmt: on

@@ -1,8 +1,9 @@
 """Everything derived once from the facts that the stage, deadline and flag rules read."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .courses import Course, OpioidEpisode, build_courses, opioid_episodes
 from .params import Params
@@ -59,5 +60,6 @@ class Context:
 def build_context(timeline: Timeline, params: Params) -> Context:
     courses = build_courses(timeline.of_type("medication"))
     stages = [episode_stages(episode, courses, params) for episode in timeline.episodes]
-    return Context(timeline, params, timeline.now, courses, opioid_episodes(courses), stages,
-                   urgent_run(timeline))
+    return Context(
+        timeline, params, timeline.now, courses, opioid_episodes(courses), stages, urgent_run(timeline)
+    )

@@ -2,11 +2,12 @@
 
 Courses carry across surgical episodes: a patient on opioids stays on opioids.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Iterable
 
 from .timeline import Event
 
@@ -66,8 +67,9 @@ def _class_courses(drug_class: str, events: list[Event]) -> list[Course]:
     return courses
 
 
-def _apply_start_stop(drug_class: str, current: Course | None, at_instant: list[Event],
-                      courses: list[Course]) -> Course | None:
+def _apply_start_stop(
+    drug_class: str, current: Course | None, at_instant: list[Event], courses: list[Course]
+) -> Course | None:
     """A start at an instant wins over a stop at the same instant (the course continues / opens)."""
     starts = [e for e in at_instant if e.get("action") == "started"]
     stops = [e for e in at_instant if e.get("action") == "stopped"]
@@ -123,5 +125,7 @@ def _episode(group: list[Course]) -> OpioidEpisode:
 
 def current_mme(courses: Iterable[Course], now: int) -> float | None:
     """Sum of the latest known MME of each open opioid course; None if none of them has one."""
-    known = [c.mme for c in courses if c.drug_class in OPIOID_CLASSES and c.open_at(now) and c.mme is not None]
+    known = [
+        c.mme for c in courses if c.drug_class in OPIOID_CLASSES and c.open_at(now) and c.mme is not None
+    ]
     return sum(known) if known else None

@@ -4,9 +4,11 @@ Each rule yields drafts (kind, due, satisfying event, cancelling event). The ear
 at the same instant satisfied wins. Drafts colliding on (kind, due_at) merge: pending over satisfied over
 cancelled, fact ids united.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from .catalog import DEADLINE_RULES
 from .context import Context
@@ -55,8 +57,10 @@ def merge(drafts: Iterable[Draft]) -> list[Deadline]:
                 status = previous[0]
             ids |= previous[1]
         merged[key] = (status, ids)
-    return [_deadline(kind, due, status, ids) for (kind, due), (status, ids)
-            in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0]))]
+    return [
+        _deadline(kind, due, status, ids)
+        for (kind, due), (status, ids) in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0]))
+    ]
 
 
 def _deadline(kind: str, due: int, status: str, ids: set[str]) -> Deadline:
@@ -67,13 +71,22 @@ def _deadline(kind: str, due: int, status: str, ids: set[str]) -> Deadline:
 def urgent_referrals(ctx: Context) -> Iterator[Draft]:
     """Each red-flag exam: satisfied by a later surgery, repeat surgery or clear exam."""
     exams = ctx.timeline.of_type("neuro_exam")
-    resolvers = Instants(sorted(
-        ctx.timeline.of_type("surgery") + ctx.events("procedure", kind="repeat_surgery")
-        + [e for e in exams if not is_red_flag_exam(e)], key=lambda e: e.t))
+    resolvers = Instants(
+        sorted(
+            ctx.timeline.of_type("surgery")
+            + ctx.events("procedure", kind="repeat_surgery")
+            + [e for e in exams if not is_red_flag_exam(e)],
+            key=lambda e: e.t,
+        )
+    )
     for exam in exams:
         if is_red_flag_exam(exam):
-            yield Draft("urgent_surgical_referral", exam.t, (exam.id,),
-                        satisfied=resolved_by(resolvers.first_after(exam.t)))
+            yield Draft(
+                "urgent_surgical_referral",
+                exam.t,
+                (exam.id,),
+                satisfied=resolved_by(resolvers.first_after(exam.t)),
+            )
 
 
 def episode_deadlines(ctx: Context) -> Iterator[Draft]:
@@ -82,16 +95,30 @@ def episode_deadlines(ctx: Context) -> Iterator[Draft]:
         episode = stages.episode
         ended = None if episode.end is None else Resolution(episode.end, None)
         first_line, second_line = stages.entries[1], stages.entries[2]
-        yield Draft("initial_evaluation_overdue", episode.start + ctx.params.initial_evaluation_days * DAY_US,
-                    episode.start_ids, satisfied=_at(first_line), cancelled=ended)
+        yield Draft(
+            "initial_evaluation_overdue",
+            episode.start + ctx.params.initial_evaluation_days * DAY_US,
+            episode.start_ids,
+            satisfied=_at(first_line),
+            cancelled=ended,
+        )
         pt = stages.first_active_pt
         if pt is not None:
             outcome = Instants(e for e in episode.events if e.type == "pain_assessment").first_at_or_after(
-                pt.t + ctx.params.pt_assessment_after_days * DAY_US)
-            satisfied = min((r for r in (resolved_by(outcome), _at(second_line)) if r is not None),
-                            key=lambda r: r.t, default=None)
-            yield Draft("first_line_review", pt.t + ctx.params.first_line_trial_days * DAY_US, (pt.id,),
-                        satisfied=satisfied, cancelled=ended)
+                pt.t + ctx.params.pt_assessment_after_days * DAY_US
+            )
+            satisfied = min(
+                (r for r in (resolved_by(outcome), _at(second_line)) if r is not None),
+                key=lambda r: r.t,
+                default=None,
+            )
+            yield Draft(
+                "first_line_review",
+                pt.t + ctx.params.first_line_trial_days * DAY_US,
+                (pt.id,),
+                satisfied=satisfied,
+                cancelled=ended,
+            )
 
 
 def _at(t: int | None) -> Resolution | None:
@@ -106,18 +133,30 @@ def pt_deadlines(ctx: Context) -> Iterator[Draft]:
     for event in pt:
         status = event.get("status")
         if status == "referred":
-            yield Draft("pt_start_check", event.t + ctx.params.pt_start_check_days * DAY_US, (event.id,),
-                        satisfied=resolved_by(started.first_at_or_after(event.t)),
-                        cancelled=resolved_by(stopped.first_after(event.t)))
+            yield Draft(
+                "pt_start_check",
+                event.t + ctx.params.pt_start_check_days * DAY_US,
+                (event.id,),
+                satisfied=resolved_by(started.first_at_or_after(event.t)),
+                cancelled=resolved_by(stopped.first_after(event.t)),
+            )
         elif status in ("started", "progress"):
-            yield Draft("pt_follow_up", event.t + ctx.params.pt_follow_up_days * DAY_US, (event.id,),
-                        satisfied=resolved_by(followed.first_after(event.t)),
-                        cancelled=resolved_by(stopped.first_after(event.t)))
+            yield Draft(
+                "pt_follow_up",
+                event.t + ctx.params.pt_follow_up_days * DAY_US,
+                (event.id,),
+                satisfied=resolved_by(followed.first_after(event.t)),
+                cancelled=resolved_by(stopped.first_after(event.t)),
+            )
 
 
 def procedure_follow_ups(ctx: Context) -> Iterator[Draft]:
     assessments = Instants(ctx.timeline.of_type("pain_assessment"))
     for procedure in ctx.timeline.of_type("procedure"):
         after = procedure.t + ctx.params.procedure_assessment_after_days * DAY_US
-        yield Draft("procedure_follow_up", procedure.t + ctx.params.procedure_follow_up_days * DAY_US,
-                    (procedure.id,), satisfied=resolved_by(assessments.first_at_or_after(after)))
+        yield Draft(
+            "procedure_follow_up",
+            procedure.t + ctx.params.procedure_follow_up_days * DAY_US,
+            (procedure.id,),
+            satisfied=resolved_by(assessments.first_at_or_after(after)),
+        )

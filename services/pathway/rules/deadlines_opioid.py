@@ -1,7 +1,8 @@
 """Opioid deadlines (pathway-spec §3): monitoring plan, reviews, PDMP and urine drug tests [G3][CDC22]."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .context import Context
 from .courses import OPIOID_CLASSES, OpioidEpisode
@@ -18,9 +19,13 @@ def monitoring_plans(ctx: Context) -> Iterator[Draft]:
     plans = ctx.monitoring("plan_documented")
     lookback = ctx.params.monitoring_lookback_days * DAY_US
     for episode in ctx.opioid_episodes:
-        yield Draft("opioid_monitoring_plan", episode.start, episode.start_ids,
-                    satisfied=resolved_by(plans.first_at_or_after(episode.start - lookback)),
-                    cancelled=_ended(episode))
+        yield Draft(
+            "opioid_monitoring_plan",
+            episode.start,
+            episode.start_ids,
+            satisfied=resolved_by(plans.first_at_or_after(episode.start - lookback)),
+            cancelled=_ended(episode),
+        )
 
 
 def opioid_reviews(ctx: Context) -> Iterator[Draft]:
@@ -30,29 +35,60 @@ def opioid_reviews(ctx: Context) -> Iterator[Draft]:
         if course.drug_class not in OPIOID_CLASSES:
             continue
         cancelled = None if course.end is None else Resolution(course.end, course.end_id)
-        yield Draft("opioid_review_4w", course.start + params.opioid_review_days * DAY_US, (course.start_id,),
-                    satisfied=resolved_by(reviews.first_after(course.start)), cancelled=cancelled)
+        yield Draft(
+            "opioid_review_4w",
+            course.start + params.opioid_review_days * DAY_US,
+            (course.start_id,),
+            satisfied=resolved_by(reviews.first_after(course.start)),
+            cancelled=cancelled,
+        )
         for increase in course.increases:
-            yield Draft("opioid_review_dose_change", increase.t + params.dose_change_review_days * DAY_US,
-                        (increase.id,), satisfied=resolved_by(reviews.first_after(increase.t)),
-                        cancelled=_ended(ctx.opioid_episode_at(increase.t)))
+            yield Draft(
+                "opioid_review_dose_change",
+                increase.t + params.dose_change_review_days * DAY_US,
+                (increase.id,),
+                satisfied=resolved_by(reviews.first_after(increase.t)),
+                cancelled=_ended(ctx.opioid_episode_at(increase.t)),
+            )
+    yield from _periodic_reviews(ctx, reviews)
+
+
+def _periodic_reviews(ctx: Context, reviews: Instants) -> Iterator[Draft]:
+    params = ctx.params
     for review in reviews.events:
         episode = ctx.opioid_episode_at(review.t)
         if episode is not None:
-            yield Draft("opioid_review_periodic", review.t + params.periodic_review_days * DAY_US, (review.id,),
-                        satisfied=resolved_by(reviews.first_after(review.t)), cancelled=_ended(episode))
+            yield Draft(
+                "opioid_review_periodic",
+                review.t + params.periodic_review_days * DAY_US,
+                (review.id,),
+                satisfied=resolved_by(reviews.first_after(review.t)),
+                cancelled=_ended(episode),
+            )
 
 
 def recurring_checks(ctx: Context) -> Iterator[Draft]:
     """PDMP every 90 days and urine drug test every 365 days, from each opioid episode's start."""
     lookback = ctx.params.monitoring_lookback_days * DAY_US
-    for kind, field_name, interval_days in (("pdmp_review", "pdmp_checked", ctx.params.pdmp_interval_days),
-                                            ("urine_drug_test", "urine_drug_test", ctx.params.udt_interval_days)):
+    for kind, field_name, interval_days in (
+        ("pdmp_review", "pdmp_checked", ctx.params.pdmp_interval_days),
+        ("urine_drug_test", "urine_drug_test", ctx.params.udt_interval_days),
+    ):
         checks = ctx.monitoring(field_name)
         for episode in ctx.opioid_episodes:
-            in_scope = [c for c in checks.events
-                        if c.t >= episode.start - lookback and (episode.end is None or c.t < episode.end)]
-            dues = [(episode.start, episode.start_ids)] + [(c.t + interval_days * DAY_US, (c.id,)) for c in in_scope]
+            in_scope = [
+                c
+                for c in checks.events
+                if c.t >= episode.start - lookback and (episode.end is None or c.t < episode.end)
+            ]
+            dues = [(episode.start, episode.start_ids)] + [
+                (c.t + interval_days * DAY_US, (c.id,)) for c in in_scope
+            ]
             for due, ids in dues:
-                yield Draft(kind, due, ids, satisfied=resolved_by(checks.first_at_or_after(due - lookback)),
-                            cancelled=_ended(episode))
+                yield Draft(
+                    kind,
+                    due,
+                    ids,
+                    satisfied=resolved_by(checks.first_at_or_after(due - lookback)),
+                    cancelled=_ended(episode),
+                )

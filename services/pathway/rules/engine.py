@@ -1,15 +1,15 @@
 """evaluate(facts, now, params) -> Assessment: the pure entry point of the pathway engine."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Iterable, Iterator, Sequence
 
 from .catalog import FLAG_RULES, PROFILE_DEPENDENT_FLAGS, RULE_SET_VERSION, URGENT
 from .context import Context, build_context
-from .deadlines import Draft, episode_deadlines, merge, pt_deadlines, procedure_follow_ups, urgent_referrals
+from .deadlines import Draft, episode_deadlines, merge, procedure_follow_ups, pt_deadlines, urgent_referrals
 from .deadlines_opioid import monitoring_plans, opioid_reviews, recurring_checks
-from .flags import (episode_flags, history_flags, mbb_flags, procedure_flags, prognosis_flags,
-                    timing_flags)
+from .flags import episode_flags, history_flags, mbb_flags, procedure_flags, prognosis_flags, timing_flags
 from .flags_opioid import opioid_flags
 from .model import DAY_US, Assessment, Deadline, Fact, Flag, Recommendation, from_micros, to_micros
 from .params import PROFILE_SOURCES, Params, params_for
@@ -28,12 +28,20 @@ def evaluate(facts: Sequence[Fact], now: datetime, params: Params | None = None)
     flags = _flags(ctx)
     deadlines = merge(_drafts(ctx))
     return Assessment(
-        stage=stage, stage_since=_dt(since), rule_set_version=RULE_SET_VERSION, profile=params.profile,
-        params_digest=params.digest(), evaluated_at=from_micros(now_us),
+        stage=stage,
+        stage_since=_dt(since),
+        rule_set_version=RULE_SET_VERSION,
+        profile=params.profile,
+        params_digest=params.digest(),
+        evaluated_at=from_micros(now_us),
         next_evaluation_at=_dt(_next_evaluation(facts, ctx, (stage, since, flags, deadlines))),
-        updates_evaluated=len(facts), flags=tuple(flags),
+        updates_evaluated=len(facts),
+        flags=tuple(flags),
         recommendations=tuple(_recommendation(flag, params) for flag in flags),
-        deadlines=tuple(deadlines), pathway_stage=pathway[0], pathway_stage_since=_dt(pathway[1]))
+        deadlines=tuple(deadlines),
+        pathway_stage=pathway[0],
+        pathway_stage_since=_dt(pathway[1]),
+    )
 
 
 def _dt(micros: int | None) -> datetime | None:
@@ -48,8 +56,15 @@ def _stage(ctx: Context) -> tuple[str, int | None, tuple[str, int | None]]:
 
 
 def _flag_hits(ctx: Context) -> Iterator[tuple[str, tuple[str, ...]]]:
-    for rule in (history_flags, episode_flags, timing_flags, procedure_flags, mbb_flags, opioid_flags,
-                 prognosis_flags):
+    for rule in (
+        history_flags,
+        episode_flags,
+        timing_flags,
+        procedure_flags,
+        mbb_flags,
+        opioid_flags,
+        prognosis_flags,
+    ):
         yield from rule(ctx)
 
 
@@ -64,18 +79,32 @@ def _recommendation(flag: Flag, params: Params) -> Recommendation:
     rule = FLAG_RULES[flag.code]
     text = rule.text
     if flag.code in PROFILE_DEPENDENT_FLAGS:
-        text = f"{text} (policy profile {params.profile}: {PROFILE_SOURCES.get(params.profile, params.profile)})"
+        text = (
+            f"{text} (policy profile {params.profile}: {PROFILE_SOURCES.get(params.profile, params.profile)})"
+        )
     return Recommendation(flag.code, text, rule.citation, flag.fact_ids)
 
 
 def _drafts(ctx: Context) -> Iterable[Draft]:
-    for rule in (urgent_referrals, episode_deadlines, pt_deadlines, procedure_follow_ups, monitoring_plans,
-                 opioid_reviews, recurring_checks):
+    for rule in (
+        urgent_referrals,
+        episode_deadlines,
+        pt_deadlines,
+        procedure_follow_ups,
+        monitoring_plans,
+        opioid_reviews,
+        recurring_checks,
+    ):
         yield from rule(ctx)
 
 
 def _signature(stage: str, since: int | None, flags: list[Flag], deadlines: list[Deadline]) -> tuple:
-    return (stage, since, tuple(f.code for f in flags), tuple((d.kind, d.due_at, d.status) for d in deadlines))
+    return (
+        stage,
+        since,
+        tuple(f.code for f in flags),
+        tuple((d.kind, d.due_at, d.status) for d in deadlines),
+    )
 
 
 def _next_evaluation(facts: Sequence[Fact], ctx: Context, current: tuple) -> int | None:

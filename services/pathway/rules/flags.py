@@ -1,8 +1,9 @@
 """Care flags (pathway-spec §4). Stage-dependent flags read the current episode and the pathway stage
 (also while urgent); the others read all facts."""
+
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from .catalog import STAGE_ORDER
 from .context import Context
@@ -13,9 +14,12 @@ from .timeline import Event, Instants
 FlagHit = tuple[str, tuple[str, ...]]
 SURGICAL_TARGETS = frozenset({"recurrent_disc_herniation", "inadequate_decompression", "instability"})
 INDEX_SURGERIES = frozenset({"laminectomy", "foraminotomy", "laminectomy_foraminotomy"})
-GOOD_FACTORS = frozenset({"high_motivation", "family_support", "good_function", "moderate_psychological_factors"})
-POOR_FACTORS = frozenset({"divorced", "unemployed", "diffuse_complaints", "predominant_psychological_factors",
-                          "secondary_gain"})
+GOOD_FACTORS = frozenset(
+    {"high_motivation", "family_support", "good_function", "moderate_psychological_factors"}
+)
+POOR_FACTORS = frozenset(
+    {"divorced", "unemployed", "diffuse_complaints", "predominant_psychological_factors", "secondary_gain"}
+)
 SECOND_LINE = STAGE_ORDER.index("second_line")
 
 
@@ -75,8 +79,10 @@ def _radicular(events: Sequence[Event], rank: int) -> Iterator[FlagHit]:
 def _escalation_gaps(events: Sequence[Event], rank: int) -> Iterator[FlagHit]:
     if rank >= SECOND_LINE and not any(is_psych_therapy_start(e) for e in events):
         yield "psychological_therapy_recommended", ()
-    rehab = any(e.type == "therapy" and e.get("kind") == "multidisciplinary_rehab" and e.get("status") == "started"
-                for e in events)
+    rehab = any(
+        e.type == "therapy" and e.get("kind") == "multidisciplinary_rehab" and e.get("status") == "started"
+        for e in events
+    )
     if rank == len(STAGE_ORDER) - 1 and not rehab:
         yield "multidisciplinary_rehab_recommended", ()
 
@@ -87,12 +93,18 @@ def timing_flags(ctx: Context) -> Iterator[FlagHit]:
     if current is None:
         return
     events = current.episode.events
-    er_early = [e for e in _course_starts(ctx, "opioid_er") if current.episode.contains(e[0])
-                and current.rank_at(e[0]) < SECOND_LINE]
+    er_early = [
+        e
+        for e in _course_starts(ctx, "opioid_er")
+        if current.episode.contains(e[0]) and current.rank_at(e[0]) < SECOND_LINE
+    ]
     if er_early:
         yield "er_opioid_before_first_line_failed", tuple(fact_id for _, fact_id in er_early)
-    scs_early = [e for e in events if e.type == "procedure" and e.get("kind") == "scs_trial"
-                 and current.rank_at(e.t) < SECOND_LINE]
+    scs_early = [
+        e
+        for e in events
+        if e.type == "procedure" and e.get("kind") == "scs_trial" and current.rank_at(e.t) < SECOND_LINE
+    ]
     if scs_early:
         yield "scs_before_other_therapies", _ids(scs_early)
     yield from _repeat_surgery(ctx, events)
@@ -105,10 +117,17 @@ def _course_starts(ctx: Context, drug_class: str) -> list[tuple[int, str]]:
 def _repeat_surgery(ctx: Context, events: Sequence[Event]) -> Iterator[FlagHit]:
     current = ctx.current
     assert current is not None
-    targets = Instants(e for e in events if e.type == "imaging" and SURGICAL_TARGETS & set(e.get("findings") or ()))
-    unmet = [e for e in events if e.type == "procedure" and e.get("kind") == "repeat_surgery"
-             and not ctx.is_urgent_at(e.t)
-             and (current.rank_at(e.t) < SECOND_LINE or targets.latest_before(e.t) is None)]
+    targets = Instants(
+        e for e in events if e.type == "imaging" and SURGICAL_TARGETS & set(e.get("findings") or ())
+    )
+    unmet = [
+        e
+        for e in events
+        if e.type == "procedure"
+        and e.get("kind") == "repeat_surgery"
+        and not ctx.is_urgent_at(e.t)
+        and (current.rank_at(e.t) < SECOND_LINE or targets.latest_before(e.t) is None)
+    ]
     if unmet:
         yield "repeat_surgery_criteria_unmet", _ids(unmet)
 
@@ -116,17 +135,35 @@ def _repeat_surgery(ctx: Context, events: Sequence[Event]) -> Iterator[FlagHit]:
 def procedure_flags(ctx: Context) -> Iterator[FlagHit]:
     """Procedure and therapy flags over all facts."""
     procedures = ctx.timeline.of_type("procedure")
-    unguided = [e for e in procedures if e.get("kind") == "epidural_steroid_injection"
-                and e.get("approach") == "transforaminal" and e.get("image_guided") is not True]
+    unguided = [
+        e
+        for e in procedures
+        if e.get("kind") == "epidural_steroid_injection"
+        and e.get("approach") == "transforaminal"
+        and e.get("image_guided") is not True
+    ]
     if unguided:
         yield "transforaminal_without_image_guidance", _ids(unguided)
     assessments = Instants(ctx.timeline.of_type("pain_assessment"))
-    axial = [e for e in procedures if e.get("kind") == "epidural_steroid_injection"
-             and (before := assessments.latest_before(e.t)) is not None and before.get("distribution") == "axial"]
+    axial = [
+        e
+        for e in procedures
+        if e.get("kind") == "epidural_steroid_injection"
+        and (before := assessments.latest_before(e.t)) is not None
+        and before.get("distribution") == "axial"
+    ]
     if axial:
         yield "esi_without_radicular_pain", _ids(axial)
     yield from _scs_flags(ctx, [e for e in procedures if e.get("kind") == "scs_trial"])
-    pt_sessions = [e for e in ctx.events("therapy", kind="physical_therapy") if e.get("status") in ("started", "progress")]
+    yield from _therapy_flags(ctx)
+
+
+def _therapy_flags(ctx: Context) -> Iterator[FlagHit]:
+    pt_sessions = [
+        e
+        for e in ctx.events("therapy", kind="physical_therapy")
+        if e.get("status") in ("started", "progress")
+    ]
     if pt_sessions and all(e.get("modality") == "passive" for e in pt_sessions):
         yield "passive_pt_only", _ids(pt_sessions)
     tens = ctx.events("therapy", kind="tens")
@@ -137,8 +174,12 @@ def procedure_flags(ctx: Context) -> Iterator[FlagHit]:
 def _scs_flags(ctx: Context, trials: list[Event]) -> Iterator[FlagHit]:
     if not trials:
         return
-    prepared = Instants(e for e in ctx.timeline.of_type("therapy") if e.get("status") in ("started", "completed")
-                        and (e.get("kind") == "psychological_evaluation" or e.get("kind") in PSYCHOLOGICAL_THERAPIES))
+    prepared = Instants(
+        e
+        for e in ctx.timeline.of_type("therapy")
+        if e.get("status") in ("started", "completed")
+        and (e.get("kind") == "psychological_evaluation" or e.get("kind") in PSYCHOLOGICAL_THERAPIES)
+    )
     unprepared = [e for e in trials if prepared.latest_before(e.t) is None]
     if unprepared:
         yield "scs_psychological_evaluation_needed", _ids(unprepared)
@@ -151,8 +192,11 @@ def _scs_flags(ctx: Context, trials: list[Event]) -> Iterator[FlagHit]:
 def mbb_flags(ctx: Context) -> Iterator[FlagHit]:
     """Medial branch blocks positive per the policy profile's threshold (§5)."""
     params = ctx.params
-    blocks = [e for e in ctx.events("procedure", kind="medial_branch_block")
-              if e.get("relief_percent") is not None and e.get("relief_percent") >= params.mbb_relief_percent]
+    blocks = [
+        e
+        for e in ctx.events("procedure", kind="medial_branch_block")
+        if e.get("relief_percent") is not None and e.get("relief_percent") >= params.mbb_relief_percent
+    ]
     chosen: list[Event] = []
     for block in blocks:  # greedy: earliest qualifying blocks, each far enough after the previous one
         if not chosen or block.t - chosen[-1].t >= params.mbb_min_days_apart * DAY_US:
@@ -168,7 +212,10 @@ def prognosis_flags(ctx: Context) -> Iterator[FlagHit]:
     latest = records[-1]
     factors = set(latest.get("factors") or ())
     with_duration = [e for e in records if e.get("symptom_months_before_surgery") is not None]
-    short = bool(with_duration) and with_duration[-1].get("symptom_months_before_surgery") < ctx.params.symptom_months_good
+    short = (
+        bool(with_duration)
+        and with_duration[-1].get("symptom_months_before_surgery") < ctx.params.symptom_months_good
+    )
     if factors & POOR_FACTORS:
         yield "poor_prognostic_factors", (latest.id,)
     if factors & GOOD_FACTORS or short:

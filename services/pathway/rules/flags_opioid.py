@@ -1,7 +1,8 @@
 """Medication flags (pathway-spec §4) over all facts: opioid safety [G3][CDC22]."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .context import Context
 from .courses import NON_OPIOID_ANALGESICS, OPIOID_CLASSES, current_mme
@@ -31,8 +32,11 @@ def opioid_flags(ctx: Context) -> Iterator[FlagHit]:
 def _opioid_before_non_opioid(ctx: Context) -> Iterator[FlagHit]:
     meds = ctx.events("medication", action="started")
     first_non_opioid = min((e.t for e in meds if e.get("drug_class") in NON_OPIOID_ANALGESICS), default=None)
-    early = tuple(e.id for e in meds if e.get("drug_class") in OPIOID_CLASSES
-                  and (first_non_opioid is None or e.t <= first_non_opioid))
+    early = tuple(
+        e.id
+        for e in meds
+        if e.get("drug_class") in OPIOID_CLASSES and (first_non_opioid is None or e.t <= first_non_opioid)
+    )
     if early:
         yield "opioid_before_non_opioid_trial", early
 
@@ -43,8 +47,11 @@ def _no_meaningful_relief(ctx: Context) -> Iterator[FlagHit]:
         return
     latest = reviews[-1]
     episode = ctx.opioid_episode_at(latest.t)
-    if (episode is not None and latest.t - episode.start >= ctx.params.opioid_benefit_days * DAY_US
-            and latest.get("meaningful_relief") is False):
+    if (
+        episode is not None
+        and latest.t - episode.start >= ctx.params.opioid_benefit_days * DAY_US
+        and latest.get("meaningful_relief") is False
+    ):
         yield "opioid_no_meaningful_relief", (latest.id,)
 
 

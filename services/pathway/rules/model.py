@@ -1,11 +1,13 @@
 """Value types of the pathway engine: the facts it reads and the assessment it returns."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
 
 
@@ -61,8 +63,12 @@ class Recommendation:
     fact_ids: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "text": self.text, "citation": self.citation,
-                "fact_ids": list(self.fact_ids)}
+        return {
+            "code": self.code,
+            "text": self.text,
+            "citation": self.citation,
+            "fact_ids": list(self.fact_ids),
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,14 @@ class Deadline:
     fact_ids: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "due_at": iso_utc(to_micros(self.due_at)), "status": self.status,
-                "text": self.text, "citation": self.citation, "fact_ids": list(self.fact_ids)}
+        return {
+            "kind": self.kind,
+            "due_at": iso_utc(to_micros(self.due_at)),
+            "status": self.status,
+            "text": self.text,
+            "citation": self.citation,
+            "fact_ids": list(self.fact_ids),
+        }
 
 
 @dataclass(frozen=True)

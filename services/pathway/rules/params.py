@@ -3,15 +3,17 @@
 Every number of the spec that does not come from a source is a named field here, so an organisation can
 override it; the assessment records the profile and a digest of the parameters it used.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_PROFILE = "asra-2020"
 
@@ -100,7 +102,7 @@ def _checked(name: str, raw: Any) -> Any:
     if name == "relief_fraction":
         return _checked_fraction(raw)
     if isinstance(raw, bool) or not isinstance(raw, (int, float, Decimal, Fraction)):
-        raise ValueError(f"parameter {name!r} must be a number, got {raw!r}")
+        raise ValueError(f"parameter {name!r} must be a number, got {raw!r}")  # noqa: TRY004
     value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
     if value < 0 or value.denominator != 1:
         raise ValueError(f"parameter {name!r} must be a whole number >= 0, got {raw!r}")
@@ -113,7 +115,7 @@ def _checked(name: str, raw: Any) -> Any:
 
 def _checked_fraction(raw: Any) -> Fraction:
     if isinstance(raw, bool):
-        raise ValueError("parameter 'relief_fraction' must be a number")
+        raise ValueError("parameter 'relief_fraction' must be a number")  # noqa: TRY004
     try:
         value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
     except (TypeError, ValueError, ZeroDivisionError) as exc:

@@ -4,11 +4,12 @@ Meaningful relief (default 30 %, CDC22/IMMPACT) at t: the latest pain assessment
 least 30 % below the episode baseline (pain, and PEG where both carry it); or the latest opioid review /
 therapy update stating `meaningful_relief` says true and no later pain assessment fails the 30 % test.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable
 
 from .timeline import Event
 
@@ -34,8 +35,10 @@ def improved(baseline: object, latest: object, fraction: Fraction) -> bool | Non
 
 def pain_test(assessment: Event, baseline: Event, fraction: Fraction) -> bool | None:
     """The 30 % test of one assessment against the baseline: True, False, or None if it cannot apply."""
-    tests = [improved(baseline.get("pain_nrs"), assessment.get("pain_nrs"), fraction),
-             improved(baseline.get("function_peg"), assessment.get("function_peg"), fraction)]
+    tests = [
+        improved(baseline.get("pain_nrs"), assessment.get("pain_nrs"), fraction),
+        improved(baseline.get("function_peg"), assessment.get("function_peg"), fraction),
+    ]
     applicable = [result for result in tests if result is not None]
     return all(applicable) if applicable else None
 
@@ -69,7 +72,9 @@ class ReliefTimeline:
             self._record(event.t, latest_result is True, stated, failed_after_stated)
 
     def _record(self, t: int, by_assessment: bool, stated: Event | None, failed_after_stated: bool) -> None:
-        by_statement = stated is not None and stated.get("meaningful_relief") is True and not failed_after_stated
+        by_statement = (
+            stated is not None and stated.get("meaningful_relief") is True and not failed_after_stated
+        )
         sources: tuple[str, ...] = ()
         if by_assessment and self.latest_assessment is not None and self.baseline is not None:
             sources = (self.baseline.id, self.latest_assessment.id)

@@ -5,10 +5,11 @@ Entry instants are computed once from the facts; each depends only on facts at o
 within an episode by construction. An entry instant may lie after `now` when only time is missing
 (PT start + 42 days, psychological therapy + 56 days): that is a time-driven change.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .catalog import STAGE_ORDER
 from .courses import NON_OPIOID_ANALGESICS, Course
@@ -18,18 +19,26 @@ from .relief import ReliefTimeline
 from .timeline import Episode, Event, Timeline, is_red_flag_exam
 
 PSYCHOLOGICAL_THERAPIES = frozenset({"cbt", "biofeedback", "relaxation_training", "supportive_psychotherapy"})
-INTERVENTIONAL = frozenset({"epidural_steroid_injection", "medial_branch_block", "radiofrequency_denervation",
-                            "scs_trial"})
+INTERVENTIONAL = frozenset(
+    {"epidural_steroid_injection", "medial_branch_block", "radiofrequency_denervation", "scs_trial"}
+)
 
 
 def is_active_pt_start(event: Event) -> bool:
-    return (event.type == "therapy" and event.get("kind") == "physical_therapy"
-            and event.get("status") == "started" and event.get("modality", "active") != "passive")
+    return (
+        event.type == "therapy"
+        and event.get("kind") == "physical_therapy"
+        and event.get("status") == "started"
+        and event.get("modality", "active") != "passive"
+    )
 
 
 def is_psych_therapy_start(event: Event) -> bool:
-    return (event.type == "therapy" and event.get("kind") in PSYCHOLOGICAL_THERAPIES
-            and event.get("status") == "started")
+    return (
+        event.type == "therapy"
+        and event.get("kind") in PSYCHOLOGICAL_THERAPIES
+        and event.get("status") == "started"
+    )
 
 
 def is_initial_imaging(event: Event) -> bool:
@@ -80,20 +89,32 @@ def _first_time(events: Sequence[Event], keep) -> int | None:  # type: ignore[no
 
 
 def _initial_evaluation_complete(events: Sequence[Event]) -> int | None:
-    parts = (_first_time(events, is_initial_imaging), _first_time(events, lambda e: e.type == "neuro_exam"),
-             _first_time(events, lambda e: e.type == "pain_assessment"))
+    parts = (
+        _first_time(events, is_initial_imaging),
+        _first_time(events, lambda e: e.type == "neuro_exam"),
+        _first_time(events, lambda e: e.type == "pain_assessment"),
+    )
     return None if any(p is None for p in parts) else max(p for p in parts if p is not None)
 
 
 def _non_opioid_available(episode: Episode, courses: Sequence[Course]) -> int | None:
     """Earliest instant a non-opioid analgesic course was open at the episode start or started in it."""
-    starts = [c.start for c in courses if c.drug_class in NON_OPIOID_ANALGESICS
-              and (c.open_at(episode.start) or episode.contains(c.start))]
+    starts = [
+        c.start
+        for c in courses
+        if c.drug_class in NON_OPIOID_ANALGESICS and (c.open_at(episode.start) or episode.contains(c.start))
+    ]
     return max(min(starts), episode.start) if starts else None
 
 
-def _second_line_entry(episode: Episode, first_line: int | None, first_pt: Event | None,
-                       courses: Sequence[Course], relief: ReliefTimeline, params: Params) -> int | None:
+def _second_line_entry(
+    episode: Episode,
+    first_line: int | None,
+    first_pt: Event | None,
+    courses: Sequence[Course],
+    relief: ReliefTimeline,
+    params: Params,
+) -> int | None:
     if first_line is None or first_pt is None:
         return None
     non_opioid = _non_opioid_available(episode, courses)
@@ -105,12 +126,15 @@ def _second_line_entry(episode: Episode, first_line: int | None, first_pt: Event
     return relief.first_without_relief(ready)
 
 
-def _refractory_entry(episode: Episode, second: int | None, relief: ReliefTimeline,
-                      params: Params) -> int | None:
+def _refractory_entry(
+    episode: Episode, second: int | None, relief: ReliefTimeline, params: Params
+) -> int | None:
     if second is None:
         return None
     psych = _first_time(episode.events, is_psych_therapy_start)
-    procedure = _first_time(episode.events, lambda e: e.type == "procedure" and e.get("kind") in INTERVENTIONAL)
+    procedure = _first_time(
+        episode.events, lambda e: e.type == "procedure" and e.get("kind") in INTERVENTIONAL
+    )
     if psych is None or procedure is None:
         return None
     ready = max(second, psych + params.psych_therapy_days * DAY_US, procedure)

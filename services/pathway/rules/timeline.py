@@ -1,10 +1,12 @@
 """Facts in clinical order, split at `now`, and the surgical episodes (pathway-spec §0)."""
+
 from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .model import Fact, to_micros
 
@@ -13,7 +15,7 @@ class Event:
     """A fact with its UTC instant as integer microseconds (exact arithmetic, no offsets). Read-only by
     convention; a plain slotted class because evaluate() builds hundreds of them per call."""
 
-    __slots__ = ("t", "type", "data", "id")
+    __slots__ = ("data", "id", "t", "type")
 
     def __init__(self, t: int, type_: str, data: Mapping[str, Any], id_: str):
         self.t, self.type, self.data, self.id = t, type_, data, id_
@@ -42,7 +44,9 @@ def ordered(events: list[Event]) -> list[Event]:
     start = 0
     while start < len(events):
         end = start + 1
-        while end < len(events) and events[end].t == events[start].t and events[end].type == events[start].type:
+        while (
+            end < len(events) and events[end].t == events[start].t and events[end].type == events[start].type
+        ):
             end += 1
         if end - start > 1:  # JSON only for real ties: keeps evaluate() fast
             events[start:end] = sorted(events[start:end], key=_tie_key)

@@ -1,14 +1,16 @@
 """Fact builders for the pathway engine tests: readable histories in days after T0 (UTC)."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from services.pathway.rules import Assessment, Fact, Params, evaluate
 
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 _ids = count(1)
 
 
@@ -24,8 +26,15 @@ def surgery(day: float, procedure: str = "laminectomy", id_: str | None = None) 
     return fact("surgery", day, {"procedure": procedure, "levels": ["L4-L5"]}, id_)
 
 
-def pain(day: float, nrs: int, distribution: str = "axial", peg: float | None = None,
-         facet: bool | None = None, id_: str | None = None, seconds: float = 0) -> Fact:
+def pain(
+    day: float,
+    nrs: int,
+    distribution: str = "axial",
+    peg: float | None = None,
+    facet: bool | None = None,
+    id_: str | None = None,
+    seconds: float = 0,
+) -> Fact:
     data: dict[str, Any] = {"pain_nrs": nrs, "distribution": distribution}
     if peg is not None:
         data["function_peg"] = peg
@@ -34,24 +43,36 @@ def pain(day: float, nrs: int, distribution: str = "axial", peg: float | None = 
     return fact("pain_assessment", day, data, id_, seconds)
 
 
-def neuro(day: float, deficit: bool = False, cauda: bool | None = None, id_: str | None = None,
-          seconds: float = 0) -> Fact:
+def neuro(
+    day: float, deficit: bool = False, cauda: bool | None = None, id_: str | None = None, seconds: float = 0
+) -> Fact:
     data: dict[str, Any] = {"progressive_deficit": deficit}
     if cauda is not None:
         data["cauda_equina_signs"] = cauda
     return fact("neuro_exam", day, data, id_, seconds)
 
 
-def imaging(day: float, modality: str = "mri", findings: Iterable[str] = ("no_surgical_target",),
-            indication: str | None = None, id_: str | None = None) -> Fact:
+def imaging(
+    day: float,
+    modality: str = "mri",
+    findings: Iterable[str] = ("no_surgical_target",),
+    indication: str | None = None,
+    id_: str | None = None,
+) -> Fact:
     data: dict[str, Any] = {"modality": modality, "findings": list(findings)}
     if indication is not None:
         data["indication"] = indication
     return fact("imaging", day, data, id_)
 
 
-def med(day: float, drug_class: str, action: str = "started", mme: float | None = None,
-        id_: str | None = None, seconds: float = 0) -> Fact:
+def med(
+    day: float,
+    drug_class: str,
+    action: str = "started",
+    mme: float | None = None,
+    id_: str | None = None,
+    seconds: float = 0,
+) -> Fact:
     data: dict[str, Any] = {"drug_class": drug_class, "action": action}
     if mme is not None:
         data["mme_per_day"] = mme
@@ -66,8 +87,15 @@ def review(day: float, relief: bool, id_: str | None = None, **extra: Any) -> Fa
     return fact("opioid_review", day, {"meaningful_relief": relief, **extra}, id_)
 
 
-def therapy(day: float, kind: str, status: str = "started", modality: str | None = None,
-            relief: bool | None = None, id_: str | None = None, seconds: float = 0) -> Fact:
+def therapy(
+    day: float,
+    kind: str,
+    status: str = "started",
+    modality: str | None = None,
+    relief: bool | None = None,
+    id_: str | None = None,
+    seconds: float = 0,
+) -> Fact:
     data: dict[str, Any] = {"kind": kind, "status": status}
     if modality is not None:
         data["modality"] = modality
@@ -76,15 +104,23 @@ def therapy(day: float, kind: str, status: str = "started", modality: str | None
     return fact("therapy", day, data, id_, seconds)
 
 
-def procedure(day: float, kind: str, relief: float | None = None, id_: str | None = None,
-              seconds: float = 0, **extra: Any) -> Fact:
+def procedure(
+    day: float,
+    kind: str,
+    relief: float | None = None,
+    id_: str | None = None,
+    seconds: float = 0,
+    **extra: Any,
+) -> Fact:
     data: dict[str, Any] = {"kind": kind, **extra}
     if relief is not None:
         data["relief_percent"] = relief
     return fact("procedure", day, data, id_, seconds)
 
 
-def psychosocial(day: float, factors: Iterable[str], months: float | None = None, id_: str | None = None) -> Fact:
+def psychosocial(
+    day: float, factors: Iterable[str], months: float | None = None, id_: str | None = None
+) -> Fact:
     data: dict[str, Any] = {"factors": list(factors)}
     if months is not None:
         data["symptom_months_before_surgery"] = months
@@ -93,23 +129,29 @@ def psychosocial(day: float, factors: Iterable[str], months: float | None = None
 
 def evaluation_complete(start: float = 0, pain_nrs: int = 8, distribution: str = "radicular") -> list[Fact]:
     """Surgery at `start`; MRI, neuro exam (day+1) and pain assessment (day+2): first line from day+2."""
-    return [surgery(start, id_=f"surgery@{start}"), imaging(start + 1, id_=f"mri@{start}"),
-            neuro(start + 1, id_=f"neuro@{start}"),
-            pain(start + 2, pain_nrs, distribution, id_=f"baseline@{start}")]
+    return [
+        surgery(start, id_=f"surgery@{start}"),
+        imaging(start + 1, id_=f"mri@{start}"),
+        neuro(start + 1, id_=f"neuro@{start}"),
+        pain(start + 2, pain_nrs, distribution, id_=f"baseline@{start}"),
+    ]
 
 
 def failed_first_line(outcome_nrs: int = 8, outcome_day: float = 31) -> list[Fact]:
     """Evaluation complete, active PT + NSAID from day 3, outcome assessment: second line from day 45."""
     return evaluation_complete() + [
-        therapy(3, "physical_therapy", id_="pt-start"), med(3, "nsaid", id_="nsaid"),
-        pain(outcome_day, outcome_nrs, "radicular", id_="outcome")]
+        therapy(3, "physical_therapy", id_="pt-start"),
+        med(3, "nsaid", id_="nsaid"),
+        pain(outcome_day, outcome_nrs, "radicular", id_="outcome"),
+    ]
 
 
 def refractory_history(relief: bool = False) -> list[Fact]:
     """Second line from day 45; CBT from day 50 (56 days: day 106); ESI at day 60."""
-    facts = failed_first_line() + [therapy(50, "cbt", id_="cbt"),
-                                   procedure(60, "epidural_steroid_injection", id_="esi",
-                                             approach="interlaminar", image_guided=True)]
+    facts = failed_first_line() + [
+        therapy(50, "cbt", id_="cbt"),
+        procedure(60, "epidural_steroid_injection", id_="esi", approach="interlaminar", image_guided=True),
+    ]
     if relief:
         facts.append(pain(70, 4, "radicular", id_="improved"))
     return facts

@@ -1,17 +1,40 @@
 """Spec §0 and §6: output shape, UTC timestamps, future facts and next_evaluation_at."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pathway_facts import (
+    assess,
+    at,
+    evaluation_complete,
+    fact,
+    failed_first_line,
+    med,
+    neuro,
+    pain,
+    refractory_history,
+    surgery,
+    therapy,
+)
 
-from pathway_facts import (assess, at, evaluation_complete, failed_first_line, fact, med, neuro, pain,
-                           refractory_history, surgery, therapy)
 from services.pathway.rules import RULE_SET_VERSION, Fact, evaluate, params_for
 
-KEYS = {"stage", "stage_since", "rule_set_version", "profile", "params_digest", "evaluated_at",
-        "next_evaluation_at", "updates_evaluated", "flags", "recommendations", "deadlines"}
+KEYS = {
+    "stage",
+    "stage_since",
+    "rule_set_version",
+    "profile",
+    "params_digest",
+    "evaluated_at",
+    "next_evaluation_at",
+    "updates_evaluated",
+    "flags",
+    "recommendations",
+    "deadlines",
+}
 
 
 def test_to_dict_shape_and_utc_timestamps():
@@ -32,9 +55,17 @@ def test_to_dict_shape_and_utc_timestamps():
 def test_empty_history():
     result = assess([], 0)
     assert (result.stage, result.stage_since, result.next_evaluation_at, result.deadlines) == (
-        "initial_evaluation", None, None, ())
-    assert {f.code for f in result.flags} == {"surgical_history_missing", "imaging_needed", "neuro_exam_needed",
-                                             "pain_assessment_needed"}
+        "initial_evaluation",
+        None,
+        None,
+        (),
+    )
+    assert {f.code for f in result.flags} == {
+        "surgical_history_missing",
+        "imaging_needed",
+        "neuro_exam_needed",
+        "pain_assessment_needed",
+    }
 
 
 def test_future_facts_count_but_do_not_apply():
@@ -55,23 +86,34 @@ NEXT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("facts", "day", "expected_day"), [c[1:] for c in NEXT_CASES],
-                         ids=[c[0] for c in NEXT_CASES])
+@pytest.mark.parametrize(
+    ("facts", "day", "expected_day"), [c[1:] for c in NEXT_CASES], ids=[c[0] for c in NEXT_CASES]
+)
 def test_next_evaluation_at(facts, day, expected_day):
     result = assess(facts, day)
     assert result.next_evaluation_at == (None if expected_day is None else at(expected_day))
 
 
 def _visible(result):
-    return (result.stage, result.stage_since, [f.code for f in result.flags],
-            [(d.kind, d.due_at, d.status) for d in result.deadlines])
+    return (
+        result.stage,
+        result.stage_since,
+        [f.code for f in result.flags],
+        [(d.kind, d.due_at, d.status) for d in result.deadlines],
+    )
 
 
 def test_next_evaluation_skips_a_threshold_that_changes_nothing_visible():
     # Urgent throughout, axial pain, CBT already started: the hidden pathway stage moves to second line at
     # day 45 but no visible stage, flag or deadline changes, so no re-evaluation is scheduled for it.
-    facts = [*evaluation_complete(distribution="axial"), therapy(3, "physical_therapy"), med(3, "nsaid"),
-             pain(31, 8, "axial"), therapy(4, "cbt"), neuro(20, True)]
+    facts = [
+        *evaluation_complete(distribution="axial"),
+        therapy(3, "physical_therapy"),
+        med(3, "nsaid"),
+        pain(31, 8, "axial"),
+        therapy(4, "cbt"),
+        neuro(20, True),
+    ]
     result = assess(facts, 40)
     assert result.stage == "urgent_surgical_evaluation" and result.pathway_stage == "first_line"
     assert assess(facts, 45).pathway_stage == "second_line"
@@ -85,7 +127,7 @@ def test_due_at_is_exact_utc_offset_across_dst():
     facts = [Fact("o", "medication", start, {"drug_class": "opioid_ir", "action": "started"})]
     result = evaluate(facts, start + timedelta(days=1))
     due = next(d.due_at for d in result.deadlines if d.kind == "opioid_review_4w")
-    assert due == start.astimezone(timezone.utc) + timedelta(hours=28 * 24)
+    assert due == start.astimezone(UTC) + timedelta(hours=28 * 24)
     assert due.utcoffset() == timedelta(0)
 
 
@@ -107,6 +149,10 @@ def test_stop_without_start_and_dose_change_without_start_are_ignored():
 
 
 def test_same_instant_ties_do_not_depend_on_input_order():
-    facts = [pain(5, 8, id_="a"), pain(5, 3, id_="b"), fact("neuro_exam", 5, {"progressive_deficit": False}),
-             *evaluation_complete()]
+    facts = [
+        pain(5, 8, id_="a"),
+        pain(5, 3, id_="b"),
+        fact("neuro_exam", 5, {"progressive_deficit": False}),
+        *evaluation_complete(),
+    ]
     assert assess(facts, 6).to_dict() == assess(list(reversed(facts)), 6).to_dict()

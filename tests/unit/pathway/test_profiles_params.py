@@ -1,12 +1,13 @@
 """Spec §5 (policy profiles) and the parameters: MBB thresholds per profile, overrides, digest."""
+
 from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-
 from pathway_facts import assess, evaluation_complete, failed_first_line, flag_codes, pain, procedure, therapy
+
 from services.pathway.rules import PROFILES, Params, params_for
 
 MBB = "medial_branch_block"
@@ -17,15 +18,42 @@ CASES = [
     ("asra-2020: one block 50 %", ASRA, [procedure(5, MBB, relief=50)], True),
     ("asra-2020: one block 80 %", ASRA, [procedure(5, MBB, relief=80)], True),
     ("us-medicare-lcd: one block 80 %", LCD, [procedure(5, MBB, relief=80)], False),
-    ("us-medicare-lcd: two blocks 50 %", LCD, [procedure(5, MBB, relief=50), procedure(30, MBB, relief=50)], False),
-    ("us-medicare-lcd: two blocks 49 %", LCD, [procedure(5, MBB, relief=49), procedure(30, MBB, relief=49)], False),
-    ("us-medicare-lcd: two blocks 80 %, 14 days apart", LCD,
-     [procedure(5, MBB, relief=80), procedure(19, MBB, relief=80)], True),
-    ("us-medicare-lcd: two blocks 80 %, 14 days - 1 s apart", LCD,
-     [procedure(5, MBB, relief=80), procedure(19, MBB, relief=80, seconds=-1)], False),
-    ("us-medicare-lcd: 80 % and 79 %", LCD, [procedure(5, MBB, relief=80), procedure(30, MBB, relief=79)], False),
-    ("us-medicare-lcd: close pair, third block later", LCD,
-     [procedure(5, MBB, relief=90), procedure(10, MBB, relief=90), procedure(20, MBB, relief=85)], True),
+    (
+        "us-medicare-lcd: two blocks 50 %",
+        LCD,
+        [procedure(5, MBB, relief=50), procedure(30, MBB, relief=50)],
+        False,
+    ),
+    (
+        "us-medicare-lcd: two blocks 49 %",
+        LCD,
+        [procedure(5, MBB, relief=49), procedure(30, MBB, relief=49)],
+        False,
+    ),
+    (
+        "us-medicare-lcd: two blocks 80 %, 14 days apart",
+        LCD,
+        [procedure(5, MBB, relief=80), procedure(19, MBB, relief=80)],
+        True,
+    ),
+    (
+        "us-medicare-lcd: two blocks 80 %, 14 days - 1 s apart",
+        LCD,
+        [procedure(5, MBB, relief=80), procedure(19, MBB, relief=80, seconds=-1)],
+        False,
+    ),
+    (
+        "us-medicare-lcd: 80 % and 79 %",
+        LCD,
+        [procedure(5, MBB, relief=80), procedure(30, MBB, relief=79)],
+        False,
+    ),
+    (
+        "us-medicare-lcd: close pair, third block later",
+        LCD,
+        [procedure(5, MBB, relief=90), procedure(10, MBB, relief=90), procedure(20, MBB, relief=85)],
+        True,
+    ),
     ("asra-2020: block without relief_percent", ASRA, [procedure(5, MBB)], False),
 ]
 
@@ -37,8 +65,11 @@ def test_mbb_profile_row(params, facts, positive):
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_profile_named_in_profile_dependent_recommendation(profile):
-    result = assess([procedure(5, MBB, relief=95), procedure(25, MBB, relief=95), therapy(6, "tens")], 40,
-                    params=params_for(profile))
+    result = assess(
+        [procedure(5, MBB, relief=95), procedure(25, MBB, relief=95), therapy(6, "tens")],
+        40,
+        params=params_for(profile),
+    )
     texts = {r.code: r.text for r in result.recommendations}
     assert profile in texts["mbb_positive"] and profile in texts["tens_caution"]
     assert result.profile == profile and result.to_dict()["profile"] == profile
@@ -47,18 +78,36 @@ def test_profile_named_in_profile_dependent_recommendation(profile):
 def test_defaults_match_the_spec():
     params = params_for()
     assert params == Params()
-    assert (params.first_line_trial_days, params.pt_assessment_after_days, params.psych_therapy_days) == (42, 28, 56)
+    assert (params.first_line_trial_days, params.pt_assessment_after_days, params.psych_therapy_days) == (
+        42,
+        28,
+        56,
+    )
     assert params.relief_fraction == Fraction(3, 10)
-    assert (params.pdmp_interval_days, params.udt_interval_days, params.naloxone_mme_threshold) == (90, 365, 50)
+    assert (params.pdmp_interval_days, params.udt_interval_days, params.naloxone_mme_threshold) == (
+        90,
+        365,
+        50,
+    )
 
 
-@pytest.mark.parametrize(("profile", "overrides"), [
-    ("nice-2016", None), ("asra-2020", {"no_such_param": 1}), ("asra-2020", {"first_line_trial_days": -1}),
-    ("asra-2020", {"first_line_trial_days": "42"}), ("asra-2020", {"relief_fraction": 1.5}),
-    ("asra-2020", {"relief_fraction": 0}), ("asra-2020", {"mbb_relief_percent": 101}),
-    ("asra-2020", {"profile": "us-medicare-lcd"}), ("asra-2020", {"tolerance_days": True}),
-    ("asra-2020", {"first_line_trial_days": 1.5}), ("asra-2020", {"mbb_blocks_required": 0}),
-], ids=lambda v: repr(v))
+@pytest.mark.parametrize(
+    ("profile", "overrides"),
+    [
+        ("nice-2016", None),
+        ("asra-2020", {"no_such_param": 1}),
+        ("asra-2020", {"first_line_trial_days": -1}),
+        ("asra-2020", {"first_line_trial_days": "42"}),
+        ("asra-2020", {"relief_fraction": 1.5}),
+        ("asra-2020", {"relief_fraction": 0}),
+        ("asra-2020", {"mbb_relief_percent": 101}),
+        ("asra-2020", {"profile": "us-medicare-lcd"}),
+        ("asra-2020", {"tolerance_days": True}),
+        ("asra-2020", {"first_line_trial_days": 1.5}),
+        ("asra-2020", {"mbb_blocks_required": 0}),
+    ],
+    ids=lambda v: repr(v),
+)
 def test_params_for_rejects(profile, overrides):
     with pytest.raises(ValueError):
         params_for(profile, overrides)
@@ -78,8 +127,12 @@ def test_override_changes_digest_and_rule():
 
 
 def test_relief_fraction_override_moves_the_boundary():
-    facts = [*evaluation_complete(pain_nrs=10), therapy(3, "physical_therapy"),
-             procedure(3, "epidural_steroid_injection", image_guided=True), pain(31, 7)]
+    facts = [
+        *evaluation_complete(pain_nrs=10),
+        therapy(3, "physical_therapy"),
+        procedure(3, "epidural_steroid_injection", image_guided=True),
+        pain(31, 7),
+    ]
     stricter = params_for(overrides={"relief_fraction": "0.5"})
     assert "responding_to_treatment" in flag_codes(assess(facts, 32))
     assert "responding_to_treatment" not in flag_codes(assess(facts, 32, params=stricter))
@@ -88,6 +141,7 @@ def test_relief_fraction_override_moves_the_boundary():
 def test_digest_is_sha256_of_sorted_compact_json():
     import hashlib
     import json
+
     params = params_for("us-medicare-lcd")
     text = json.dumps(params.as_json_dict(), sort_keys=True, separators=(",", ":"))
     assert params.digest() == hashlib.sha256(text.encode()).hexdigest()

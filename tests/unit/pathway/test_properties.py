@@ -1,8 +1,9 @@
 """Property tests over generated valid histories (Hypothesis): determinism, order independence, future
 facts, one-way escalation, exact UTC due dates across DST, and no exceptions on any valid combination."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -10,9 +11,14 @@ from hypothesis import strategies as st
 
 from services.pathway.rules import Fact, evaluate
 
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-ZONES = [timezone.utc, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30)),
-         ZoneInfo("America/New_York"), ZoneInfo("Europe/Berlin")]
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+ZONES = [
+    UTC,
+    timezone(timedelta(hours=-5)),
+    timezone(timedelta(hours=5, minutes=30)),
+    ZoneInfo("America/New_York"),
+    ZoneInfo("Europe/Berlin"),
+]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DUE_OFFSETS_DAYS = {0, 14, 28, 42, 90, 365}
 
@@ -27,49 +33,136 @@ def _fixed(required, optional=None):
 
 
 DATA = {
-    "surgery": _fixed({"procedure": st.sampled_from(["laminectomy", "foraminotomy", "laminectomy_foraminotomy",
-                                                     "discectomy", "fusion", "other"])},
-                      {"levels": st.lists(st.sampled_from(["L3-L4", "L4-L5", "L5-S1"]), max_size=2)}),
-    "pain_assessment": _fixed({"pain_nrs": nrs, "distribution": st.sampled_from(["axial", "radicular", "mixed"])},
-                              {"function_peg": peg, "facet_suspected": booleans}),
-    "neuro_exam": _fixed({"progressive_deficit": st.booleans().map(lambda b: b and False) | booleans},
-                         {"cauda_equina_signs": booleans}),
-    "imaging": _fixed({"modality": st.sampled_from(["mri", "ct", "xray"]),
-                       "findings": st.lists(st.sampled_from([
-                           "recurrent_disc_herniation", "inadequate_decompression", "instability",
-                           "adjacent_segment_disease", "nerve_entrapment_in_scar", "no_surgical_target"]),
-                           max_size=2)},
-                      {"indication": st.sampled_from(["", "new deficit"])}),
-    "medication": _fixed({"drug_class": st.sampled_from(["nsaid", "gabapentinoid", "sodium_channel_anticonvulsant",
-                                                         "tca", "snri", "opioid_ir", "opioid_er", "benzodiazepine",
-                                                         "other"]),
-                          "action": st.sampled_from(["started", "started", "dose_increased", "dose_decreased",
-                                                     "stopped"])},
-                         {"mme_per_day": st.sampled_from([0, 20, 30, 49.5, 50, 90])}),
-    "opioid_monitoring": _fixed({"plan_documented": booleans},
-                                {"pdmp_checked": booleans, "urine_drug_test": booleans,
-                                 "naloxone_offered": booleans}),
-    "opioid_review": _fixed({"meaningful_relief": booleans},
-                            {"pain_nrs": nrs, "tolerance_or_hyperalgesia": booleans}),
-    "therapy": _fixed({"kind": st.sampled_from(["physical_therapy", "physical_therapy", "cbt", "biofeedback",
-                                                "relaxation_training", "supportive_psychotherapy",
-                                                "psychological_evaluation", "multidisciplinary_rehab", "tens"]),
-                       "status": st.sampled_from(["referred", "started", "progress", "completed", "stopped"])},
-                      {"modality": st.sampled_from(["active", "passive"]), "meaningful_relief": booleans}),
-    "procedure": _fixed({"kind": st.sampled_from(["epidural_steroid_injection", "medial_branch_block",
-                                                  "radiofrequency_denervation", "scs_trial", "scs_implant",
-                                                  "endoscopic_decompression", "repeat_surgery"])},
-                        {"approach": st.sampled_from(["transforaminal", "interlaminar", "caudal"]),
-                         "image_guided": booleans, "relief_percent": percent}),
-    "psychosocial": _fixed({"factors": st.lists(st.sampled_from([
-        "high_motivation", "family_support", "good_function", "moderate_psychological_factors", "divorced",
-        "unemployed", "diffuse_complaints", "predominant_psychological_factors", "secondary_gain"]), max_size=3)},
-        {"symptom_months_before_surgery": st.sampled_from([0, 6, 11.5, 12, 40])}),
+    "surgery": _fixed(
+        {
+            "procedure": st.sampled_from(
+                ["laminectomy", "foraminotomy", "laminectomy_foraminotomy", "discectomy", "fusion", "other"]
+            )
+        },
+        {"levels": st.lists(st.sampled_from(["L3-L4", "L4-L5", "L5-S1"]), max_size=2)},
+    ),
+    "pain_assessment": _fixed(
+        {"pain_nrs": nrs, "distribution": st.sampled_from(["axial", "radicular", "mixed"])},
+        {"function_peg": peg, "facet_suspected": booleans},
+    ),
+    "neuro_exam": _fixed(
+        {"progressive_deficit": st.booleans().map(lambda b: b and False) | booleans},
+        {"cauda_equina_signs": booleans},
+    ),
+    "imaging": _fixed(
+        {
+            "modality": st.sampled_from(["mri", "ct", "xray"]),
+            "findings": st.lists(
+                st.sampled_from(
+                    [
+                        "recurrent_disc_herniation",
+                        "inadequate_decompression",
+                        "instability",
+                        "adjacent_segment_disease",
+                        "nerve_entrapment_in_scar",
+                        "no_surgical_target",
+                    ]
+                ),
+                max_size=2,
+            ),
+        },
+        {"indication": st.sampled_from(["", "new deficit"])},
+    ),
+    "medication": _fixed(
+        {
+            "drug_class": st.sampled_from(
+                [
+                    "nsaid",
+                    "gabapentinoid",
+                    "sodium_channel_anticonvulsant",
+                    "tca",
+                    "snri",
+                    "opioid_ir",
+                    "opioid_er",
+                    "benzodiazepine",
+                    "other",
+                ]
+            ),
+            "action": st.sampled_from(["started", "started", "dose_increased", "dose_decreased", "stopped"]),
+        },
+        {"mme_per_day": st.sampled_from([0, 20, 30, 49.5, 50, 90])},
+    ),
+    "opioid_monitoring": _fixed(
+        {"plan_documented": booleans},
+        {"pdmp_checked": booleans, "urine_drug_test": booleans, "naloxone_offered": booleans},
+    ),
+    "opioid_review": _fixed(
+        {"meaningful_relief": booleans}, {"pain_nrs": nrs, "tolerance_or_hyperalgesia": booleans}
+    ),
+    "therapy": _fixed(
+        {
+            "kind": st.sampled_from(
+                [
+                    "physical_therapy",
+                    "physical_therapy",
+                    "cbt",
+                    "biofeedback",
+                    "relaxation_training",
+                    "supportive_psychotherapy",
+                    "psychological_evaluation",
+                    "multidisciplinary_rehab",
+                    "tens",
+                ]
+            ),
+            "status": st.sampled_from(["referred", "started", "progress", "completed", "stopped"]),
+        },
+        {"modality": st.sampled_from(["active", "passive"]), "meaningful_relief": booleans},
+    ),
+    "procedure": _fixed(
+        {
+            "kind": st.sampled_from(
+                [
+                    "epidural_steroid_injection",
+                    "medial_branch_block",
+                    "radiofrequency_denervation",
+                    "scs_trial",
+                    "scs_implant",
+                    "endoscopic_decompression",
+                    "repeat_surgery",
+                ]
+            )
+        },
+        {
+            "approach": st.sampled_from(["transforaminal", "interlaminar", "caudal"]),
+            "image_guided": booleans,
+            "relief_percent": percent,
+        },
+    ),
+    "psychosocial": _fixed(
+        {
+            "factors": st.lists(
+                st.sampled_from(
+                    [
+                        "high_motivation",
+                        "family_support",
+                        "good_function",
+                        "moderate_psychological_factors",
+                        "divorced",
+                        "unemployed",
+                        "diffuse_complaints",
+                        "predominant_psychological_factors",
+                        "secondary_gain",
+                    ]
+                ),
+                max_size=3,
+            )
+        },
+        {"symptom_months_before_surgery": st.sampled_from([0, 6, 11.5, 12, 40])},
+    ),
 }
 
 # Coarse instants (whole days, a few hours) make same-instant ties common; zones put offsets across DST.
-instants = st.builds(lambda days, hours, zone: (T0 + timedelta(days=days, hours=hours)).astimezone(zone),
-                     st.integers(-30, 330), st.sampled_from([0, 0, 6, 13.5]), st.sampled_from(ZONES))
+instants = st.builds(
+    lambda days, hours, zone: (T0 + timedelta(days=days, hours=hours)).astimezone(zone),
+    st.integers(-30, 330),
+    st.sampled_from([0, 0, 6, 13.5]),
+    st.sampled_from(ZONES),
+)
 
 
 @st.composite
@@ -92,7 +185,7 @@ def _skeleton_fact(index, type_, day, data):
 def clinical_histories(draw):
     """A plausible escalating pathway (evaluation, PT + NSAID, outcome, CBT, ESI, opioids) with jittered
     days, plus random extra facts: stage transitions, relief and opioid rules get exercised."""
-    day = lambda low, high: draw(st.integers(low, high))  # noqa: E731
+    day = lambda low, high: draw(st.integers(low, high))
     skeleton = [
         ("surgery", day(-5, 0), {"procedure": "laminectomy"}),
         ("imaging", day(0, 20), {"modality": "mri", "findings": ["no_surgical_target"]}),
@@ -114,8 +207,11 @@ def clinical_histories(draw):
 
 
 any_history = st.one_of(histories(), clinical_histories())
-nows = st.builds(lambda days, seconds: T0 + timedelta(days=days, seconds=seconds),
-                 st.integers(-10, 400), st.sampled_from([0, -1, 1, 3600]))
+nows = st.builds(
+    lambda days, seconds: T0 + timedelta(days=days, seconds=seconds),
+    st.integers(-10, 400),
+    st.sampled_from([0, -1, 1, 3600]),
+)
 
 
 @SETTINGS
@@ -143,7 +239,8 @@ def test_facts_after_now_change_only_count_and_next_evaluation(facts, now):
     with_future = evaluate(facts, now).to_dict()
     without_future = evaluate(past, now).to_dict()
     assert _without(with_future, "updates_evaluated", "next_evaluation_at") == _without(
-        without_future, "updates_evaluated", "next_evaluation_at")
+        without_future, "updates_evaluated", "next_evaluation_at"
+    )
     assert with_future["updates_evaluated"] == len(facts)
     future = [f.occurred_at for f in facts if f.occurred_at > now]
     if future and with_future["next_evaluation_at"] is not None:
@@ -167,7 +264,7 @@ def test_escalation_is_one_way_within_an_episode(facts, now, step_seconds):
 @SETTINGS
 @given(any_history, nows)
 def test_every_due_at_is_an_exact_utc_offset_from_one_of_its_facts(facts, now):
-    instants_by_id = {f.id: f.occurred_at.astimezone(timezone.utc) for f in facts}
+    instants_by_id = {f.id: f.occurred_at.astimezone(UTC) for f in facts}
     for deadline in evaluate(facts, now).deadlines:
         assert deadline.due_at.utcoffset() == timedelta(0)
         offsets = {deadline.due_at - instants_by_id[i] for i in deadline.fact_ids}
@@ -175,8 +272,12 @@ def test_every_due_at_is_an_exact_utc_offset_from_one_of_its_facts(facts, now):
 
 
 def _visible(result):
-    return (result.stage, result.stage_since, [f.code for f in result.flags],
-            [(d.kind, d.due_at, d.status) for d in result.deadlines])
+    return (
+        result.stage,
+        result.stage_since,
+        [f.code for f in result.flags],
+        [(d.kind, d.due_at, d.status) for d in result.deadlines],
+    )
 
 
 @SETTINGS
