@@ -310,6 +310,14 @@ CASES = [
         "scs_trial_positive",
         False,
     ),
+    (
+        "scs_trial_negative: 50 % is not negative",
+        [procedure(5, "scs_trial", relief=50)],
+        6,
+        "scs_trial_negative",
+        False,
+    ),
+    ("tens_caution: no TENS recorded", [therapy(3, PT)], 4, "tens_caution", False),
     ("tens_caution", [therapy(3, "tens")], 4, "tens_caution", True),
     (
         "imaging_without_indication: repeat imaging after evaluation",
