@@ -72,15 +72,15 @@ def list_endpoints(uow: UnitOfWork, org: str) -> list[WebhookEndpoint]:
     return list(uow.session.execute(statement.order_by(WebhookEndpoint.created_at)).scalars())
 
 
-def get_endpoint(uow: UnitOfWork, org: str, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = uow.session.get(WebhookEndpoint, endpoint_id)
+def get_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, *, for_update: bool = False) -> WebhookEndpoint:
+    endpoint = store.lock_endpoint(uow, endpoint_id) if for_update else uow.session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.org != org or endpoint.status == store.DELETED:
         raise ChannelNotFound(endpoint_id)
     return endpoint
 
 
 def delete_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> None:
-    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint = get_endpoint(uow, org, endpoint_id, for_update=True)
     endpoint.status = store.DELETED
     endpoint.updated_at = now
     uow.session.flush()
@@ -89,7 +89,7 @@ def delete_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) 
 
 def rotate_secret(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> WebhookEndpoint:
     """Issue a new secret; the old one keeps signing (alongside) for policy.ROTATION_OVERLAP."""
-    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint = get_endpoint(uow, org, endpoint_id, for_update=True)
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + policy.ROTATION_OVERLAP
     endpoint.secret = new_secret()
@@ -100,7 +100,7 @@ def rotate_secret(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) ->
 
 def enable_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) -> WebhookEndpoint:
     """Re-enable a disabled endpoint (after its owner fixed the receiver); new events reach it again."""
-    endpoint = get_endpoint(uow, org, endpoint_id)
+    endpoint = get_endpoint(uow, org, endpoint_id, for_update=True)
     endpoint.status = store.ACTIVE
     endpoint.failing_since = None
     endpoint.disabled_at = None

@@ -36,6 +36,7 @@ class Job:
 
     delivery_id: int
     channel: str
+    target_id: str
     message_id: str
     body: str
     url: str = ""
@@ -83,10 +84,10 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
         return None
     if isinstance(target, WebhookEndpoint):
         secrets = policy.signing_secrets(target.secret, target.previous_secret, target.previous_secret_expires_at, now)
-        return Job(delivery.id, store.WEBHOOK, delivery.message_id, webhook_body(delivery.payload), url=target.url,
+        return Job(delivery.id, store.WEBHOOK, target.id, delivery.message_id, webhook_body(delivery.payload), url=target.url,
                    signing_secrets=tuple(secrets))
     assert isinstance(target, EmailRecipient)
-    return Job(delivery.id, store.EMAIL, delivery.message_id, webhook_body(delivery.payload), recipient=target.address)
+    return Job(delivery.id, store.EMAIL, target.id, delivery.message_id, webhook_body(delivery.payload), recipient=target.address)
 
 
 def _send(job: Job, senders: Senders, settings: Settings) -> Outcome:
@@ -100,6 +101,8 @@ def _send(job: Job, senders: Senders, settings: Settings) -> Outcome:
 
 def _record(settings: Settings, job: Job, outcome: Outcome, now: datetime, token: str) -> None:
     with UnitOfWork(settings) as uow:
+        # Lock order endpoint -> delivery everywhere (disable and delete take it too): no deadlock on PostgreSQL.
+        endpoint = store.lock_endpoint(uow, job.target_id) if job.channel == store.WEBHOOK else None
         delivery = store.claimed(uow, job.delivery_id, token)
         if delivery is None:
             log.warning("delivery %s: claim lost before its outcome was recorded", job.delivery_id)
@@ -108,9 +111,8 @@ def _record(settings: Settings, job: Job, outcome: Outcome, now: datetime, token
         delivery.last_status_code = outcome.status_code
         decision = policy.decide(outcome, attempts=delivery.attempts, created_at=delivery.created_at, now=now)
         _apply(delivery, decision, outcome, now)
-        target = store.target_of(uow, delivery)
-        if isinstance(target, WebhookEndpoint):
-            _update_endpoint_health(uow, target, outcome, decision, now)
+        if endpoint is not None:
+            _update_endpoint_health(uow, endpoint, outcome, decision, now)
         uow.commit()
     log.info("delivery %s (%s) attempt: %s", job.delivery_id, job.channel, type(decision).__name__)
 

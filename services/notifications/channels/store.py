@@ -61,6 +61,11 @@ def claimed(uow: UnitOfWork, delivery_id: int, token: str) -> ChannelDelivery | 
     return uow.session.execute(statement).scalar_one_or_none()
 
 
+def lock_endpoint(uow: UnitOfWork, endpoint_id: str) -> WebhookEndpoint | None:
+    statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update()
+    return uow.session.execute(statement).scalar_one_or_none()
+
+
 def target_of(uow: UnitOfWork, delivery: ChannelDelivery) -> WebhookEndpoint | EmailRecipient | None:
     table: Any = WebhookEndpoint if delivery.channel == WEBHOOK else EmailRecipient
     return uow.session.get(table, delivery.target_id)
