@@ -112,12 +112,14 @@ def cmd_relay(_: argparse.Namespace) -> int:
 def cmd_scheduler(_: argparse.Namespace) -> int:
     from services.notifications.channels.dispatcher import run_dispatcher
     from services.notifications.scheduler import run_scheduler
+    from services.pathway.reevaluation import run_reevaluations
     from services.pathway.scheduling import run_reevaluation_scheduler
 
     return _run_loops([
         ("reminders", run_scheduler),
         ("channels", run_dispatcher),
-        ("reevaluation", run_reevaluation_scheduler),
+        ("timed-reevaluation", run_reevaluation_scheduler),
+        ("rule-change-reevaluation", run_reevaluations),
     ])
 
 
