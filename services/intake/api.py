@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from services.intake import handlers, idempotency
@@ -110,11 +110,17 @@ def get_pathway(patient_id: str, principal: Caller) -> dict[str, Any]:
         return queries.current_pathway(uow, patient)
 
 
-@router.get("/patients/{patient_id}/pathway/history", responses={**AUTH, **NOT_FOUND})
-def get_pathway_history(patient_id: str, principal: Caller, limit: int = 100) -> dict[str, Any]:
+@router.get("/patients/{patient_id}/pathway/history",
+            responses={**AUTH, **NOT_FOUND, 422: {"description": "bad cursor or limit"}})
+def get_pathway_history(
+    patient_id: str, principal: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> dict[str, Any]:
+    """The stored assessments, newest first, each with what changed; `next_cursor` pages to older ones."""
     with UnitOfWork(read_only=True) as uow:
         try:
             patient = handlers.find_patient(uow, principal.org, patient_id)
+            return queries.pathway_history_page(uow, patient, limit=limit, cursor=cursor)
         except handlers.PatientNotFound:
             raise _not_found() from None
-        return {"patient_id": patient.id, "items": queries.pathway_history(uow, patient, limit=max(1, min(limit, 1000)))}
+        except queries.BadCursor:
+            raise HTTPException(422, detail="cursor is not one this service issued") from None

@@ -152,3 +152,11 @@ def test_readyz_and_metrics(client: TestClient, settings: Settings) -> None:
     metrics = client.get("/metrics").text
     assert "carepath_http_requests_total" in metrics
     assert "MRN-SECRET-42" not in metrics
+
+
+def test_history_rejects_a_forged_cursor(client: TestClient, settings: Settings) -> None:
+    headers = auth(settings)
+    patient_id = new_patient(client, headers)
+    response = client.get(f"/v1/patients/{patient_id}/pathway/history", params={"cursor": "not-ours"}, headers=headers)
+    assert response.status_code == 422
+    assert client.get(f"/v1/patients/{patient_id}/pathway/history", headers=headers).json()["items"] == []
