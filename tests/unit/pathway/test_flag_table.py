@@ -426,6 +426,13 @@ CASES = [
         False,
     ),
     (
+        "repeat_surgery_criteria_unmet: urgent when a red-flag exam ties with a clear one",
+        [*evaluation_complete(), neuro(9, cauda=True), neuro(9), procedure(10, "repeat_surgery")],
+        11,
+        "repeat_surgery_criteria_unmet",
+        False,
+    ),
+    (
         "responding_to_treatment: 30 % better",
         [*evaluation_complete(pain_nrs=10), pain(10, 7)],
         11,
