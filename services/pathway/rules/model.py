@@ -18,7 +18,7 @@ class Fact:
     id: str
     type: str
     occurred_at: datetime
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict, hash=False)  # hashable facts despite dict data
 
     def __post_init__(self) -> None:
         if self.occurred_at.utcoffset() is None:

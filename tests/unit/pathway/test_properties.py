@@ -66,7 +66,7 @@ DATA = {
                 max_size=2,
             ),
         },
-        {"indication": st.sampled_from(["", "new deficit"])},
+        {"indication": st.sampled_from(["", "new deficit", None])},
     ),
     "medication": _fixed(
         {
@@ -85,7 +85,7 @@ DATA = {
             ),
             "action": st.sampled_from(["started", "started", "dose_increased", "dose_decreased", "stopped"]),
         },
-        {"mme_per_day": st.sampled_from([0, 20, 30, 49.5, 50, 90])},
+        {"mme_per_day": st.sampled_from([0, 20, 30, 49.5, 50, 90, None])},
     ),
     "opioid_monitoring": _fixed(
         {"plan_documented": booleans},
@@ -130,7 +130,7 @@ DATA = {
         {
             "approach": st.sampled_from(["transforaminal", "interlaminar", "caudal"]),
             "image_guided": booleans,
-            "relief_percent": percent,
+            "relief_percent": st.one_of(percent, st.none()),
         },
     ),
     "psychosocial": _fixed(
