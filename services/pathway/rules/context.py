@@ -31,13 +31,6 @@ class Context:
             return "initial_evaluation", None
         return current.stage_at(self.now)
 
-    def stage_rank_at(self, t: int) -> int:
-        """Pathway stage rank at instant t, in the episode containing t (0 before any episode)."""
-        for stages in self.episodes:
-            if stages.episode.contains(t):
-                return stages.rank_at(t)
-        return 0
-
     def is_urgent_at(self, t: int) -> bool:
         return is_urgent_at(self.timeline, t)
 

@@ -99,7 +99,7 @@ def episode_deadlines(ctx: Context) -> Iterator[Draft]:
             "initial_evaluation_overdue",
             episode.start + ctx.params.initial_evaluation_days * DAY_US,
             episode.start_ids,
-            satisfied=_at(first_line),
+            satisfied=_at(first_line, ctx.now),
             cancelled=ended,
         )
         pt = stages.first_active_pt
@@ -108,7 +108,7 @@ def episode_deadlines(ctx: Context) -> Iterator[Draft]:
                 pt.t + ctx.params.pt_assessment_after_days * DAY_US
             )
             satisfied = min(
-                (r for r in (resolved_by(outcome), _at(second_line)) if r is not None),
+                (r for r in (resolved_by(outcome), _at(second_line, ctx.now)) if r is not None),
                 key=lambda r: r.t,
                 default=None,
             )
@@ -121,8 +121,9 @@ def episode_deadlines(ctx: Context) -> Iterator[Draft]:
             )
 
 
-def _at(t: int | None) -> Resolution | None:
-    return None if t is None else Resolution(t, None)
+def _at(t: int | None, now: int) -> Resolution | None:
+    """A time-driven resolution (stage entry) counts only once it has happened."""
+    return None if t is None or t > now else Resolution(t, None)
 
 
 def pt_deadlines(ctx: Context) -> Iterator[Draft]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +95,6 @@ class Timeline:
             self._indexes[key] = index
         return index.get(value, [])
 
-    def select(self, type_name: str, keep: Callable[[Event], bool]) -> list[Event]:
-        return [e for e in self.of_type(type_name) if keep(e)]
-
     @property
     def current_episode(self) -> Episode | None:
         return self.episodes[-1] if self.episodes else None
@@ -137,10 +134,6 @@ class Instants:
     def first_after(self, t: int) -> Event | None:
         index = bisect_right(self.times, t)
         return self.events[index] if index < len(self.events) else None
-
-    def latest_at_or_before(self, t: int) -> Event | None:
-        index = bisect_right(self.times, t)
-        return self.events[index - 1] if index else None
 
     def latest_before(self, t: int) -> Event | None:
         index = bisect_left(self.times, t)

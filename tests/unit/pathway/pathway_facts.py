@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -163,13 +162,6 @@ def assess(facts: Sequence[Fact], day: float, seconds: float = 0, params: Params
 
 def flag_codes(assessment: Assessment) -> set[str]:
     return {flag.code for flag in assessment.flags}
-
-
-@dataclass(frozen=True)
-class DeadlineView:
-    kind: str
-    due_day: float
-    status: str
 
 
 def deadlines_of(assessment: Assessment, kind: str) -> list[tuple[datetime, str]]:
