@@ -8,7 +8,7 @@ within an episode by construction. An entry instant may lie after `now` when onl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .catalog import STAGE_ORDER
@@ -60,7 +60,8 @@ class EpisodeStages:
         for index, entry in enumerate(self.entries):
             if entry is not None and entry <= t:
                 best = index
-        return STAGE_ORDER[best], self.entries[best] or self.episode.start
+        entry = self.entries[best]
+        return STAGE_ORDER[best], self.episode.start if entry is None else entry
 
     def rank_at(self, t: int) -> int:
         return STAGE_ORDER.index(self.stage_at(t)[0])
@@ -84,7 +85,7 @@ def _within(episode: Episode, t: int | None) -> int | None:
     return t if t is not None and episode.contains(t) else None
 
 
-def _first_time(events: Sequence[Event], keep) -> int | None:  # type: ignore[no-untyped-def]
+def _first_time(events: Sequence[Event], keep: Callable[[Event], bool]) -> int | None:
     return next((e.t for e in events if keep(e)), None)
 
 
