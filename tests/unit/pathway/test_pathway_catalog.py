@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-import test_deadline_table
-import test_flag_table
-import test_profiles_params
+import test_pathway_deadlines as test_deadline_table
+import test_pathway_flags as test_flag_table
+import test_pathway_profiles as test_profiles_params
 
 from services.pathway.rules.catalog import DEADLINE_RULES, FLAG_RULES, STAGE_ORDER, STAGE_RULES, URGENT
 
