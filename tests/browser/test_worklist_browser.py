@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -28,17 +28,18 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.fixture
 def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    log = open(tmp_path / "uvicorn.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.notifications.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "services.notifications.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, (tmp_path / "uvicorn.log").read_text()
+            assert process.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
                     break
@@ -54,7 +55,6 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
 
 
 ACCESSIBILITY_PROBLEMS = """() => {

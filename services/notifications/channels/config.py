@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.notifications.channels import policy, store
 from services.notifications.channels.signing import new_secret
@@ -68,8 +69,8 @@ def create_endpoint(
 
 
 def list_endpoints(uow: UnitOfWork, org: str) -> list[WebhookEndpoint]:
-    statement = select(WebhookEndpoint).where(WebhookEndpoint.org == org, WebhookEndpoint.status != store.DELETED)
-    return list(uow.session.execute(statement.order_by(WebhookEndpoint.created_at)).scalars())
+    statement = select(WebhookEndpoint).where(col(WebhookEndpoint.org) == org, col(WebhookEndpoint.status) != store.DELETED)
+    return list(uow.session.execute(statement.order_by(col(WebhookEndpoint.created_at))).scalars())
 
 
 def get_endpoint(uow: UnitOfWork, org: str, endpoint_id: str, *, for_update: bool = False) -> WebhookEndpoint:
@@ -121,8 +122,8 @@ def create_recipient(uow: UnitOfWork, org: str, address: str, escalation: bool, 
 
 
 def list_recipients(uow: UnitOfWork, org: str) -> list[EmailRecipient]:
-    statement = select(EmailRecipient).where(EmailRecipient.org == org, EmailRecipient.status != store.DELETED)
-    return list(uow.session.execute(statement.order_by(EmailRecipient.created_at)).scalars())
+    statement = select(EmailRecipient).where(col(EmailRecipient.org) == org, col(EmailRecipient.status) != store.DELETED)
+    return list(uow.session.execute(statement.order_by(col(EmailRecipient.created_at))).scalars())
 
 
 def delete_recipient(uow: UnitOfWork, org: str, recipient_id: str, now: datetime) -> None:

@@ -75,7 +75,7 @@ def _claim(settings: Settings, now: datetime, token: str) -> list[Job]:
 
 def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | None:
     delivery = store.claimed(uow, delivery_id, token)
-    if delivery is None:
+    if delivery is None or delivery.id is None:
         return None
     target = store.target_of(uow, delivery)
     if target is None or target.status != store.ACTIVE:

@@ -7,9 +7,9 @@ event was recorded: a receiver down for a weekend still gets every delivery afte
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 FIRST_DELAY = timedelta(seconds=10)
 MAX_DELAY = timedelta(hours=4)

@@ -3,7 +3,6 @@ a receiver's failure (that is the policy's business), and none touches the datab
 from __future__ import annotations
 
 import smtplib
-import socket
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -76,7 +75,7 @@ class SmtpEmailSender:
             codes = [code for code, _ in exc.recipients.values()]
             permanent = all(500 <= code < 600 for code in codes)
             return Outcome(ok=False, error=_short(f"recipient refused {codes}"), permanent=permanent)
-        except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             return Outcome(ok=False, error=_short(f"{type(exc).__name__}: {exc}"))
         return Outcome(ok=True)
 

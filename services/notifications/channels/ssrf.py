@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import Callable, Iterable
 from urllib.parse import urlsplit
 
 import httpcore

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
@@ -15,21 +16,25 @@ DELETED = "deleted"
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
 WEBHOOK, EMAIL = "webhook", "email"
 
-_delivery = ChannelDelivery.__table__
+_delivery = ChannelDelivery.__table__  # type: ignore[attr-defined]
 
 
 def active_endpoints(uow: UnitOfWork, org: str, *, escalation: bool) -> list[WebhookEndpoint]:
     statement = select(WebhookEndpoint).where(
-        WebhookEndpoint.org == org, WebhookEndpoint.status == ACTIVE, WebhookEndpoint.escalation == escalation
+        col(WebhookEndpoint.org) == org,
+        col(WebhookEndpoint.status) == ACTIVE,
+        col(WebhookEndpoint.escalation) == escalation,
     )
-    return list(uow.session.execute(statement.order_by(WebhookEndpoint.created_at)).scalars())
+    return list(uow.session.execute(statement.order_by(col(WebhookEndpoint.created_at))).scalars())
 
 
 def active_recipients(uow: UnitOfWork, org: str, *, escalation: bool) -> list[EmailRecipient]:
     statement = select(EmailRecipient).where(
-        EmailRecipient.org == org, EmailRecipient.status == ACTIVE, EmailRecipient.escalation == escalation
+        col(EmailRecipient.org) == org,
+        col(EmailRecipient.status) == ACTIVE,
+        col(EmailRecipient.escalation) == escalation,
     )
-    return list(uow.session.execute(statement.order_by(EmailRecipient.created_at)).scalars())
+    return list(uow.session.execute(statement.order_by(col(EmailRecipient.created_at))).scalars())
 
 
 def claim_due(uow: UnitOfWork, now: datetime, lease_until: datetime, token: str, limit: int) -> list[int]:
@@ -55,14 +60,14 @@ def claimed(uow: UnitOfWork, delivery_id: int, token: str) -> ChannelDelivery | 
     """The delivery if this dispatcher still holds its claim (fencing: a lost lease records nothing)."""
     statement = (
         select(ChannelDelivery)
-        .where(ChannelDelivery.id == delivery_id, ChannelDelivery.claimed_by == token)
+        .where(col(ChannelDelivery.id) == delivery_id, col(ChannelDelivery.claimed_by) == token)
         .with_for_update()
     )
     return uow.session.execute(statement).scalar_one_or_none()
 
 
 def lock_endpoint(uow: UnitOfWork, endpoint_id: str) -> WebhookEndpoint | None:
-    statement = select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update()
+    statement = select(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id).with_for_update()
     return uow.session.execute(statement).scalar_one_or_none()
 
 

@@ -6,7 +6,7 @@ reads as a fallback to the bearer header. Every POST checks a CSRF token (web/cs
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -54,7 +54,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-PAGE = {200: {"content": {"text/html": {}}}}
+PAGE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {}}}}
 FORM_ERRORS: dict[int | str, dict[str, Any]] = {
     303: {"description": "done (or not signed in): redirect with a flash message"},
     403: {"description": "missing or invalid CSRF token, or a role that may not use the worklist"},
@@ -183,10 +183,10 @@ def _back(code: str, filter_kind: str, filter_status: str) -> RedirectResponse:
 def parse_until(value: str) -> datetime | None:
     """The snooze form's datetime-local (no offset: the page says UTC) or an RFC 3339 instant."""
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 _DONE = {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"}

@@ -5,11 +5,12 @@ MAX_ROWS rows (a coordinator narrows with the filters beyond that).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Sequence
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.notifications import transitions as t
 from shared.clock import as_utc
@@ -59,14 +60,14 @@ def rows(
     uow: UnitOfWork, org: str, now: datetime, *, kind: str | None = None, statuses: Sequence[str] = WORKLIST_STATUSES
 ) -> list[Row]:
     statement = (
-        select(Reminder, Patient.external_id)
-        .join(Patient, Patient.id == Reminder.patient_id)
-        .where(Reminder.org == org, Reminder.status.in_(list(statuses)))  # type: ignore[attr-defined]
-        .order_by(Reminder.due_at)
+        select(Reminder, col(Patient.external_id))
+        .join(Patient, col(Patient.id) == col(Reminder.patient_id))
+        .where(col(Reminder.org) == org, col(Reminder.status).in_(list(statuses)))
+        .order_by(col(Reminder.due_at))
         .limit(MAX_ROWS)
     )
     if kind:
-        statement = statement.where(Reminder.kind == kind)
+        statement = statement.where(col(Reminder.kind) == kind)
     found = [_row(reminder, external_id, now) for reminder, external_id in uow.session.execute(statement).all()]
     return sorted(found, key=lambda row: order_key(row.due_at, row.kind, now))
 
@@ -93,8 +94,8 @@ def _row(reminder: Reminder, external_id: str, now: datetime) -> Row:
 def kinds(uow: UnitOfWork, org: str) -> list[str]:
     """The kinds the organisation has open reminders of (for the filter)."""
     statement = (
-        select(Reminder.kind)
-        .where(Reminder.org == org, Reminder.status.in_(list(WORKLIST_STATUSES)))  # type: ignore[attr-defined]
+        select(col(Reminder.kind))
+        .where(col(Reminder.org) == org, col(Reminder.status).in_(list(WORKLIST_STATUSES)))
         .distinct()
     )
     return sorted(uow.session.execute(statement).scalars())

@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -26,7 +26,7 @@ from shared.messaging.routing import CHANNELS
 from shared.settings import Settings
 from tests.integration.channels.support import seed_reminder
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def add_targets(settings: Settings, org: str = "org-a", endpoints: int = 1, emails: int = 0) -> None:
@@ -67,10 +67,10 @@ def test_scheduler_events_reach_the_channels(settings: Settings) -> None:
     assert consume(CHANNELS, row.envelope, row.id, handle_event, settings) == "handled"
     senders, webhooks, emails = recording_senders()
     assert dispatch_due(settings, utcnow(), senders) == 2
-    (url, body, headers), = webhooks.sent
+    (_url, body, headers), = webhooks.sent
     payload = json.loads(body)
     assert payload["data"]["reminder_id"] == reminder.id and payload["data"]["kind"] == "opioid_review_4w"
-    assert set(payload["data"]) <= set(("reminder_id", "patient_id", "org", "kind", "due_at", "delivered_at"))
+    assert set(payload["data"]) <= {"reminder_id", "patient_id", "org", "kind", "due_at", "delivered_at"}
     assert headers["webhook-id"].startswith("msg_")
     assert emails.sent[0]["To"] == "team0@example.org"
     assert [r.status for r in delivery_rows(settings)] == ["delivered", "delivered"]
@@ -86,7 +86,7 @@ def test_a_dead_dispatchers_claim_comes_back_after_the_lease(settings: Settings)
     with UnitOfWork(settings) as uow:  # a dispatcher claims, then dies before sending
         assert len(store.claim_due(uow, now, now + policy.CLAIM_LEASE, "dead", 10)) == 1
         uow.commit()
-    senders, webhooks, _ = recording_senders()
+    senders, _webhooks, _ = recording_senders()
     assert dispatch_due(settings, now + timedelta(seconds=30), senders) == 0
     assert dispatch_due(settings, now + policy.CLAIM_LEASE + timedelta(seconds=1), senders) == 1
     assert [r.status for r in delivery_rows(settings)] == ["delivered"]

@@ -1,10 +1,11 @@
 """Email through a real SMTP server (aiosmtpd on a free local port)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -31,7 +32,7 @@ class Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], Message]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
         return "250 OK"
 
@@ -93,7 +94,7 @@ def test_permanent_smtp_refusal_gives_up(smtp_settings: Settings) -> None:
     settings = smtp_settings
 
     class Refusing:
-        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:  # noqa: N802
+        async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
             return "550 no such user"
 
     client = TestClient(create_app())

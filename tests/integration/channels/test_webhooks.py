@@ -14,7 +14,7 @@ from services.notifications.channels.dispatch import handle_event
 from services.notifications.channels.dispatcher import dispatch_due
 from shared import events
 from shared.clock import isoformat, utcnow
-from shared.db.tables import ChannelDelivery, Reminder, WebhookEndpoint
+from shared.db.tables import ChannelDelivery, Reminder
 from shared.db.uow import UnitOfWork
 from shared.events import Event, to_envelope
 from shared.messaging.consumer import consume
