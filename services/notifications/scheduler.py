@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, case, or_, select, update
 from sqlalchemy import event as sa_event
 
 from services.notifications import transitions as t
@@ -133,51 +133,43 @@ def _still_ours(ids: list[str], worker_id: str, status: str, now: datetime) -> A
     return and_(_c.id.in_(ids), _c.claimed_by == worker_id, _c.status == status, _c.next_action_at <= now)
 
 
-def _deliver_group(
-    uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime
-) -> list[str]:
+def _escalation_case(items: list[Claimed], since: datetime) -> Any:
+    """next_action_at per kind for reminders entering `due` at `since` (one UPDATE for every kind)."""
+    return case({kind: escalation_at(kind, since) for kind in {i.kind for i in items}}, value=_c.kind)
+
+
+_RELEASED = {"claimed_by": None, "claim_expires_at": None, "version": _c.version + 1}
+
+
+def _changed(uow: UnitOfWork, statement: Any) -> list[str]:
+    return list(uow.session.execute(statement.returning(_c.id)).scalars())
+
+
+def _deliver(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
     """scheduled -> due: delivered_at set, escalation timer started. Returns the ids changed."""
-    kind = group[0].kind
-    return list(
-        uow.session.execute(
-            update(_table)
-            .where(_still_ours([c.id for c in group], worker_id, t.SCHEDULED, now))
-            .values(
-                status=t.DUE, delivered_at=now, next_action_at=escalation_at(kind, now), claimed_by=None,
-                claim_expires_at=None, updated_at=now, version=_c.version + 1,
-            )
-            .returning(_c.id)
-        ).scalars()
-    )
+    if not items:
+        return []
+    return _changed(uow, update(_table).where(_still_ours([i.id for i in items], worker_id, t.SCHEDULED, now)).values(
+        status=t.DUE, delivered_at=now, next_action_at=_escalation_case(items, now), updated_at=now, **_RELEASED))
 
 
-def _unsnooze_group(uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime) -> list[str]:
-    """snoozed -> due at `until`; the escalation window restarts (unless it already escalated)."""
-    kind, escalated = group[0].kind, group[0].escalated_at is not None
-    return list(
-        uow.session.execute(
-            update(_table)
-            .where(_still_ours([c.id for c in group], worker_id, t.SNOOZED, now))
-            .values(
-                status=t.DUE, snoozed_until=None, next_action_at=None if escalated else escalation_at(kind, now),
-                claimed_by=None, claim_expires_at=None, updated_at=now, version=_c.version + 1,
-            )
-            .returning(_c.id)
-        ).scalars()
-    )
+def _unsnooze(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+    """snoozed -> due at `until`; the escalation window restarts (unless it already escalated). No second
+    delivery event: the reminder is back on the worklist, and escalates if nobody acts."""
+    if not items:
+        return []
+    restart = case((_c.escalated_at.is_not(None), None), else_=_escalation_case(items, now))
+    return _changed(uow, update(_table).where(_still_ours([i.id for i in items], worker_id, t.SNOOZED, now)).values(
+        status=t.DUE, snoozed_until=None, next_action_at=restart, updated_at=now, **_RELEASED))
 
 
-def _escalate_group(uow: UnitOfWork, group: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+def _escalate(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
     """due and unacknowledged past its window -> escalated_at marker (status stays due)."""
-    return list(
-        uow.session.execute(
-            update(_table)
-            .where(_still_ours([c.id for c in group], worker_id, t.DUE, now), _c.escalated_at.is_(None))
-            .values(escalated_at=now, next_action_at=None, claimed_by=None, claim_expires_at=None,
-                    updated_at=now, version=_c.version + 1)
-            .returning(_c.id)
-        ).scalars()
-    )
+    if not items:
+        return []
+    ours = _still_ours([i.id for i in items], worker_id, t.DUE, now)
+    return _changed(uow, update(_table).where(ours, _c.escalated_at.is_(None)).values(
+        escalated_at=now, next_action_at=None, updated_at=now, **_RELEASED))
 
 
 def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
@@ -187,36 +179,35 @@ def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
     }
 
 
+def _due_event(item: Claimed, now: datetime) -> Event:
+    return Event(REMINDER_DUE, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "delivered_at"),
+                 id=delivery_event_id(item.patient_id, item.kind, item.due_at), time=now)
+
+
+def _escalated_event(item: Claimed, now: datetime) -> Event:
+    return Event(REMINDER_ESCALATED, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "escalated_at"),
+                 id=escalation_event_id(item.id), time=now)
+
+
 def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) -> dict[str, int]:
-    """Apply what each claimed reminder needs; events and history in this transaction. No commit."""
-    groups: dict[tuple[str, str, bool], list[Claimed]] = defaultdict(list)
+    """Apply what each claimed reminder needs: one conditional UPDATE per action, then its events (outbox)
+    and history rows, all in this transaction. No commit."""
+    by_status: dict[str, list[Claimed]] = defaultdict(list)
     for item in claimed:
-        groups[(item.status, item.kind, item.escalated_at is not None)].append(item)
+        by_status[item.status].append(item)
     by_id = {item.id: item for item in claimed}
     actor = f"{t.ACTOR_SCHEDULER_PREFIX}:{worker_id}"
-    counts = {"delivered": 0, "unsnoozed": 0, "escalated": 0}
-    history: list[dict[str, Any]] = []
-    for (status, _kind, _escalated), group in sorted(groups.items()):
-        if status == t.SCHEDULED:
-            for rid in _deliver_group(uow, group, worker_id, now):
-                item = by_id[rid]
-                uow.publish(Event(REMINDER_DUE, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "delivered_at"),
-                                  id=delivery_event_id(item.patient_id, item.kind, item.due_at), time=now))
-                history.append(t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due"))
-                counts["delivered"] += 1
-        elif status == t.SNOOZED:
-            for rid in _unsnooze_group(uow, group, worker_id, now):
-                history.append(t.history_row(rid, t.SNOOZED, t.DUE, actor, now, reason="snooze_ended"))
-                counts["unsnoozed"] += 1
-        else:
-            for rid in _escalate_group(uow, group, worker_id, now):
-                item = by_id[rid]
-                uow.publish(Event(REMINDER_ESCALATED, SOURCE_SCHEDULER, item.patient_id,
-                                  _event_data(item, now, "escalated_at"), id=escalation_event_id(rid), time=now))
-                history.append(t.history_row(rid, t.DUE, t.DUE, actor, now, reason="escalated"))
-                counts["escalated"] += 1
-    t.record(uow, history)
-    return counts
+    delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now)
+    unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now)
+    escalated = _escalate(uow, by_status[t.DUE], worker_id, now)
+    for rid in delivered:
+        uow.publish(_due_event(by_id[rid], now))
+    for rid in escalated:
+        uow.publish(_escalated_event(by_id[rid], now))
+    t.record(uow, [t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due") for rid in delivered]
+             + [t.history_row(rid, t.SNOOZED, t.DUE, actor, now, reason="snooze_ended") for rid in unsnoozed]
+             + [t.history_row(rid, t.DUE, t.DUE, actor, now, reason="escalated") for rid in escalated])
+    return {"delivered": len(delivered), "unsnoozed": len(unsnoozed), "escalated": len(escalated)}
 
 
 def _lock_in_id_order(uow: UnitOfWork, claimed: list[Claimed]) -> None:
@@ -230,7 +221,9 @@ def _lock_in_id_order(uow: UnitOfWork, claimed: list[Claimed]) -> None:
 def deliver_due(
     settings: Settings, now: datetime | None = None, *, worker_id: str, limit: int, lease: float | None = None
 ) -> dict[str, int]:
-    """One scheduler pass (claim, commit; act, commit). Returns counts by action, plus "claimed"."""
+    """One scheduler pass (claim, commit; act, commit). Returns counts by action, plus "claimed".
+    `now` fixes the clock for tests; by default the act records the instant it runs (delivered_at)."""
+    fixed = now
     now = now or utcnow()
     lease = lease_seconds(settings) if lease is None else lease
     with UnitOfWork(settings) as uow:
@@ -240,7 +233,7 @@ def deliver_due(
         return {"claimed": 0, "delivered": 0, "unsnoozed": 0, "escalated": 0}
     with UnitOfWork(settings) as uow:
         _lock_in_id_order(uow, claimed)
-        counts = act(uow, claimed, worker_id, now)
+        counts = act(uow, claimed, worker_id, fixed or utcnow())
         uow.commit()
     return {"claimed": len(claimed), **counts}
 
