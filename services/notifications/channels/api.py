@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
 from services.notifications.channels import config
@@ -100,6 +100,19 @@ def enable_endpoint(endpoint_id: str, principal: Manager) -> dict[str, Any]:
             raise _not_found() from None
         uow.commit()
         return config.endpoint_view(endpoint)
+
+
+@router.get("/v1/webhook-endpoints/{endpoint_id}/deliveries", responses={**AUTH_ERRORS, **NOT_FOUND})
+def list_deliveries(
+    endpoint_id: str, principal: Manager, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> dict[str, Any]:
+    """The endpoint's latest deliveries, newest first: status, attempts, next attempt, last error."""
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            rows = config.recent_deliveries(uow, principal.org, endpoint_id, limit)
+        except config.ChannelNotFound:
+            raise _not_found() from None
+        return {"items": [config.delivery_view(row) for row in rows]}
 
 
 @router.post("/v1/email-recipients", status_code=201, responses=AUTH_ERRORS)

@@ -17,7 +17,7 @@ from services.notifications.channels import policy, store
 from services.notifications.channels.signing import new_secret
 from services.notifications.channels.ssrf import Resolver, check_url, resolve
 from shared.clock import isoformat
-from shared.db.tables import EmailRecipient, WebhookEndpoint
+from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
 
 # Deliberately plain: one @, no spaces or angle brackets (no header injection); the SMTP server judges the rest.
@@ -133,3 +133,33 @@ def delete_recipient(uow: UnitOfWork, org: str, recipient_id: str, now: datetime
     recipient.status = store.DELETED
     uow.session.flush()
     store.close_pending_for(uow, recipient.id, store.CANCELLED, "recipient deleted", now)
+
+
+def delivery_view(delivery: ChannelDelivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "webhook_id": delivery.message_id,
+        "event_type": delivery.event_type,
+        "event_id": delivery.event_id,
+        "reminder_id": delivery.reminder_id,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": isoformat(delivery.next_attempt_at),
+        "last_attempt_at": isoformat(delivery.last_attempt_at),
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "delivered_at": isoformat(delivery.delivered_at),
+        "created_at": isoformat(delivery.created_at),
+    }
+
+
+def recent_deliveries(uow: UnitOfWork, org: str, endpoint_id: str, limit: int) -> list[ChannelDelivery]:
+    """The endpoint's latest deliveries, newest first (for "why did my receiver not get it?")."""
+    endpoint = get_endpoint(uow, org, endpoint_id)
+    statement = (
+        select(ChannelDelivery)
+        .where(col(ChannelDelivery.target_id) == endpoint.id, col(ChannelDelivery.org) == org)
+        .order_by(col(ChannelDelivery.id).desc())
+        .limit(limit)
+    )
+    return list(uow.session.execute(statement).scalars())

@@ -214,6 +214,11 @@ def test_endpoint_disabled_after_persistent_failure(settings: Settings, client: 
     assert row.last_attempt_at - t0 >= timedelta(hours=72)  # retried for at least 72 hours
     shown = client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(settings, "org-a")).json()
     assert shown["status"] == "disabled"
+    history = client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth(settings, "org-a"))
+    (item,) = history.json()["items"]
+    assert item["status"] == "failed" and item["webhook_id"] == row.message_id and item["attempts"] == row.attempts
+    other = client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth(settings, "org-b"))
+    assert other.status_code == 404
 
     # New events do not reach a disabled endpoint; re-enabling lets them through again.
     assert deliver_event(settings, reminder_event(seed_reminder(settings, kind="pdmp_review"))) == "handled"
