@@ -60,8 +60,13 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def principal_from_request(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
-    token = credentials.credentials if credentials else request.cookies.get("carepath_token")
+def principal_from_request(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, *, allow_cookie: bool = True
+) -> Principal:
+    """The caller: the bearer token, or (worklist pages only) the HttpOnly login cookie."""
+    token = credentials.credentials if credentials else None
+    if token is None and allow_cookie:
+        token = request.cookies.get("carepath_token")
     if not token:
         raise _unauthorized("missing bearer token")
     try:
@@ -76,7 +81,8 @@ def require(*roles: str) -> Callable[..., Principal]:
     def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        principal = principal_from_request(request, credentials)
+        # The API takes the bearer header only: a browser's cookie never authorises an API call (CSRF).
+        principal = principal_from_request(request, credentials, allow_cookie=False)
         if roles and principal.role not in roles:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
         return principal

@@ -160,3 +160,9 @@ def test_history_rejects_a_forged_cursor(client: TestClient, settings: Settings)
     response = client.get(f"/v1/patients/{patient_id}/pathway/history", params={"cursor": "not-ours"}, headers=headers)
     assert response.status_code == 422
     assert client.get(f"/v1/patients/{patient_id}/pathway/history", headers=headers).json()["items"] == []
+
+
+def test_api_ignores_the_worklist_login_cookie(client: TestClient, settings: Settings) -> None:
+    """A browser's worklist session must never authorise an API call (cross-site request forgery)."""
+    client.cookies.set("carepath_token", create_token(settings, "org-a", "client"))
+    assert client.post("/v1/patients", json={"external_id": "MRN-CSRF"}).status_code == 401
