@@ -22,6 +22,20 @@ WORKLIST_STATUSES = (t.DUE, t.ACKNOWLEDGED, t.SNOOZED)
 URGENCY = {"urgent_surgical_referral": 0}
 DEFAULT_URGENCY = 1
 MAX_ROWS = 500
+KIND_LABELS = {
+    "urgent_surgical_referral": "Urgent surgical referral",
+    "initial_evaluation_overdue": "Initial evaluation overdue",
+    "opioid_monitoring_plan": "Opioid monitoring plan",
+    "opioid_review_4w": "4-week opioid review",
+    "opioid_review_dose_change": "Opioid review after a dose change",
+    "opioid_review_periodic": "Periodic opioid review",
+    "pdmp_review": "PDMP review",
+    "urine_drug_test": "Urine drug test",
+    "pt_start_check": "Physical therapy start check",
+    "pt_follow_up": "Physical therapy follow-up",
+    "first_line_review": "First-line treatment review",
+    "procedure_follow_up": "Procedure follow-up",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,8 @@ def order_key(due_at: datetime, kind: str, now: datetime) -> tuple[int, int, dat
 
 
 def kind_label(kind: str) -> str:
+    if kind in KIND_LABELS:
+        return KIND_LABELS[kind]
     label = kind.replace("_", " ")
     return label[:1].upper() + label[1:]
 
