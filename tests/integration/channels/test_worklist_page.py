@@ -39,14 +39,17 @@ def test_order_filters_and_markup(settings: Settings) -> None:
     later = seed_reminder(settings, kind="pdmp_review", due_at=now + timedelta(days=2))
     old = seed_reminder(settings, kind="opioid_review_4w", due_at=now - timedelta(days=3))
     urgent = seed_reminder(settings, kind="urgent_surgical_referral", due_at=now - timedelta(hours=1))
+    urgent_soon = seed_reminder(settings, kind="urgent_surgical_referral", due_at=now + timedelta(hours=1))
     seed_reminder(settings, kind="pt_follow_up", status="completed")
+    acknowledged = seed_reminder(settings, kind="urine_drug_test", status="acknowledged", due_at=now + timedelta(days=9))
     seed_reminder(settings, org="org-b", kind="opioid_review_4w")
     client = signed_in(settings)
     page = client.get("/worklist")
     assert page.status_code == 200
     html = page.text
     order = re.findall(r'data-reminder-id="([^"]+)"', html)
-    assert order == [urgent.id, old.id, later.id]  # overdue (urgent first), then the future one
+    # Overdue first (urgent before the rest), then not yet overdue (urgent first again), each by due time.
+    assert order == [urgent.id, old.id, urgent_soon.id, later.id, acknowledged.id]
     assert '<html lang="en">' in html and html.count("<h1") == 1 and "<caption>" in html
     assert "script" not in html.lower()
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
@@ -56,6 +59,8 @@ def test_order_filters_and_markup(settings: Settings) -> None:
 
     only = client.get("/worklist", params={"kind": "pdmp_review"}).text
     assert re.findall(r'data-reminder-id="([^"]+)"', only) == [later.id]
+    by_status = client.get("/worklist", params={"status": "acknowledged"}).text
+    assert re.findall(r'data-reminder-id="([^"]+)"', by_status) == [acknowledged.id]
 
 
 def test_actions_redirect_with_flash_and_change_status(settings: Settings) -> None:
