@@ -32,11 +32,13 @@ def _pg_conninfo(url: str) -> str:
 
 
 @contextmanager
-def fresh_postgres_database(admin_url: str = PG_ADMIN_URL) -> Iterator[str]:
-    """CREATE a uniquely named database, yield its SQLAlchemy URL, DROP it afterwards."""
+def fresh_postgres_database(admin_url: str = PG_ADMIN_URL, template: str | None = None) -> Iterator[str]:
+    """CREATE a uniquely named database (a copy of `template` if given: much faster than migrating each
+    time), yield its SQLAlchemy URL, DROP it afterwards."""
     name = f"carepath_test_{uuid.uuid4().hex[:12]}"
+    copy_of = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(_pg_conninfo(admin_url), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"{copy_of}')
     try:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from shared.db.engine import get_engine
 from shared.db.schema import upgrade
@@ -28,8 +29,22 @@ def backend() -> str:
     return test_backend()
 
 
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """PostgreSQL only: one migrated database per session that each test's database is copied from."""
+    if test_backend() != "pg":
+        yield None
+        return
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        get_engine(url).dispose()  # CREATE DATABASE … TEMPLATE needs the template without connections
+        yield make_url(url).database
+
+
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[Settings]:
+def settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, pg_template: str | None
+) -> Iterator[Settings]:
     """Settings for one test: its own migrated database (and broker folder), applied to the environment
     so code that calls get_settings() and child processes see the same configuration."""
     var_dir = tmp_path / "var"
@@ -44,7 +59,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> I
         return configured
 
     if backend == "pg":
-        with fresh_postgres_database() as url:
+        with fresh_postgres_database(template=pg_template) as url:
             yield apply({"CAREPATH_DATABASE_URL": url, "CAREPATH_BROKER_URL": REDIS_URL})
             get_engine(url).dispose()
     else:
