@@ -37,6 +37,16 @@ def _event_data(event: Event, reminder: Reminder) -> dict[str, object]:
     }
 
 
+def _targets(uow: UnitOfWork, org: str, *, escalation: bool) -> list[tuple[str, str]]:
+    """Escalations go to the escalation channel; an organisation without one gets them on its regular
+    channels rather than not at all. Due reminders go to the regular channels only."""
+    targets = [(store.WEBHOOK, e.id) for e in store.active_endpoints(uow, org, escalation=escalation)]
+    targets += [(store.EMAIL, r.id) for r in store.active_recipients(uow, org, escalation=escalation)]
+    if escalation and not targets:
+        return _targets(uow, org, escalation=False)
+    return targets
+
+
 def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
     """Insert one pending delivery per active target of the event's organisation; returns how many."""
     if event.type not in EVENT_TYPES:
@@ -51,9 +61,7 @@ def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
         log.error("channels: event %s organisation does not match its reminder; skipped", event.id)
         return 0
     payload = webhook_payload(event.type, event.time, _event_data(event, reminder))
-    escalation = event.type == events.REMINDER_ESCALATED
-    targets = [(store.WEBHOOK, e.id) for e in store.active_endpoints(uow, reminder.org, escalation=escalation)]
-    targets += [(store.EMAIL, r.id) for r in store.active_recipients(uow, reminder.org, escalation=escalation)]
+    targets = _targets(uow, reminder.org, escalation=event.type == events.REMINDER_ESCALATED)
     for channel, target_id in targets:
         uow.session.add(
             ChannelDelivery(

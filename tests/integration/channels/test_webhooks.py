@@ -282,3 +282,17 @@ def test_configuration_is_scoped_to_the_organisation(settings: Settings, client:
     assert bad.status_code == 422
     assert client.delete(f"/v1/email-recipients/{rid}", headers=auth(settings, "org-a")).status_code == 204
     assert client.get("/v1/email-recipients", headers=auth(settings, "org-a")).json() == {"items": []}
+
+
+def test_escalations_fall_back_to_regular_channels_without_an_escalation_channel(
+    settings: Settings, client: TestClient
+) -> None:
+    team = Receiver().start()
+    try:
+        team.secret = register(client, settings, team.url)["secret"]
+        reminder = seed_reminder(settings, kind="urgent_surgical_referral")
+        deliver_event(settings, reminder_event(reminder, events.REMINDER_ESCALATED, escalated_at=isoformat(utcnow())))
+        assert dispatch_due(settings, utcnow()) == 1
+    finally:
+        team.stop()
+    assert [json.loads(r.body)["type"] for r in team.received] == [events.REMINDER_ESCALATED]
