@@ -43,29 +43,33 @@ def resolved_by(event: Event | None) -> Resolution | None:
 
 
 def merge(drafts: Iterable[Draft]) -> list[Deadline]:
-    merged: dict[tuple[str, int], tuple[str, set[str]]] = {}
+    merged: dict[tuple[str, int], list] = {}  # (kind, due) -> [status, fact ids]
     for draft in drafts:
-        key = (draft.kind, draft.due)
         status = draft.status
-        ids = set(draft.source_ids)
         decided = draft.satisfied if status == "satisfied" else draft.cancelled
+        entry = merged.get((draft.kind, draft.due))
+        if entry is None:
+            entry = merged[draft.kind, draft.due] = [status, set(draft.source_ids)]
+        else:
+            if _STATUS_RANK[status] > _STATUS_RANK[entry[0]]:
+                entry[0] = status
+            entry[1].update(draft.source_ids)
         if decided is not None and decided.fact_id:
-            ids.add(decided.fact_id)
-        previous = merged.get(key)
-        if previous is not None:
-            if _STATUS_RANK[previous[0]] > _STATUS_RANK[status]:
-                status = previous[0]
-            ids |= previous[1]
-        merged[key] = (status, ids)
+            entry[1].add(decided.fact_id)
     return [
         _deadline(kind, due, status, ids)
-        for (kind, due), (status, ids) in sorted(merged.items(), key=lambda item: (item[0][1], item[0][0]))
+        for (kind, due), (status, ids) in sorted(merged.items(), key=_by_due)
     ]
+
+
+def _by_due(item: tuple[tuple[str, int], list]) -> tuple[int, str]:
+    return item[0][1], item[0][0]
 
 
 def _deadline(kind: str, due: int, status: str, ids: set[str]) -> Deadline:
     rule = DEADLINE_RULES[kind]
-    return Deadline(kind, from_micros(due), status, rule.text, rule.citation, tuple(sorted(ids)))
+    fact_ids = tuple(sorted(ids)) if len(ids) > 1 else tuple(ids)
+    return Deadline(kind, from_micros(due), status, rule.text, rule.citation, fact_ids)
 
 
 def urgent_referrals(ctx: Context) -> Iterator[Draft]:
