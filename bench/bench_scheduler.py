@@ -9,6 +9,7 @@ default settings), waits until every reminder is delivered and reports the laten
   visible:   the outbox row's created_at - due_at (the delivery transaction commits right after).
 --window 0 puts every reminder on the same instant (a burst: then lateness measures throughput).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,11 @@ from sqlalchemy import create_engine, func, insert, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.notifications.scheduler import run_scheduler  # noqa: E402
-from shared.clock import utcnow  # noqa: E402
-from shared.db.schema import upgrade  # noqa: E402
-from shared.db.tables import Patient, Reminder  # noqa: E402
-from shared.testing import fresh_postgres_database  # noqa: E402
+from services.notifications.scheduler import run_scheduler
+from shared.clock import utcnow
+from shared.db.schema import upgrade
+from shared.db.tables import Patient, Reminder
+from shared.testing import fresh_postgres_database
 
 KINDS = 10
 
@@ -41,16 +42,33 @@ def seed(url: str, count: int, first_due: datetime, window: float) -> None:
     step = window / count if count else 0
     engine = create_engine(url)
     with engine.begin() as connection:
-        connection.execute(insert(Patient.__table__), [
-            {"id": f"p-{i:06d}", "org": "bench", "external_id": f"b{i}", "created_at": first_due}
-            for i in range(patients)])
+        connection.execute(
+            insert(Patient.__table__),
+            [
+                {"id": f"p-{i:06d}", "org": "bench", "external_id": f"b{i}", "created_at": first_due}
+                for i in range(patients)
+            ],
+        )
         rows = []
         for n in range(count):
             due = first_due + timedelta(seconds=n * step)
-            rows.append({"id": f"r-{n:06d}", "org": "bench", "patient_id": f"p-{n // KINDS:06d}",
-                         "kind": f"kind_{n % KINDS}", "due_at": due, "status": "scheduled", "text": "t",
-                         "citation": "G1", "fact_ids": [], "next_action_at": due, "created_at": first_due,
-                         "updated_at": first_due, "version": 1})
+            rows.append(
+                {
+                    "id": f"r-{n:06d}",
+                    "org": "bench",
+                    "patient_id": f"p-{n // KINDS:06d}",
+                    "kind": f"kind_{n % KINDS}",
+                    "due_at": due,
+                    "status": "scheduled",
+                    "text": "t",
+                    "citation": "G1",
+                    "fact_ids": [],
+                    "next_action_at": due,
+                    "created_at": first_due,
+                    "updated_at": first_due,
+                    "version": 1,
+                }
+            )
         connection.execute(insert(Reminder.__table__), rows)
     engine.dispose()
 
@@ -67,12 +85,22 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def lateness(url: str) -> tuple[list[float], list[float]]:
     engine = create_engine(url)
     with engine.connect() as connection:
-        recorded = connection.execute(text(
-            "SELECT EXTRACT(EPOCH FROM delivered_at - due_at) FROM reminder")).scalars().all()
-        visible = connection.execute(text(
-            "SELECT EXTRACT(EPOCH FROM o.created_at - r.due_at) FROM outbox_message o "
-            "JOIN reminder r ON r.id = o.envelope->'data'->>'reminder_id' "
-            "WHERE o.event_type = 'carepath.reminder.due'")).scalars().all()
+        recorded = (
+            connection.execute(text("SELECT EXTRACT(EPOCH FROM delivered_at - due_at) FROM reminder"))
+            .scalars()
+            .all()
+        )
+        visible = (
+            connection.execute(
+                text(
+                    "SELECT EXTRACT(EPOCH FROM o.created_at - r.due_at) FROM outbox_message o "
+                    "JOIN reminder r ON r.id = o.envelope->'data'->>'reminder_id' "
+                    "WHERE o.event_type = 'carepath.reminder.due'"
+                )
+            )
+            .scalars()
+            .all()
+        )
     engine.dispose()
     return [float(v) for v in recorded], [float(v) for v in visible]
 
@@ -81,10 +109,13 @@ def lateness_profile(url: str) -> list[tuple[int, float, float]]:
     """(second since the first due_at, mean, max visible lateness): where the late ones are."""
     engine = create_engine(url)
     with engine.connect() as connection:
-        rows = connection.execute(text(
-            "SELECT floor(EXTRACT(EPOCH FROM r.due_at - min(r.due_at) OVER ())) AS s, "
-            "EXTRACT(EPOCH FROM o.created_at - r.due_at) AS late FROM outbox_message o "
-            "JOIN reminder r ON r.id = o.envelope->'data'->>'reminder_id'")).all()
+        rows = connection.execute(
+            text(
+                "SELECT floor(EXTRACT(EPOCH FROM r.due_at - min(r.due_at) OVER ())) AS s, "
+                "EXTRACT(EPOCH FROM o.created_at - r.due_at) AS late FROM outbox_message o "
+                "JOIN reminder r ON r.id = o.envelope->'data'->>'reminder_id'"
+            )
+        ).all()
     engine.dispose()
     buckets: dict[int, list[float]] = {}
     for second, late in rows:
@@ -116,10 +147,22 @@ def wait_delivered(url: str, count: int, timeout: float) -> None:
 
 def start_schedulers(url: str, count: int) -> list[subprocess.Popen[str]]:
     """Started (and imported) before the reminders exist, so start-up time is not counted as lateness."""
-    env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_VAR_DIR": "/tmp/carepath-bench",
-           "CAREPATH_LOG_LEVEL": "WARNING"}
-    processes = [subprocess.Popen([sys.executable, __file__, "--child", f"bench-{i}"], env=env, cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True) for i in range(count)]
+    env = {
+        **os.environ,
+        "CAREPATH_DATABASE_URL": url,
+        "CAREPATH_VAR_DIR": "/tmp/carepath-bench",
+        "CAREPATH_LOG_LEVEL": "WARNING",
+    }
+    processes = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--child", f"bench-{i}"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(count)
+    ]
     for process in processes:
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     return processes
@@ -141,12 +184,19 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         profile = lateness_profile(url) if args.profile else None
     if profile:
         print(profile, file=sys.stderr)
-    return {"reminders": args.reminders, "window_s": args.window, "schedulers": args.schedulers,
-            "recorded": percentiles(recorded), "visible": percentiles(visible)}
+    return {
+        "reminders": args.reminders,
+        "window_s": args.window,
+        "schedulers": args.schedulers,
+        "recorded": percentiles(recorded),
+        "visible": percentiles(visible),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--reminders", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which due_at is spread")
     parser.add_argument("--schedulers", type=int, default=3)

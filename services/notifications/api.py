@@ -3,6 +3,7 @@
 Every route is scoped to the token's organisation: another organisation's reminder is 404.
 Any role may read; coordinators and ops may act.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -24,10 +25,13 @@ Reader = Annotated[Principal, Depends(require())]
 Actor = Annotated[Principal, Depends(require("coordinator", "ops"))]
 ReminderId = Annotated[str, Path(min_length=1, max_length=36)]
 
-_AUTH = {401: {"description": "missing, invalid or expired token"}}
-_READ = {**_AUTH, 422: {"description": "invalid parameters"}}
-_ONE = {**_READ, 404: {"description": "no such reminder in your organisation"}}
-_ACT = {
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "missing, invalid or expired token"}}
+_READ: dict[int | str, dict[str, Any]] = {**_AUTH, 422: {"description": "invalid parameters"}}
+_ONE: dict[int | str, dict[str, Any]] = {
+    **_READ,
+    404: {"description": "no such reminder in your organisation"},
+}
+_ACT: dict[int | str, dict[str, Any]] = {
     **_ONE,
     403: {"description": "your role may not act on reminders"},
     409: {"description": "the transition makes no sense from the reminder's status"},
@@ -83,7 +87,8 @@ class DismissIn(BaseModel):
 
 def _unprocessable(field: str, message: str) -> HTTPException:
     return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"loc": ["query", field], "msg": message, "type": "value_error"}]
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": ["query", field], "msg": message, "type": "value_error"}],
     )
 
 
@@ -105,7 +110,9 @@ def _parse_statuses(raw: str | None) -> list[str] | None:
     wanted = [part.strip() for part in raw.split(",") if part.strip()]
     unknown = [part for part in wanted if part not in STATUSES]
     if not wanted or unknown:
-        raise _unprocessable("status", f"status must be one or more (comma-separated) of {', '.join(STATUSES)}")
+        raise _unprocessable(
+            "status", f"status must be one or more (comma-separated) of {', '.join(STATUSES)}"
+        )
     return wanted
 
 
@@ -123,8 +130,14 @@ def list_reminders(
     with UnitOfWork(read_only=True) as uow:
         try:
             items, next_cursor = queries.list_reminders(
-                uow, principal.org, patient_id=patient_id, status=statuses, kind=kind, due_before=due_before,
-                cursor=cursor, limit=limit,
+                uow,
+                principal.org,
+                patient_id=patient_id,
+                status=statuses,
+                kind=kind,
+                due_before=due_before,
+                cursor=cursor,
+                limit=limit,
             )
         except queries.InvalidCursor as error:
             raise _unprocessable("cursor", str(error)) from None

@@ -2,12 +2,14 @@
 
 No patient names or MRNs: each event names the patient id, the kind and the reminder's one-line text.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import icalendar
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
@@ -20,8 +22,8 @@ EVENT_DURATION = timedelta(minutes=15)
 def feed_reminders(uow: UnitOfWork, org: str, limit: int = MAX_FEED_ITEMS) -> list[Reminder]:
     statement = (
         select(Reminder)
-        .where(Reminder.org == org, Reminder.status.in_(FEED_STATUSES))  # type: ignore[attr-defined]
-        .order_by(Reminder.due_at, Reminder.id)  # type: ignore[arg-type]
+        .where(col(Reminder.org) == org, col(Reminder.status).in_(FEED_STATUSES))
+        .order_by(col(Reminder.due_at), col(Reminder.id))
         .limit(limit)
     )
     return list(uow.session.execute(statement).scalars())

@@ -4,12 +4,14 @@ Each loads the reminder within the principal's organisation (another organisatio
 found), checks the transition against the state machine, changes the row and records who, when and why.
 Nothing here commits: the caller's unit of work does.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.notifications import transitions as t
 from services.notifications.scheduler import wake_after_commit
@@ -51,7 +53,9 @@ class DismissReason(StrEnum):
 
 def load_for_update(uow: UnitOfWork, org: str, reminder_id: str) -> Reminder:
     """The reminder, row-locked on PostgreSQL (SQLite's writer already holds the database lock)."""
-    statement = select(Reminder).where(Reminder.id == reminder_id, Reminder.org == org).with_for_update()
+    statement = (
+        select(Reminder).where(col(Reminder.id) == reminder_id, col(Reminder.org) == org).with_for_update()
+    )
     reminder = uow.session.execute(statement).scalar_one_or_none()
     if reminder is None:
         raise ReminderNotFound(reminder_id)
@@ -74,7 +78,14 @@ def _transition(
     if target is None:
         raise InvalidTransition(reminder.id, reminder.status, action)
     row = t.history_row(
-        reminder.id, reminder.status, target, principal.actor, now, reason=reason, comment=comment, details=details
+        reminder.id,
+        reminder.status,
+        target,
+        principal.actor,
+        now,
+        reason=reason,
+        comment=comment,
+        details=details,
     )
     reminder.status = target
     reminder.claimed_by = None  # a scheduler pass that claimed it earlier must not act on it any more
@@ -85,7 +96,9 @@ def _transition(
     return reminder
 
 
-def acknowledge(uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None) -> Reminder:
+def acknowledge(
+    uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None
+) -> Reminder:
     now = now or utcnow()
     reminder = _transition(uow, principal, reminder_id, "acknowledge", now)
     reminder.snoozed_until = None
@@ -93,7 +106,9 @@ def acknowledge(uow: UnitOfWork, principal: Principal, reminder_id: str, *, now:
     return _flushed(uow, reminder)
 
 
-def complete(uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None) -> Reminder:
+def complete(
+    uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None
+) -> Reminder:
     now = now or utcnow()
     reminder = _transition(uow, principal, reminder_id, "complete", now)
     return _close(uow, reminder)
@@ -156,4 +171,3 @@ def _close(uow: UnitOfWork, reminder: Reminder) -> Reminder:
 def _flushed(uow: UnitOfWork, reminder: Reminder) -> Reminder:
     uow.session.flush()
     return reminder
-

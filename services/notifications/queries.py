@@ -2,6 +2,7 @@
 
 Order is (due_at, id), stable under inserts; the cursor is an opaque token of the last item's key.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlmodel import col
 
 from services.notifications.lifecycle import ReminderNotFound
 from shared.clock import as_utc, isoformat
@@ -35,7 +37,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         due_text, reminder_id = json.loads(raw)
-        due_at = datetime.fromisoformat(due_text.replace("Z", "+00:00"))
+        due_at = datetime.fromisoformat(due_text)
     except (binascii.Error, ValueError, TypeError, AttributeError):
         raise InvalidCursor("cursor is not valid") from None
     if due_at.tzinfo is None or not isinstance(reminder_id, str):
@@ -68,22 +70,21 @@ def list_reminders(
     `status` may be one status or several."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be 1-{MAX_LIMIT}")
-    statement = select(Reminder).where(Reminder.org == org)
+    statement = select(Reminder).where(col(Reminder.org) == org)
     if patient_id is not None:
-        statement = statement.where(Reminder.patient_id == patient_id)
+        statement = statement.where(col(Reminder.patient_id) == patient_id)
     statuses = _statuses(status)
     if statuses is not None:
-        statement = statement.where(Reminder.status.in_(statuses))  # type: ignore[attr-defined]
+        statement = statement.where(col(Reminder.status).in_(statuses))
     if kind is not None:
-        statement = statement.where(Reminder.kind == kind)
+        statement = statement.where(col(Reminder.kind) == kind)
     if due_before is not None:
-        statement = statement.where(Reminder.due_at < as_utc(due_before))
+        statement = statement.where(col(Reminder.due_at) < as_utc(due_before))
     if cursor is not None:
         after_due, after_id = decode_cursor(cursor)
-        statement = statement.where(
-            or_(Reminder.due_at > after_due, and_(Reminder.due_at == after_due, Reminder.id > after_id))
-        )
-    statement = statement.order_by(Reminder.due_at, Reminder.id).limit(limit + 1)  # type: ignore[arg-type]
+        due, rid = col(Reminder.due_at), col(Reminder.id)
+        statement = statement.where(or_(due > after_due, and_(due == after_due, rid > after_id)))
+    statement = statement.order_by(col(Reminder.due_at), col(Reminder.id)).limit(limit + 1)
     rows = list(uow.session.execute(statement).scalars())
     page, more = rows[:limit], len(rows) > limit
     return page, encode_cursor(page[-1]) if more else None
@@ -91,7 +92,7 @@ def list_reminders(
 
 def get_reminder(uow: UnitOfWork, org: str, reminder_id: str) -> Reminder:
     reminder = uow.session.execute(
-        select(Reminder).where(Reminder.id == reminder_id, Reminder.org == org)
+        select(Reminder).where(col(Reminder.id) == reminder_id, col(Reminder.org) == org)
     ).scalar_one_or_none()
     if reminder is None:
         raise ReminderNotFound(reminder_id)
@@ -101,8 +102,8 @@ def get_reminder(uow: UnitOfWork, org: str, reminder_id: str) -> Reminder:
 def history(uow: UnitOfWork, reminder_id: str) -> list[ReminderTransition]:
     statement = (
         select(ReminderTransition)
-        .where(ReminderTransition.reminder_id == reminder_id)
-        .order_by(ReminderTransition.at, ReminderTransition.id)  # type: ignore[arg-type]
+        .where(col(ReminderTransition.reminder_id) == reminder_id)
+        .order_by(col(ReminderTransition.at), col(ReminderTransition.id))
     )
     return list(uow.session.execute(statement).scalars())
 

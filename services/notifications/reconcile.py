@@ -6,6 +6,7 @@ cancelled or absent -> the active reminder is `cancelled`; pending again after t
 the reminder -> reopened. A coordinator's decision (dismissed, completed by hand) is never overridden.
 Stale events (an assessment_seq below the patient's watermark) change nothing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import col
 
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
@@ -104,11 +106,15 @@ def _insert_for(uow: UnitOfWork):  # type: ignore[no-untyped-def]
 def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> bool:
     """Lock the patient's watermark row (serialising reconciliations of one patient) and move it to this
     seq; False when the event is older than what was already reconciled."""
-    table = ReminderReconcileState.__table__
+    table = ReminderReconcileState.__table__  # type: ignore[attr-defined]
     uow.session.execute(
         _insert_for(uow)(table)
-        .values(patient_id=payload.patient_id, org=payload.org, assessment_seq=payload.assessment_seq,
-                reconciled_at=now)
+        .values(
+            patient_id=payload.patient_id,
+            org=payload.org,
+            assessment_seq=payload.assessment_seq,
+            reconciled_at=now,
+        )
         .on_conflict_do_nothing(index_elements=["patient_id"])
     )
     current = uow.session.execute(
@@ -125,20 +131,35 @@ def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> b
 
 
 def _existing(uow: UnitOfWork, patient_id: str) -> dict[Key, Reminder]:
-    statement = select(Reminder).where(Reminder.patient_id == patient_id).order_by(Reminder.id).with_for_update()
+    statement = (
+        select(Reminder)
+        .where(col(Reminder.patient_id) == patient_id)
+        .order_by(col(Reminder.id))
+        .with_for_update()
+    )
     return {(r.kind, as_utc(r.due_at)): r for r in uow.session.execute(statement).scalars()}
 
 
 def _create(uow: UnitOfWork, payload: AssessedIn, deadline: DeadlineIn, now: datetime) -> str | None:
     """Insert a scheduled reminder unless (patient, kind, due_at) already exists (concurrent reconcile)."""
-    table = Reminder.__table__
+    table = Reminder.__table__  # type: ignore[attr-defined]
     kind, due_at = deadline.key
     created = uow.session.execute(
         _insert_for(uow)(table)
         .values(
-            id=new_id(), org=payload.org, patient_id=payload.patient_id, kind=kind, due_at=due_at,
-            status=t.SCHEDULED, text=deadline.text[:500], citation=deadline.citation[:200],
-            fact_ids=list(deadline.fact_ids), next_action_at=due_at, created_at=now, updated_at=now, version=1,
+            id=new_id(),
+            org=payload.org,
+            patient_id=payload.patient_id,
+            kind=kind,
+            due_at=due_at,
+            status=t.SCHEDULED,
+            text=deadline.text[:500],
+            citation=deadline.citation[:200],
+            fact_ids=list(deadline.fact_ids),
+            next_action_at=due_at,
+            created_at=now,
+            updated_at=now,
+            version=1,
         )
         .on_conflict_do_nothing(index_elements=["patient_id", "kind", "due_at"])
         .returning(table.c.id)
@@ -177,7 +198,11 @@ def _refresh(reminder: Reminder, deadline: DeadlineIn) -> None:
         reminder.text, reminder.citation, reminder.fact_ids = text, citation, fact_ids
 
 
-_REASONS = {"complete": "deadline_satisfied", "cancel": "deadline_cancelled", "reopen": "deadline_pending_again"}
+_REASONS = {
+    "complete": "deadline_satisfied",
+    "cancel": "deadline_cancelled",
+    "reopen": "deadline_pending_again",
+}
 
 
 def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: datetime) -> bool:
@@ -190,8 +215,17 @@ def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: date
             assert action.deadline is not None
             created = _create(uow, payload, action.deadline, now)
             if created is not None:
-                history.append(t.history_row(created, None, t.SCHEDULED, t.ACTOR_PATHWAY, now,
-                                             reason="deadline_pending", details=details))
+                history.append(
+                    t.history_row(
+                        created,
+                        None,
+                        t.SCHEDULED,
+                        t.ACTOR_PATHWAY,
+                        now,
+                        reason="deadline_pending",
+                        details=details,
+                    )
+                )
                 wake_scheduler = True
             continue
         assert reminder is not None
@@ -207,7 +241,9 @@ def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: date
             after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
             _close(reminder, after, now)
         reason = _REASONS[action.verb] if action.deadline is not None else "deadline_absent"
-        history.append(t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details))
+        history.append(
+            t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details)
+        )
     t.record(uow, history)
     return wake_scheduler
 

@@ -1,18 +1,12 @@
 """The reminder scheduler: delivers reminders at due_at, returns snoozed ones at `until`, escalates
 unacknowledged ones. Time lives in the database (`reminder.next_action_at`, indexed).
 
-One pass = claim, then act:
-1. claim: lease up to `limit` rows whose next_action_at has passed and that no live scheduler holds
-   (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one conditional UPDATE ... RETURNING under its write lock),
-   commit. A scheduler killed after this point loses nothing: its lease runs out and another takes over.
-2. act, in one transaction per batch: each change is a conditional UPDATE (still claimed by us, still in
-   the expected status, still due), and its event goes through the outbox in the same transaction. A
-   delivery's event id is derived from (patient, kind, due_at), and the outbox is unique per
-   (event id, consumer), so even a scheduler that outlived its lease cannot deliver twice.
+One pass (`deliver_due`) = claim, commit; act, commit (claims.py). Several schedulers may run at once.
 
 The loop sleeps until the earliest next_action_at (capped by settings.scheduler_max_sleep) and can be
 woken early in-process (`wake()`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,20 +15,22 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import Select, and_, case, or_, select, update
 from sqlalchemy import event as sa_event
+from sqlalchemy import or_, select
 
-from services.notifications import transitions as t
-from services.notifications.escalation import escalation_at
-from shared.clock import isoformat, utcnow
+from services.notifications.claims import (
+    Claimed,
+    act,
+    claim,
+    delivery_event_id,
+    escalation_event_id,
+    lock_in_id_order,
+)
+from shared.clock import utcnow
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
-from shared.events import REMINDER_DUE, REMINDER_ESCALATED, SOURCE_SCHEDULER, Event
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.scheduler")
@@ -42,10 +38,7 @@ log = logging.getLogger("carepath.scheduler")
 DEFAULT_LEASE_SECONDS = 15.0
 IDLE_BACKOFF_SECONDS = 0.1
 STOP_CHECK_SECONDS = 0.25
-_EVENT_NAMESPACE = uuid.UUID("6f1c1f1e-4d1b-4c4e-9a51-2b7d0f3c9e10")
-_table = Reminder.__table__
-_c = _table.c
-_ACTIONABLE = (t.SCHEDULED, t.SNOOZED, t.DUE)
+_c = Reminder.__table__.c  # type: ignore[attr-defined]
 _wake = threading.Event()
 
 
@@ -77,147 +70,6 @@ def lease_seconds(settings: Settings) -> float:
     return float(getattr(settings, "scheduler_lease_seconds", DEFAULT_LEASE_SECONDS))
 
 
-@dataclass(frozen=True)
-class Claimed:
-    id: str
-    org: str
-    patient_id: str
-    kind: str
-    due_at: datetime
-    status: str
-    escalated_at: datetime | None
-
-
-def delivery_event_id(patient_id: str, kind: str, due_at: datetime) -> str:
-    """Stable per (patient, kind, due_at): a second delivery would collide in the outbox and consumers."""
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"due|{patient_id}|{kind}|{isoformat(due_at)}"))
-
-
-def escalation_event_id(reminder_id: str) -> str:
-    return str(uuid.uuid5(_EVENT_NAMESPACE, f"escalated|{reminder_id}"))
-
-
-def _claimable(now: datetime, limit: int) -> Select[Any]:
-    return (
-        select(_c.id)
-        .where(
-            _c.next_action_at <= now,
-            _c.status.in_(_ACTIONABLE),
-            or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now),
-        )
-        .order_by(_c.next_action_at)
-        .limit(limit)
-    )
-
-
-def claim(uow: UnitOfWork, now: datetime, worker_id: str, limit: int, lease: float) -> list[Claimed]:
-    """Lease up to `limit` reminders that need action now. No commit."""
-    pending = _claimable(now, limit)
-    if uow.is_sqlite:
-        target = _c.id.in_(pending.scalar_subquery())
-    else:
-        ids = list(uow.session.execute(pending.with_for_update(skip_locked=True)).scalars())
-        if not ids:
-            return []
-        target = _c.id.in_(ids)
-    rows = uow.session.execute(
-        update(_table)
-        .where(target)
-        .values(claimed_by=worker_id, claim_expires_at=now + timedelta(seconds=lease))
-        .returning(_c.id, _c.org, _c.patient_id, _c.kind, _c.due_at, _c.status, _c.escalated_at)
-    ).all()
-    return [Claimed(*row) for row in rows]
-
-
-def _still_ours(ids: list[str], worker_id: str, status: str, now: datetime) -> Any:
-    return and_(_c.id.in_(ids), _c.claimed_by == worker_id, _c.status == status, _c.next_action_at <= now)
-
-
-def _escalation_case(items: list[Claimed], since: datetime) -> Any:
-    """next_action_at per kind for reminders entering `due` at `since` (one UPDATE for every kind)."""
-    return case({kind: escalation_at(kind, since) for kind in {i.kind for i in items}}, value=_c.kind)
-
-
-_RELEASED = {"claimed_by": None, "claim_expires_at": None, "version": _c.version + 1}
-
-
-def _changed(uow: UnitOfWork, statement: Any) -> list[str]:
-    return list(uow.session.execute(statement.returning(_c.id)).scalars())
-
-
-def _deliver(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
-    """scheduled -> due: delivered_at set, escalation timer started. Returns the ids changed."""
-    if not items:
-        return []
-    return _changed(uow, update(_table).where(_still_ours([i.id for i in items], worker_id, t.SCHEDULED, now)).values(
-        status=t.DUE, delivered_at=now, next_action_at=_escalation_case(items, now), updated_at=now, **_RELEASED))
-
-
-def _unsnooze(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
-    """snoozed -> due at `until`; the escalation window restarts (unless it already escalated). No second
-    delivery event: the reminder is back on the worklist, and escalates if nobody acts."""
-    if not items:
-        return []
-    restart = case((_c.escalated_at.is_not(None), None), else_=_escalation_case(items, now))
-    return _changed(uow, update(_table).where(_still_ours([i.id for i in items], worker_id, t.SNOOZED, now)).values(
-        status=t.DUE, snoozed_until=None, next_action_at=restart, updated_at=now, **_RELEASED))
-
-
-def _escalate(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
-    """due and unacknowledged past its window -> escalated_at marker (status stays due)."""
-    if not items:
-        return []
-    ours = _still_ours([i.id for i in items], worker_id, t.DUE, now)
-    return _changed(uow, update(_table).where(ours, _c.escalated_at.is_(None)).values(
-        escalated_at=now, next_action_at=None, updated_at=now, **_RELEASED))
-
-
-def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
-    return {
-        "reminder_id": item.id, "org": item.org, "patient_id": item.patient_id, "kind": item.kind,
-        "due_at": isoformat(item.due_at), field: isoformat(now),
-    }
-
-
-def _due_event(item: Claimed, now: datetime) -> Event:
-    return Event(REMINDER_DUE, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "delivered_at"),
-                 id=delivery_event_id(item.patient_id, item.kind, item.due_at), time=now)
-
-
-def _escalated_event(item: Claimed, now: datetime) -> Event:
-    return Event(REMINDER_ESCALATED, SOURCE_SCHEDULER, item.patient_id, _event_data(item, now, "escalated_at"),
-                 id=escalation_event_id(item.id), time=now)
-
-
-def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) -> dict[str, int]:
-    """Apply what each claimed reminder needs: one conditional UPDATE per action, then its events (outbox)
-    and history rows, all in this transaction. No commit."""
-    by_status: dict[str, list[Claimed]] = defaultdict(list)
-    for item in claimed:
-        by_status[item.status].append(item)
-    by_id = {item.id: item for item in claimed}
-    actor = f"{t.ACTOR_SCHEDULER_PREFIX}:{worker_id}"
-    delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now)
-    unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now)
-    escalated = _escalate(uow, by_status[t.DUE], worker_id, now)
-    for rid in delivered:
-        uow.publish(_due_event(by_id[rid], now))
-    for rid in escalated:
-        uow.publish(_escalated_event(by_id[rid], now))
-    t.record(uow, [t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due") for rid in delivered]
-             + [t.history_row(rid, t.SNOOZED, t.DUE, actor, now, reason="snooze_ended") for rid in unsnoozed]
-             + [t.history_row(rid, t.DUE, t.DUE, actor, now, reason="escalated") for rid in escalated])
-    return {"delivered": len(delivered), "unsnoozed": len(unsnoozed), "escalated": len(escalated)}
-
-
-def _lock_in_id_order(uow: UnitOfWork, claimed: list[Claimed]) -> None:
-    """PostgreSQL: take the row locks in id order, as reconciliation does, so the two never deadlock."""
-    if claimed and not uow.is_sqlite:
-        uow.session.execute(
-            select(_c.id).where(_c.id.in_([c.id for c in claimed])).order_by(_c.id).with_for_update()
-        ).all()
-
-
 def deliver_due(
     settings: Settings, now: datetime | None = None, *, worker_id: str, limit: int, lease: float | None = None
 ) -> dict[str, int]:
@@ -232,7 +84,7 @@ def deliver_due(
     if not claimed:
         return {"claimed": 0, "delivered": 0, "unsnoozed": 0, "escalated": 0}
     with UnitOfWork(settings) as uow:
-        _lock_in_id_order(uow, claimed)
+        lock_in_id_order(uow, claimed)
         counts = act(uow, claimed, worker_id, fixed or utcnow())
         uow.commit()
     return {"claimed": len(claimed), **counts}
@@ -244,7 +96,9 @@ def next_action_at(settings: Settings, now: datetime) -> datetime | None:
     with UnitOfWork(settings, read_only=True) as uow:
         return uow.session.execute(
             select(_c.next_action_at)
-            .where(_c.next_action_at.is_not(None), or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now))
+            .where(
+                _c.next_action_at.is_not(None), or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now)
+            )
             .order_by(_c.next_action_at)
             .limit(1)
         ).scalar()
@@ -270,7 +124,9 @@ def _pass(settings: Settings, worker_id: str, lease: float | None) -> float:
     if counts["claimed"] >= settings.scheduler_batch:
         return 0.0  # a backlog: keep going
     now = utcnow()
-    return sleep_seconds(now, next_action_at(settings, now), settings.scheduler_max_sleep, idle=not counts["claimed"])
+    return sleep_seconds(
+        now, next_action_at(settings, now), settings.scheduler_max_sleep, idle=not counts["claimed"]
+    )
 
 
 def run_scheduler(
@@ -283,7 +139,11 @@ def run_scheduler(
     """Loop until `stop` is set. Several schedulers may run at once (leased claims)."""
     settings = settings or get_settings()
     worker_id = worker_id or default_worker_id()
-    log.info("scheduler started (lease %.1fs, batch %d)", lease or lease_seconds(settings), settings.scheduler_batch)
+    log.info(
+        "scheduler started (lease %.1fs, batch %d)",
+        lease or lease_seconds(settings),
+        settings.scheduler_batch,
+    )
     while not stop.is_set():
         try:
             delay = _pass(settings, worker_id, lease)
@@ -293,3 +153,18 @@ def run_scheduler(
         if delay > 0:
             _sleep(stop, delay)
     log.info("scheduler stopped")
+
+
+__all__ = [
+    "Claimed",
+    "act",
+    "claim",
+    "deliver_due",
+    "delivery_event_id",
+    "escalation_event_id",
+    "next_action_at",
+    "run_scheduler",
+    "sleep_seconds",
+    "wake",
+    "wake_after_commit",
+]

@@ -1,4 +1,5 @@
 """The reminder state machine (decisions as values) and the history every transition leaves."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,5 +1,6 @@
 """A scheduler as its own OS process, for the multi-process tests: `python scheduler_child.py WORKER LEASE`.
 Configuration comes from the CAREPATH_* environment; SIGTERM stops it cleanly (SIGKILL is the test)."""
+
 from __future__ import annotations
 
 import signal

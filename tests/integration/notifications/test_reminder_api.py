@@ -1,16 +1,16 @@
 """The reminders API over HTTP: every lifecycle transition, every invalid one (409), organisation
 scoping (404, empty lists), roles, parameter validation, paging and the calendar feed."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 
 import icalendar
 import pytest
+from reminder_testkit import T0
 
 from services.notifications.scheduler import deliver_due
 from shared.clock import isoformat, utcnow
-
-from reminder_testkit import T0
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +23,19 @@ ACTIONS = {
 # from status -> {action: resulting status}; every action missing from a row must be a 409
 ALLOWED = {
     "scheduled": {"complete": "completed", "dismiss": "dismissed"},
-    "due": {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"},
+    "due": {
+        "acknowledge": "acknowledged",
+        "complete": "completed",
+        "snooze": "snoozed",
+        "dismiss": "dismissed",
+    },
     "acknowledged": {"complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"},
-    "snoozed": {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"},
+    "snoozed": {
+        "acknowledge": "acknowledged",
+        "complete": "completed",
+        "snooze": "snoozed",
+        "dismiss": "dismissed",
+    },
     "completed": {},
     "dismissed": {},
     "cancelled": {},
@@ -35,8 +45,9 @@ CASES = [(start, action) for start in ALLOWED for action in ACTIONS]
 
 def _post(client, auth, reminder_id, action, role="coordinator", org="org-a"):  # type: ignore[no-untyped-def]
     body = ACTIONS[action]
-    return client.post(f"/v1/reminders/{reminder_id}/{action}", json=body() if body else None,
-                       headers=auth(org, role))
+    return client.post(
+        f"/v1/reminders/{reminder_id}/{action}", json=body() if body else None, headers=auth(org, role)
+    )
 
 
 @pytest.mark.parametrize(("start", "action"), CASES, ids=[f"{s}-{a}" for s, a in CASES])
@@ -62,8 +73,11 @@ def test_dismiss_keeps_reason_and_comment_and_unknown_reason_is_422(client, auth
     reminder = make_reminder(status="due")
     bad = client.post(f"/v1/reminders/{reminder.id}/dismiss", json={"reason": "bored"}, headers=auth())
     assert bad.status_code == 422
-    ok = client.post(f"/v1/reminders/{reminder.id}/dismiss",
-                     json={"reason": "patient_declined", "comment": "declined PT"}, headers=auth())
+    ok = client.post(
+        f"/v1/reminders/{reminder.id}/dismiss",
+        json={"reason": "patient_declined", "comment": "declined PT"},
+        headers=auth(),
+    )
     assert ok.status_code == 200
     detail = client.get(f"/v1/reminders/{reminder.id}", headers=auth()).json()
     assert (detail["dismiss_reason"], detail["dismiss_comment"]) == ("patient_declined", "declined PT")
@@ -82,7 +96,9 @@ def test_snooze_needs_an_aware_future_instant(client, auth, make_reminder, until
 def test_snoozed_reminder_returns_to_due_at_until(settings, client, auth, make_reminder):  # type: ignore[no-untyped-def]
     reminder = make_reminder(status="due", delivered_at=T0, next_action_at=T0 + timedelta(days=2))
     until = utcnow() + timedelta(hours=3)
-    response = client.post(f"/v1/reminders/{reminder.id}/snooze", json={"until": isoformat(until)}, headers=auth())
+    response = client.post(
+        f"/v1/reminders/{reminder.id}/snooze", json={"until": isoformat(until)}, headers=auth()
+    )
     assert response.status_code == 200
     assert response.json()["snoozed_until"] == isoformat(until)
     assert deliver_due(settings, until - timedelta(seconds=1), worker_id="w", limit=10)["unsnoozed"] == 0
@@ -121,8 +137,13 @@ def test_list_filters_and_stable_cursor_paging(client, auth, make_patient, make_
     created = [
         make_reminder(patient_id=patient, kind=kind, due_at=T0 + timedelta(days=day), status=status)
         for day, (kind, status) in enumerate(
-            [("pt_follow_up", "scheduled"), ("pdmp_review", "due"), ("pt_follow_up", "due"),
-             ("pdmp_review", "completed"), ("pt_follow_up", "scheduled")]
+            [
+                ("pt_follow_up", "scheduled"),
+                ("pdmp_review", "due"),
+                ("pt_follow_up", "due"),
+                ("pdmp_review", "completed"),
+                ("pt_follow_up", "scheduled"),
+            ]
         )
     ]
     make_reminder(due_at=T0)  # another patient
@@ -137,20 +158,44 @@ def test_list_filters_and_stable_cursor_paging(client, auth, make_patient, make_
     assert seen == [r.id for r in created]
     due = client.get("/v1/reminders", params={"patient_id": patient, "status": "due"}, headers=auth()).json()
     assert [i["id"] for i in due["items"]] == [created[1].id, created[2].id]
-    kinds = client.get("/v1/reminders", params={"patient_id": patient, "kind": "pdmp_review"}, headers=auth()).json()
+    kinds = client.get(
+        "/v1/reminders", params={"patient_id": patient, "kind": "pdmp_review"}, headers=auth()
+    ).json()
     assert [i["id"] for i in kinds["items"]] == [created[1].id, created[3].id]
-    before = client.get("/v1/reminders", params={"patient_id": patient, "due_before": isoformat(T0 + timedelta(days=2))},
-                        headers=auth()).json()
+    before = client.get(
+        "/v1/reminders",
+        params={"patient_id": patient, "due_before": isoformat(T0 + timedelta(days=2))},
+        headers=auth(),
+    ).json()
     assert [i["id"] for i in before["items"]] == [created[0].id, created[1].id]
     item = before["items"][0]
-    assert set(item) >= {"id", "patient_id", "kind", "due_at", "status", "text", "citation", "delivered_at",
-                         "escalated_at", "snoozed_until", "fact_ids"}
+    assert set(item) >= {
+        "id",
+        "patient_id",
+        "kind",
+        "due_at",
+        "status",
+        "text",
+        "citation",
+        "delivered_at",
+        "escalated_at",
+        "snoozed_until",
+        "fact_ids",
+    }
 
 
-@pytest.mark.parametrize("params", [
-    {"status": "lost"}, {"limit": 0}, {"limit": 1000}, {"due_before": "2026-01-01T00:00:00"},
-    {"due_before": "tomorrow"}, {"cursor": "not-a-cursor"}, {"kind": "DROP TABLE"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "lost"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"due_before": "2026-01-01T00:00:00"},
+        {"due_before": "tomorrow"},
+        {"cursor": "not-a-cursor"},
+        {"kind": "DROP TABLE"},
+    ],
+)
 def test_list_rejects_bad_parameters(client, auth, params):  # type: ignore[no-untyped-def]
     assert client.get("/v1/reminders", params=params, headers=auth()).status_code == 422
 

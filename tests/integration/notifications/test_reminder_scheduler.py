@@ -1,5 +1,6 @@
 """The scheduler, one pass at a time and as a running loop: delivery through the outbox, escalation,
 leases, and timeliness (it sleeps until the next due reminder and can be woken early)."""
+
 from __future__ import annotations
 
 import threading
@@ -7,6 +8,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from reminder_testkit import T0, assessed_envelope, deadline, outbox_count, reminders_of
 from sqlalchemy import select
 
 from services.notifications import lifecycle, queries
@@ -20,14 +22,14 @@ from shared.events import REMINDER_DUE, REMINDER_ESCALATED
 from shared.messaging.consumer import consume
 from shared.messaging.routing import NOTIFICATIONS
 
-from reminder_testkit import T0, assessed_envelope, deadline, outbox_count, reminders_of
-
 pytestmark = pytest.mark.integration
 
 
 def _outbox(settings, event_type):  # type: ignore[no-untyped-def]
     with UnitOfWork(settings, read_only=True) as uow:
-        rows = uow.session.execute(select(OutboxMessage).where(OutboxMessage.event_type == event_type)).scalars()
+        rows = uow.session.execute(
+            select(OutboxMessage).where(OutboxMessage.event_type == event_type)
+        ).scalars()
         return [row.envelope for row in rows]
 
 
@@ -49,9 +51,14 @@ def test_delivers_due_reminders_once_through_the_outbox(settings, make_reminder)
     assert deliver_due(settings, T0, worker_id="w2", limit=10)["claimed"] == 0
     (envelope,) = _outbox(settings, REMINDER_DUE)
     assert envelope["subject"] == due.patient_id
-    assert envelope["data"] == {"reminder_id": due.id, "org": "org-a", "patient_id": due.patient_id,
-                                "kind": "pt_follow_up", "due_at": "2026-03-02T09:00:00Z",
-                                "delivered_at": "2026-03-02T09:00:00Z"}
+    assert envelope["data"] == {
+        "reminder_id": due.id,
+        "org": "org-a",
+        "patient_id": due.patient_id,
+        "kind": "pt_follow_up",
+        "due_at": "2026-03-02T09:00:00Z",
+        "delivered_at": "2026-03-02T09:00:00Z",
+    }
     with UnitOfWork(settings, read_only=True) as uow:
         history = [(h.from_status, h.to_status, h.actor) for h in queries.history(uow, due.id)]
     assert history == [("scheduled", "due", "scheduler:w1")]
@@ -66,7 +73,10 @@ def test_unacknowledged_urgent_reminder_escalates_after_an_hour(settings, make_r
     escalated = _get(settings, urgent.id)
     assert (escalated.status, escalated.escalated_at) == ("due", T0 + timedelta(hours=1))
     (envelope,) = _outbox(settings, REMINDER_ESCALATED)
-    assert envelope["data"]["reminder_id"] == urgent.id and envelope["data"]["kind"] == "urgent_surgical_referral"
+    assert (
+        envelope["data"]["reminder_id"] == urgent.id
+        and envelope["data"]["kind"] == "urgent_surgical_referral"
+    )
 
 
 def test_other_kinds_escalate_after_two_business_days(settings, make_reminder):  # type: ignore[no-untyped-def]
@@ -99,8 +109,11 @@ def test_expired_lease_is_taken_over_and_the_late_owner_changes_nothing(settings
     assert deliver_due(settings, T0 + timedelta(seconds=4), worker_id="live", limit=10)["claimed"] == 0
     assert deliver_due(settings, T0 + timedelta(seconds=5), worker_id="live", limit=10)["delivered"] == 3
     with UnitOfWork(settings) as uow:  # the first owner wakes up after its lease and tries to finish
-        assert act(uow, stale_claim, "dead", T0 + timedelta(seconds=6)) == {"delivered": 0, "unsnoozed": 0,
-                                                                            "escalated": 0}
+        assert act(uow, stale_claim, "dead", T0 + timedelta(seconds=6)) == {
+            "delivered": 0,
+            "unsnoozed": 0,
+            "escalated": 0,
+        }
         uow.commit()
     assert outbox_count(settings, REMINDER_DUE) == 3
     assert {_get(settings, r.id).delivered_at for r in reminders} == {T0 + timedelta(seconds=5)}
@@ -123,7 +136,9 @@ def test_a_claimed_reminder_completed_meanwhile_is_not_delivered(settings, make_
 def _run(settings, **changes):  # type: ignore[no-untyped-def]
     stop = threading.Event()
     configured = settings.model_copy(update=changes)
-    thread = threading.Thread(target=run_scheduler, args=(stop, configured), kwargs={"worker_id": "loop"}, daemon=True)
+    thread = threading.Thread(
+        target=run_scheduler, args=(stop, configured), kwargs={"worker_id": "loop"}, daemon=True
+    )
     thread.start()
     return stop, thread
 
@@ -149,8 +164,13 @@ def test_a_new_reminder_wakes_the_sleeping_scheduler(settings, make_patient):  #
     try:
         time.sleep(0.5)  # the scheduler found nothing and went to sleep for up to 30 s
         due_at = utcnow() + timedelta(seconds=1)
-        consume(NOTIFICATIONS, assessed_envelope(patient, 1, [deadline("pt_follow_up", due_at)]), None,
-                handle_event, settings)
+        consume(
+            NOTIFICATIONS,
+            assessed_envelope(patient, 1, [deadline("pt_follow_up", due_at)]),
+            None,
+            handle_event,
+            settings,
+        )
         deadline_ = time.monotonic() + 5
         while time.monotonic() < deadline_ and outbox_count(settings, REMINDER_DUE) == 0:
             time.sleep(0.05)
