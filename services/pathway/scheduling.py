@@ -6,9 +6,8 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import select, update
-
 from shared.clock import utcnow
+from shared.db.claims import claim_rows
 from shared.db.tables import Patient
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, SOURCE_SCHEDULER, Event
@@ -20,20 +19,15 @@ log = logging.getLogger("carepath.pathway.scheduler")
 def request_due_reevaluations(uow: UnitOfWork, now: datetime, limit: int) -> int:
     """Claim patients whose next_evaluation_at has come and queue one re-evaluation each."""
     table = Patient.__table__
-    due = (
-        select(table.c.id)
-        .where(table.c.next_evaluation_at.is_not(None), table.c.next_evaluation_at <= now)
-        .order_by(table.c.next_evaluation_at)
-        .limit(limit)
+    claimed = claim_rows(
+        uow,
+        table,
+        condition=table.c.next_evaluation_at.is_not(None) & (table.c.next_evaluation_at <= now),
+        order_by=table.c.next_evaluation_at,
+        limit=limit,
+        values={"next_evaluation_at": None},
+        returning=(table.c.id, table.c.org),
     )
-    if uow.is_sqlite:
-        target = table.c.id.in_(due.scalar_subquery())
-    else:
-        ids = list(uow.session.execute(due.with_for_update(skip_locked=True)).scalars())
-        target = table.c.id.in_(ids)
-    claimed = uow.session.execute(
-        update(table).where(target).values(next_evaluation_at=None).returning(table.c.id, table.c.org)
-    ).all()
     for row in claimed:
         uow.publish(Event(type=PATHWAY_REEVALUATION_REQUESTED, source=SOURCE_SCHEDULER, subject=row.id,
                           data={"patient_id": row.id, "org": row.org, "reason": "scheduled"}))

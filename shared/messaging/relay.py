@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from shared.clock import utcnow
+from shared.db.claims import claim_rows
 from shared.db.tables import OutboxMessage
 from shared.db.uow import UnitOfWork
 from shared.messaging.publisher import Publisher
@@ -38,28 +39,18 @@ def _lease_until(now: datetime, attempts: int, lease_seconds: float) -> datetime
 
 
 def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Lease up to `limit` publishable rows. PostgreSQL: SKIP LOCKED, so several relays share the work;
-    SQLite: one conditional UPDATE (the write lock is already held)."""
+    """Lease up to `limit` publishable rows (several relays may run: see shared.db.claims)."""
     table = OutboxMessage.__table__
-    pending = (
-        select(table.c.id)
-        .where(table.c.done_at.is_(None), table.c.available_at <= now)
-        .order_by(table.c.id)
-        .limit(limit)
+    rows = claim_rows(
+        uow,
+        table,
+        condition=(table.c.done_at.is_(None)) & (table.c.available_at <= now),
+        order_by=table.c.id,
+        limit=limit,
+        values={"attempts": table.c.attempts + 1, "published_at": now,
+                "available_at": now + timedelta(seconds=lease_seconds)},
+        returning=(table.c.id, table.c.consumer, table.c.envelope, table.c.attempts),
     )
-    if uow.is_sqlite:
-        target = table.c.id.in_(pending.scalar_subquery())
-    else:
-        ids = list(uow.session.execute(pending.with_for_update(skip_locked=True)).scalars())
-        if not ids:
-            return []
-        target = table.c.id.in_(ids)
-    rows = uow.session.execute(
-        update(table)
-        .where(target)
-        .values(attempts=table.c.attempts + 1, published_at=now, available_at=now + timedelta(seconds=lease_seconds))
-        .returning(table.c.id, table.c.consumer, table.c.envelope, table.c.attempts)
-    ).all()
     for row in rows:
         if row.attempts > 1:  # republished: back off so a long backlog is not flooded with copies
             uow.session.execute(

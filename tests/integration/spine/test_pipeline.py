@@ -126,3 +126,33 @@ def test_migrations_match_the_models(settings: Settings) -> None:
     from shared.db.schema import check
 
     check(settings.effective_database_url)  # raises if models and migrations drift
+
+
+def test_future_fact_takes_effect_through_the_timed_reevaluation_sweep(settings: Settings, patient) -> None:
+    from services.pathway.scheduling import request_due_reevaluations
+    from shared.db.tables import Patient
+
+    client, headers, patient_id = patient
+    takes_effect = datetime.now(timezone.utc) + timedelta(hours=2)
+    exam = {"type": "neuro_exam", "occurred_at": takes_effect.isoformat(), "data": {"progressive_deficit": True}}
+    assert client.post(f"/v1/patients/{patient_id}/updates", json=exam, headers=headers).status_code == 202
+    publisher = InMemoryPublisher()
+    relay_once(publisher, settings)
+    _deliver(settings, publisher)
+    pathway = client.get(f"/v1/patients/{patient_id}/pathway", headers=headers).json()
+    assert pathway["updates_evaluated"] == 3 and pathway["stage"] != "urgent_surgical_evaluation"
+    assert datetime.fromisoformat(pathway["next_evaluation_at"]) == takes_effect
+
+    with UnitOfWork(settings) as uow:  # not yet due: nothing is claimed
+        assert request_due_reevaluations(uow, takes_effect - timedelta(seconds=1), 100) == 0
+        uow.commit()
+    with UnitOfWork(settings) as uow:
+        assert request_due_reevaluations(uow, takes_effect, 100) == 1
+        uow.commit()
+    with UnitOfWork(settings) as uow:
+        assert uow.session.get(Patient, patient_id).next_evaluation_at is None  # claimed once
+        assert request_due_reevaluations(uow, takes_effect, 100) == 0
+    relay_once(publisher, settings)  # the pending notifications event and the re-evaluation request
+    [reevaluation] = [sent for sent in publisher.drain() if sent[0] == "pathway"]
+    assert reevaluation[1]["type"] == "carepath.pathway.reevaluation_requested"
+    assert reevaluation[1]["subject"] == patient_id
