@@ -35,8 +35,9 @@ def _prepare_sqlite(engine: Engine, url: str) -> None:
 
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
+    """hide_parameters: SQL errors end up in logs, and their bound values may be MRNs or clinical data."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
         _prepare_sqlite(engine, url)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)

@@ -156,3 +156,34 @@ def test_future_fact_takes_effect_through_the_timed_reevaluation_sweep(settings:
     [reevaluation] = [sent for sent in publisher.drain() if sent[0] == "pathway"]
     assert reevaluation[1]["type"] == "carepath.pathway.reevaluation_requested"
     assert reevaluation[1]["subject"] == patient_id
+
+
+def test_sql_errors_never_carry_the_values_into_logs(settings: Settings, patient) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from shared.clock import utcnow
+    from shared.db.tables import Patient
+
+    _, _, patient_id = patient
+    with UnitOfWork(settings) as uow:
+        uow.session.add(Patient(id=patient_id, org="org-a", external_id="MRN-SECRET-7", created_at=utcnow()))
+        with pytest.raises(IntegrityError) as raised:
+            uow.session.flush()
+    assert "MRN-SECRET-7" not in str(raised.value)
+
+
+def test_several_relays_share_the_outbox_without_publishing_a_row_twice(settings: Settings) -> None:
+    from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
+
+    with UnitOfWork(settings) as uow:
+        for n in range(300):
+            uow.publish(Event(type=PATIENT_UPDATED, source=SOURCE_INTAKE, subject=f"p{n}", data={}))
+        uow.commit()
+    publishers = [InMemoryPublisher() for _ in range(3)]
+    threads = [threading.Thread(target=lambda p=p: [relay_once(p, settings) for _ in range(5)]) for p in publishers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    published = [outbox_id for p in publishers for _, _, outbox_id in p.sent]
+    assert len(published) == len(set(published)) == 300
