@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from services.notifications import transitions as t
-from services.notifications.scheduler import wake_after_commit
+from services.notifications.wakeup import wake_after_commit
 from shared.auth import Principal
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder

@@ -20,7 +20,7 @@ from sqlmodel import col
 
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
-from services.notifications.scheduler import wake_after_commit
+from services.notifications.wakeup import wake_after_commit
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder, ReminderReconcileState
 from shared.db.tables.base import new_id

@@ -4,7 +4,7 @@ unacknowledged ones. Time lives in the database (`reminder.next_action_at`, inde
 One pass (`deliver_due`) = claim, commit; act, commit (claims.py). Several schedulers may run at once.
 
 The loop sleeps until the earliest next_action_at (capped by settings.scheduler_max_sleep) and can be
-woken early in-process (`wake()`).
+woken early (wakeup.py: in-process after commit, and across processes by PostgreSQL NOTIFY).
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from datetime import datetime
 
-from sqlalchemy import event as sa_event
 from sqlalchemy import or_, select
 
 from services.notifications.claims import (
@@ -28,6 +26,7 @@ from services.notifications.claims import (
     escalation_event_id,
     lock_in_id_order,
 )
+from services.notifications.wakeup import sleep, start_listener, wake, wake_after_commit
 from shared.clock import utcnow
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
@@ -39,27 +38,6 @@ DEFAULT_LEASE_SECONDS = 15.0
 IDLE_BACKOFF_SECONDS = 0.1
 STOP_CHECK_SECONDS = 0.25
 _c = Reminder.__table__.c  # type: ignore[attr-defined]
-_wake = threading.Event()
-
-
-def wake() -> None:
-    """Wake an in-process scheduler now: a reminder's next action may be earlier than its planned wake."""
-    _wake.set()
-
-
-def wake_after_commit(uow: UnitOfWork) -> None:
-    """Wake the in-process scheduler once this unit of work commits (not before: it would find nothing)."""
-    sa_event.listen(uow.session, "after_commit", lambda _session: wake(), once=True)
-
-
-def _sleep(stop: threading.Event, seconds: float) -> None:
-    """Sleep up to `seconds`, returning early on wake() or stop (checked every STOP_CHECK_SECONDS)."""
-    deadline = time.monotonic() + seconds
-    while not stop.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or _wake.wait(min(remaining, STOP_CHECK_SECONDS)):
-            break
-    _wake.clear()
 
 
 def default_worker_id() -> str:
@@ -144,6 +122,7 @@ def run_scheduler(
         lease or lease_seconds(settings),
         settings.scheduler_batch,
     )
+    start_listener(settings.effective_database_url, stop)
     while not stop.is_set():
         try:
             delay = _pass(settings, worker_id, lease)
@@ -151,7 +130,7 @@ def run_scheduler(
             log.exception("scheduler pass failed; retrying")
             delay = settings.scheduler_max_sleep
         if delay > 0:
-            _sleep(stop, delay)
+            sleep(stop, delay, STOP_CHECK_SECONDS)
     log.info("scheduler stopped")
 
 

@@ -15,10 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, insert, select, text
 
-from shared.clock import utcnow
+from services.notifications.reconcile import handle_event
+from shared.clock import isoformat, utcnow
 from shared.db.schema import upgrade
 from shared.db.tables import OutboxMessage, Patient, Reminder, ReminderTransition
-from shared.events import REMINDER_DUE
+from shared.db.uow import UnitOfWork
+from shared.events import PATHWAY_ASSESSED, REMINDER_DUE, SOURCE_PATHWAY, Event, to_envelope
+from shared.messaging.consumer import consume
+from shared.messaging.routing import NOTIFICATIONS
 from shared.testing import fresh_postgres_database, test_backend
 
 pytestmark = [
@@ -63,8 +67,9 @@ def _seed(url: str, due_at: datetime) -> None:
     engine.dispose()
 
 
-def _start(url: str, worker: str, var_dir: Path) -> subprocess.Popen[str]:
+def _start(url: str, worker: str, var_dir: Path, **extra: str) -> subprocess.Popen[str]:
     env = {
+        **extra,
         **os.environ,
         "CAREPATH_DATABASE_URL": url,
         "CAREPATH_VAR_DIR": str(var_dir),
@@ -174,3 +179,42 @@ def _assert_exactly_once(engine) -> None:  # type: ignore[no-untyped-def]
         select(func.count()).select_from(ReminderTransition).where(ReminderTransition.to_status == "due")
     )
     assert _scalar(engine, deliveries) == TOTAL
+
+
+def test_a_scheduler_in_another_process_is_woken_by_a_new_reminder(tmp_path, settings):  # type: ignore[no-untyped-def]
+    """PostgreSQL NOTIFY: a scheduler sleeping up to 30 s delivers a reminder reconciled elsewhere at once."""
+    url = settings.effective_database_url
+    with UnitOfWork(settings) as uow:
+        patient = Patient(org="org-a", external_id="x", created_at=utcnow())
+        uow.session.add(patient)
+        uow.commit()
+    process = _start(url, "sleepy", tmp_path, CAREPATH_SCHEDULER_MAX_SLEEP="30")
+    engine = create_engine(url)
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # it found nothing and is asleep for up to 30 s
+        due_at = utcnow()
+        envelope = to_envelope(
+            Event(
+                PATHWAY_ASSESSED,
+                SOURCE_PATHWAY,
+                patient.id,
+                {
+                    "patient_id": patient.id,
+                    "org": "org-a",
+                    "assessment_seq": 1,
+                    "deadlines": [{"kind": "pt_follow_up", "due_at": isoformat(due_at), "status": "pending"}],
+                },
+            )
+        )
+        consume(NOTIFICATIONS, envelope, None, handle_event, settings)
+        delivered = select(Reminder.delivered_at).where(Reminder.patient_id == patient.id)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _scalar(engine, delivered) is None:
+            time.sleep(0.05)
+        lateness = (_scalar(engine, delivered) - due_at).total_seconds()
+        assert lateness < 1.0
+    finally:
+        process.terminate()
+        process.wait(10)
+        engine.dispose()
