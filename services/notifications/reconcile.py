@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -205,47 +205,37 @@ _REASONS = {
 }
 
 
-def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: datetime) -> bool:
-    """Carry out the plan; history rows for every status change. True if the scheduler has something new."""
+def _apply_one(uow: UnitOfWork, payload: AssessedIn, action: Action, now: datetime) -> dict[str, Any] | None:
+    """Carry out one decision; the history row of the status change it made, if any."""
     details = {"assessment_seq": payload.assessment_seq}
-    history, wake_scheduler = [], False
-    for action in actions:
-        reminder = action.reminder
-        if action.verb == "create":
-            assert action.deadline is not None
-            created = _create(uow, payload, action.deadline, now)
-            if created is not None:
-                history.append(
-                    t.history_row(
-                        created,
-                        None,
-                        t.SCHEDULED,
-                        t.ACTOR_PATHWAY,
-                        now,
-                        reason="deadline_pending",
-                        details=details,
-                    )
-                )
-                wake_scheduler = True
-            continue
-        assert reminder is not None
-        if action.verb == "refresh":
-            assert action.deadline is not None
-            _refresh(reminder, action.deadline)
-            continue
-        before = reminder.status
-        if action.verb == "reopen":
-            after = _reopen(reminder, now)
-            wake_scheduler = True
-        else:
-            after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
-            _close(reminder, after, now)
-        reason = _REASONS[action.verb] if action.deadline is not None else "deadline_absent"
-        history.append(
-            t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details)
+    if action.deadline is not None and action.verb == "create":
+        created = _create(uow, payload, action.deadline, now)
+        if created is None:  # a concurrent reconciliation created it first
+            return None
+        return t.history_row(
+            created, None, t.SCHEDULED, t.ACTOR_PATHWAY, now, reason="deadline_pending", details=details
         )
-    t.record(uow, history)
-    return wake_scheduler
+    reminder = action.reminder
+    if reminder is None:
+        return None
+    if action.deadline is not None and action.verb == "refresh":
+        _refresh(reminder, action.deadline)
+        return None
+    before = reminder.status
+    if action.verb == "reopen":
+        after = _reopen(reminder, now)
+    else:
+        after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
+        _close(reminder, after, now)
+    reason = _REASONS[action.verb] if action.deadline is not None else "deadline_absent"
+    return t.history_row(reminder.id, before, after, t.ACTOR_PATHWAY, now, reason=reason, details=details)
+
+
+def apply(uow: UnitOfWork, payload: AssessedIn, actions: list[Action], now: datetime) -> bool:
+    """Carry out the plan with a history row per status change. True if the scheduler has new work."""
+    rows = [_apply_one(uow, payload, action, now) for action in actions]
+    t.record(uow, [row for row in rows if row is not None])
+    return any(action.verb in ("create", "reopen") for action in actions)
 
 
 def handle_event(uow: UnitOfWork, event: Event) -> None:
