@@ -88,3 +88,21 @@ def require(*roles: str) -> Callable[..., Principal]:
         return principal
 
     return dependency
+
+
+def require_feed() -> Callable[..., Principal]:
+    """Dependency for calendar feeds: the bearer header, or `?token=` for calendar apps, which cannot send
+    headers. Read-only GET routes only; the token is as secret as a password (see docs/security.md)."""
+
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
+        token = credentials.credentials if credentials else request.query_params.get("token")
+        if not token:
+            raise _unauthorized("missing bearer token")
+        try:
+            return decode_token(get_settings(), token)
+        except jwt.PyJWTError:
+            raise _unauthorized("invalid or expired token") from None
+
+    return dependency

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     relay_batch: int = Field(200, gt=0)
     scheduler_max_sleep: float = Field(0.5, gt=0, description="longest scheduler sleep between due checks")
     scheduler_batch: int = Field(500, gt=0)
+    scheduler_lease_seconds: float = Field(15.0, gt=0, description="a killed scheduler's claims are retaken after this")
     worker_concurrency: int = Field(2, gt=0)
     log_level: str = "INFO"
     allow_private_webhooks: bool = Field(False, description="permit loopback/private webhook URLs (tests, dev)")

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, st
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifications import ics, lifecycle, queries
-from shared.auth import Principal, require
+from shared.auth import Principal, require, require_feed
 from shared.clock import utcnow
 from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
@@ -149,7 +149,8 @@ def list_reminders(
     response_class=Response,
     responses={**_AUTH, 200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"}},
 )
-def reminders_calendar(principal: Reader) -> Response:
+def reminders_calendar(principal: Annotated[Principal, Depends(require_feed())]) -> Response:
+    """Subscribable: calendar apps may pass the token as `?token=` (they cannot send headers)."""
     with UnitOfWork(read_only=True) as uow:
         body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow())
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})

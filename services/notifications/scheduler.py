@@ -34,7 +34,6 @@ from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.scheduler")
 
-DEFAULT_LEASE_SECONDS = 15.0
 IDLE_BACKOFF_SECONDS = 0.1
 STOP_CHECK_SECONDS = 0.25
 _c = Reminder.__table__.c  # type: ignore[attr-defined]
@@ -45,7 +44,7 @@ def default_worker_id() -> str:
 
 
 def lease_seconds(settings: Settings) -> float:
-    return float(getattr(settings, "scheduler_lease_seconds", DEFAULT_LEASE_SECONDS))
+    return settings.scheduler_lease_seconds
 
 
 def deliver_due(

@@ -88,7 +88,20 @@ class Stack:
         assert not dead, f"processes died: {dead}; logs: {self.logs()}"
 
     def logs(self) -> str:
-        return "\n".join(f"--- {f.name}\n{f.read_text()[-3000:]}" for f in sorted(self.workdir.glob("*.log")))
+        return "\n".join(f"--- {f.name}\n{f.read_text()[-8000:]}" for f in sorted(self.workdir.glob("*.log")))
+
+    def child_pid(self, parent: str, part: str) -> int:
+        """The pid of `carepath up`'s child running `part`."""
+        parent_pid = str(self.processes[parent].pid)
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if fields[1] == parent_pid and part.encode() in cmdline:
+                return int(stat.parent.name)
+        raise AssertionError(f"no {part} child of {parent}")
 
 
 def wait_for(probe: Callable[[], Any], timeout: float = 60, interval: float = 0.25, what: str = "condition") -> Any:
@@ -129,8 +142,15 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def stack_factory(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+def stack_factory(stack_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     stack = Stack(
         env=stack_env,
         workdir=tmp_path,
@@ -141,6 +161,9 @@ def stack_factory(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop_all()
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            print(f"\n===== process logs of the failed test =====\n{stack.logs()}")
 
 
 @pytest.fixture

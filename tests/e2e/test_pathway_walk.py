@@ -43,6 +43,7 @@ class Patient:
         return wait_for(self._caught_up, what=f"the pathway to include {self.posted} updates")
 
     def _caught_up(self) -> dict | None:
+        self.stack.assert_running()
         response = httpx.get(f"{self.stack.intake_url}/v1/patients/{self.id}/pathway", headers=self.headers)
         assert response.status_code == 200, response.text
         body = response.json()

@@ -1,6 +1,7 @@
 """The whole path of one patient update through real processes (acceptance of the event spine)."""
 from __future__ import annotations
 
+import os
 import signal
 import time
 from datetime import datetime, timedelta, timezone
@@ -107,3 +108,17 @@ def test_up_stops_every_part_on_ctrl_c(stack: Stack) -> None:
     stack.processes.pop("up")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{stack.intake_url}/healthz", timeout=2)
+
+
+def test_up_restarts_a_part_that_dies(stack: Stack) -> None:
+    client = stack.token("org-a", "client")
+    patient_id = _new_patient(stack, client, "MRN-E2E-3")
+    os.kill(stack.child_pid("up", "relay"), signal.SIGKILL)
+    _post(stack, client, patient_id, "surgery", 3, {"procedure": "laminectomy"})
+    wait_for(lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 1,
+             what="the restarted relay to publish the update")
+    os.kill(stack.child_pid("up", "worker"), signal.SIGKILL)
+    _post(stack, client, patient_id, "neuro_exam", 2, {"progressive_deficit": False})
+    wait_for(lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 2,
+             what="the restarted worker to evaluate the update")
+    stack.assert_running()

@@ -216,6 +216,12 @@ def test_calendar_feed_holds_only_the_organisations_scheduled_and_due(client, au
     assert due.patient_id in summary and "pdmp_review" in summary
     assert "MRN" not in response.text
     assert events[f"{scheduled.id}@carepath"].decoded("dtstart") == scheduled.due_at
+    # Calendar apps cannot send headers: the same feed by ?token=, and a bad one is refused.
+    token = auth(role="coordinator")["Authorization"].removeprefix("Bearer ")
+    subscribed = client.get("/v1/reminders.ics", params={"token": token})
+    assert subscribed.status_code == 200 and len(icalendar.Calendar.from_ical(subscribed.content).walk("VEVENT")) == 2
+    assert client.get("/v1/reminders.ics", params={"token": token + "x"}).status_code == 401
+    assert client.get("/v1/reminders", params={"token": token}).status_code == 401  # the API takes headers only
 
 
 def test_openapi_declares_every_status(client):  # type: ignore[no-untyped-def]
