@@ -190,10 +190,9 @@ def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) 
     delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now)
     unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now)
     escalated = _escalate(uow, by_status[t.DUE], worker_id, now)
-    for rid in delivered:
-        uow.publish(_due_event(by_id[rid], now))
-    for rid in escalated:
-        uow.publish(_escalated_event(by_id[rid], now))
+    uow.publish_many(
+        [_due_event(by_id[rid], now) for rid in delivered] + [_escalated_event(by_id[rid], now) for rid in escalated]
+    )
     t.record(
         uow,
         [t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due") for rid in delivered]

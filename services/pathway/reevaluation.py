@@ -214,8 +214,7 @@ def advance_run(run_id: str, settings: Settings | None = None, limit: int | None
             return Batch(0, finished=True)
         size = limit or batch_size(run.rate)
         patient_ids = _next_patients(uow, run, size)
-        for patient_id in patient_ids:
-            uow.publish(reevaluation_event(run, patient_id))
+        uow.publish_many(reevaluation_event(run, patient_id) for patient_id in patient_ids)
         now = utcnow()
         run.cursor = patient_ids[-1] if patient_ids else run.cursor
         run.enqueued += len(patient_ids)

@@ -28,9 +28,11 @@ def request_due_reevaluations(uow: UnitOfWork, now: datetime, limit: int) -> int
         values={"next_evaluation_at": None},
         returning=(table.c.id, table.c.org),
     )
-    for row in claimed:
-        uow.publish(Event(type=PATHWAY_REEVALUATION_REQUESTED, source=SOURCE_SCHEDULER, subject=row.id,
-                          data={"patient_id": row.id, "org": row.org, "reason": "scheduled"}))
+    uow.publish_many(
+        Event(type=PATHWAY_REEVALUATION_REQUESTED, source=SOURCE_SCHEDULER, subject=row.id,
+              data={"patient_id": row.id, "org": row.org, "reason": "scheduled"})
+        for row in claimed
+    )
     return len(claimed)
 
 

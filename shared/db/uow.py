@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Iterable, Self
+
+from sqlalchemy import insert
 
 from sqlmodel import Session
 
@@ -39,19 +41,20 @@ class UnitOfWork:
 
     def publish(self, event: Event) -> None:
         """Queue an event for every consumer of its type, in this transaction (the outbox)."""
+        self.publish_many([event])
+
+    def publish_many(self, events: Iterable[Event]) -> None:
+        """Queue many events with one INSERT (a scheduler pass or a re-evaluation batch writes hundreds)."""
         now = utcnow()
-        envelope = to_envelope(event)
-        for consumer in consumers_for(event.type):
-            self.session.add(
-                OutboxMessage(
-                    event_id=event.id,
-                    event_type=event.type,
-                    consumer=consumer,
-                    envelope=envelope,
-                    created_at=now,
-                    available_at=now,
-                )
-            )
+        rows = [
+            {"event_id": event.id, "event_type": event.type, "consumer": consumer, "envelope": envelope,
+             "created_at": now, "available_at": now, "attempts": 0}
+            for event in events
+            for envelope in (to_envelope(event),)
+            for consumer in consumers_for(event.type)
+        ]
+        if rows:
+            self.session.execute(insert(OutboxMessage.__table__), rows)
 
     def commit(self) -> None:
         self.session.commit()
