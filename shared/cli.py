@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from shared.settings import get_settings
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -57,7 +57,7 @@ class FixedClock:
     """A clock the test moves by hand."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.now = now or datetime(2026, 1, 1, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now

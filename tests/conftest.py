@@ -6,8 +6,8 @@ PostgreSQL + Redis). CI runs the integration and e2e suites once per backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy.engine import make_url

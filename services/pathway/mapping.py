@@ -1,7 +1,8 @@
 """Rows <-> engine facts, and the org's pathway parameters."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 

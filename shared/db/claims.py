@@ -4,7 +4,8 @@ lock (BEGIN IMMEDIATE), updates them with one conditional UPDATE … WHERE id IN
 RETURNING (SQLAlchemy silently drops SKIP LOCKED there)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Table, select, update
 

@@ -1,11 +1,11 @@
 """The unit of work: the only place that commits. State and its outbox rows share one transaction."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Iterable, Self
+from typing import Self
 
 from sqlalchemy import insert
-
 from sqlmodel import Session
 
 from shared.clock import utcnow

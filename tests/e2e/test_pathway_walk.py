@@ -3,7 +3,7 @@ refractory — with the opioid track (monitoring plan, 4-week review, dose incre
 and the PT track (referral, start, follow-ups), checked after each step against pathway-spec.md."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -12,7 +12,7 @@ from tests.e2e.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T0 = (datetime.now(timezone.utc) - timedelta(days=200)).replace(microsecond=0)
+T0 = (datetime.now(UTC) - timedelta(days=200)).replace(microsecond=0)
 
 
 def day(n: float) -> datetime:

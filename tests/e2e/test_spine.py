@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _at(days_ago: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat()
+    return (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
 
 
 def _post(stack: Stack, headers: dict[str, str], patient_id: str, type_: str, days_ago: float, data: dict) -> dict:

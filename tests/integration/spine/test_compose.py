@@ -3,6 +3,7 @@ CAREPATH_* variable a real setting, and the commands run as local processes agai
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,9 @@ def _subcommands() -> set[str]:
 
 def test_compose_validates_against_the_compose_specification() -> None:
     done = subprocess.run(
-        [str(Path(__import__("sys").executable).parent / "check-jsonschema"), "--builtin-schema",
+        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
          "vendor.compose-spec", str(ROOT / "compose.yaml")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -3,7 +3,7 @@ in-memory publisher, so deliveries can be duplicated, dropped and reordered at w
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,8 +13,8 @@ from services.intake.app import create_app
 from services.notifications.reconcile import handle_event as reconcile
 from services.pathway.consumer import handle_event as evaluate_event
 from shared.auth import create_token
-from shared.db.tables.reminders import ACTIVE_STATUSES
 from shared.db.tables import Assessment, OutboxMessage, ProcessedEvent, Reminder
+from shared.db.tables.reminders import ACTIVE_STATUSES
 from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import consume
 from shared.messaging.publisher import InMemoryPublisher
@@ -26,7 +26,7 @@ HANDLERS = {"pathway": evaluate_event, "notifications": reconcile}
 
 
 def _at(days_ago: float) -> str:
-    return (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat()
+    return (datetime.now(UTC) - timedelta(days=days_ago)).isoformat()
 
 
 def _count(settings: Settings, table, *where) -> int:  # type: ignore[no-untyped-def]
@@ -94,7 +94,7 @@ def test_lost_message_is_republished_after_the_lease(settings: Settings, patient
     publisher.drain()  # the broker lost it (a killed worker on a serverless transport)
     assert relay_once(publisher, settings) == 0  # leased: not republished at once
     with UnitOfWork(settings) as uow:  # let the lease run out
-        uow.session.execute(OutboxMessage.__table__.update().values(available_at=datetime.now(timezone.utc)))
+        uow.session.execute(OutboxMessage.__table__.update().values(available_at=datetime.now(UTC)))
         uow.commit()
     assert relay_once(publisher, settings) == 1
     assert _deliver(settings, publisher) == ["handled"]
@@ -133,7 +133,7 @@ def test_future_fact_takes_effect_through_the_timed_reevaluation_sweep(settings:
     from shared.db.tables import Patient
 
     client, headers, patient_id = patient
-    takes_effect = datetime.now(timezone.utc) + timedelta(hours=2)
+    takes_effect = datetime.now(UTC) + timedelta(hours=2)
     exam = {"type": "neuro_exam", "occurred_at": takes_effect.isoformat(), "data": {"progressive_deficit": True}}
     assert client.post(f"/v1/patients/{patient_id}/updates", json=exam, headers=headers).status_code == 202
     publisher = InMemoryPublisher()
