@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
     relay_lease_seconds: float = Field(30.0, gt=0, description="republish an unconfirmed outbox row after this")
     relay_batch: int = Field(200, gt=0)
+    outbox_retention_days: float = Field(7, gt=0, description="finished outbox rows are deleted after this")
+    dedupe_retention_days: float = Field(
+        30, gt=0, description="consumer de-duplication records are kept this long (far beyond any redelivery)"
+    )
     scheduler_max_sleep: float = Field(0.5, gt=0, description="longest scheduler sleep between due checks")
     scheduler_batch: int = Field(500, gt=0)
     scheduler_lease_seconds: float = Field(15.0, gt=0, description="a killed scheduler's claims are retaken after this")

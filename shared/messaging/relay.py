@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from shared.clock import utcnow
 from shared.db.claims import claim_rows
-from shared.db.tables import OutboxMessage
+from shared.db.tables import OutboxMessage, ProcessedEvent
 from shared.db.uow import UnitOfWork
 from shared.messaging.publisher import Publisher
 from shared.settings import Settings, get_settings
@@ -24,6 +25,7 @@ from shared.settings import Settings, get_settings
 log = logging.getLogger("carepath.relay")
 MAX_BACKOFF_FACTOR = 16
 RETRY_AFTER_PUBLISH_ERROR = timedelta(seconds=2)
+PRUNE_EVERY_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,39 @@ def relay_once(publisher: Publisher, settings: Settings | None = None) -> int:
     return len(claimed) - len(failed)
 
 
+def prune(uow: UnitOfWork, now: datetime, settings: Settings) -> tuple[int, int]:
+    """Delete finished outbox rows and old de-duplication records (the tables would otherwise only grow)."""
+    outbox = OutboxMessage.__table__
+    dedupe = ProcessedEvent.__table__
+    finished = uow.session.execute(
+        delete(outbox).where(
+            outbox.c.done_at.is_not(None), outbox.c.done_at < now - timedelta(days=settings.outbox_retention_days)
+        )
+    ).rowcount
+    forgotten = uow.session.execute(
+        delete(dedupe).where(dedupe.c.processed_at < now - timedelta(days=settings.dedupe_retention_days))
+    ).rowcount
+    return finished, forgotten
+
+
+def _prune_now(settings: Settings) -> None:
+    with UnitOfWork(settings) as uow:
+        finished, forgotten = prune(uow, utcnow(), settings)
+        uow.commit()
+    if finished or forgotten:
+        log.info("pruned %d finished outbox rows and %d de-duplication records", finished, forgotten)
+
+
 def run_relay(publisher: Publisher, stop: threading.Event, settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     log.info("relay started")
+    next_prune = 0.0
     while not stop.is_set():
         try:
             published = relay_once(publisher, settings)
+            if time.monotonic() >= next_prune:
+                _prune_now(settings)
+                next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
         except Exception:
             log.exception("relay pass failed; retrying")
             published = 0

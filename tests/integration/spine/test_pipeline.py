@@ -187,3 +187,22 @@ def test_several_relays_share_the_outbox_without_publishing_a_row_twice(settings
         thread.join()
     published = [outbox_id for p in publishers for _, _, outbox_id in p.sent]
     assert len(published) == len(set(published)) == 300
+
+
+def test_prune_deletes_only_old_finished_rows(settings: Settings, patient) -> None:
+    from shared.messaging.relay import prune
+
+    publisher = InMemoryPublisher()
+    relay_once(publisher, settings)
+    _deliver(settings, publisher)  # outbox row finished, one processed_event
+    relay_once(publisher, settings)  # the assessed event: published, not yet finished
+    later = datetime.now(UTC) + timedelta(days=settings.outbox_retention_days, seconds=1)
+    with UnitOfWork(settings) as uow:
+        assert prune(uow, later, settings) == (1, 0)
+        uow.commit()
+    assert _count(settings, OutboxMessage) == 1  # the unfinished one stays, whatever its age
+    assert _count(settings, ProcessedEvent) == 1
+    much_later = datetime.now(UTC) + timedelta(days=settings.dedupe_retention_days, seconds=1)
+    with UnitOfWork(settings) as uow:
+        assert prune(uow, much_later, settings) == (0, 1)
+        uow.commit()
