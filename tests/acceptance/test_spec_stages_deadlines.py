@@ -1,0 +1,678 @@
+"""Independent black-box audit of pathway-spec §0–§3 through `POST /v1/pathway:evaluate`.
+
+Every expected value below was derived from the text of /work/shared/docs/pathway-spec.md (and, where the
+spec is ambiguous, the reading recorded in docs/clinical-rules.md §7), not from the engine's code. Times are
+days after T0 (2026-01-05 09:00 UTC); facts are written with various UTC offsets on purpose."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from spec_client import DAY, SEC, SpecClient, at, deadlines, flags, u, utc
+
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(settings: Settings) -> SpecClient:
+    return SpecClient(settings)
+
+
+# ---------------------------------------------------------------- fact builders (spec §1 update types)
+def surgery(t: datetime, off: float | None = None) -> dict[str, Any]:
+    return u("surgery", t, off, procedure="laminectomy", levels=["L4-L5"])
+
+
+def mri(t: datetime, off: float | None = None, modality: str = "mri") -> dict[str, Any]:
+    return u("imaging", t, off, modality=modality, findings=["no_surgical_target"], indication="post-op")
+
+
+def neuro(t: datetime, red: bool = False, off: float | None = None, cauda: bool = False) -> dict[str, Any]:
+    return u("neuro_exam", t, off, progressive_deficit=red, cauda_equina_signs=cauda)
+
+
+def pain(t: datetime, nrs: int, off: float | None = None, dist: str = "axial", **extra: Any) -> dict[str, Any]:
+    return u("pain_assessment", t, off, pain_nrs=nrs, distribution=dist, **extra)
+
+
+def med(t: datetime, cls: str, action: str = "started", off: float | None = None, **extra: Any) -> dict[str, Any]:
+    return u("medication", t, off, drug_class=cls, action=action, **extra)
+
+
+def pt(t: datetime, status: str, off: float | None = None, **extra: Any) -> dict[str, Any]:
+    return u("therapy", t, off, kind="physical_therapy", status=status, **extra)
+
+
+def therapy(t: datetime, kind: str, status: str, **extra: Any) -> dict[str, Any]:
+    return u("therapy", t, None, kind=kind, status=status, **extra)
+
+
+def procedure(t: datetime, kind: str, **extra: Any) -> dict[str, Any]:
+    return u("procedure", t, None, kind=kind, **extra)
+
+
+def monitoring(t: datetime, plan: bool = False, **extra: Any) -> dict[str, Any]:
+    return u("opioid_monitoring", t, None, plan_documented=plan, **extra)
+
+
+def review(t: datetime, relief: bool = True, **extra: Any) -> dict[str, Any]:
+    return u("opioid_review", t, None, meaningful_relief=relief, **extra)
+
+
+def first_line_history(baseline: int = 8) -> list[dict[str, Any]]:
+    """Surgery at day 0; evaluation complete at day 1; NSAID day 2; active PT started day 3."""
+    return [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), baseline),
+            med(at(2), "nsaid"), pt(at(3), "started", modality="active")]
+
+
+PT = at(3)  # the PT start of first_line_history
+
+
+def second_line_history() -> list[dict[str, Any]]:
+    """first_line_history plus a failing assessment at PT + 28 d: second line from PT + 42 d."""
+    return first_line_history() + [pain(PT + 28 * DAY, 8)]
+
+
+SECOND = PT + 42 * DAY
+
+
+def stage(a: dict[str, Any]) -> tuple[str, datetime | None]:
+    return a["stage"], utc(a["stage_since"])
+
+
+# ====================================================================== §0 conventions
+def test_time_offsets_are_instants_and_output_is_utc(api: SpecClient) -> None:
+    # surgery written at +05:30, evaluation facts at -08:00: "+14 days" is 14 x 24 h after the instant
+    a = api.evaluate([surgery(at(0), 5.5), mri(at(20), -8), neuro(at(20), off=-8), pain(at(20), 6, -8)],
+                     at(30))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    assert stage(a) == ("first_line", at(20))
+    for d in a["deadlines"]:
+        assert d["due_at"].endswith("Z") or d["due_at"].endswith("+00:00")
+    assert a["stage_since"].endswith("Z") or a["stage_since"].endswith("+00:00")
+    assert utc(a["evaluated_at"]) == at(30)
+
+
+def test_time_day_arithmetic_ignores_offset_across_dst(api: SpecClient) -> None:
+    # PT start written in New York winter time (-05:00); +28 d is exactly 672 h later in UTC
+    start = datetime.fromisoformat("2026-02-20T09:00:00-05:00")
+    a = api.evaluate([surgery(start - DAY), u("therapy", start, -5, kind="physical_therapy", status="started")],
+                     start + 10 * DAY)
+    assert deadlines(a, "pt_follow_up") == [(start + 28 * DAY, "pending")]
+
+
+def test_fact_exactly_at_now_counts_and_facts_after_now_do_not(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(5), 7)]
+    a = api.evaluate(history, at(5))
+    assert stage(a) == ("first_line", at(5))
+    b = api.evaluate(history, at(5) - SEC)
+    assert b["stage"] == "initial_evaluation"
+    assert b["updates_evaluated"] == 4  # the future-dated fact is seen and counted
+    # the future fact comes into effect at day 5: a time-driven change
+    assert utc(b["next_evaluation_at"]) == at(5)
+
+
+def test_future_facts_produce_no_deadlines_yet(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), med(at(10), "opioid_ir", mme_per_day=20)], at(5))
+    assert deadlines(a, "opioid_monitoring_plan") == []
+    assert deadlines(a, "opioid_review_4w") == []
+    assert a["updates_evaluated"] == 2
+    assert utc(a["next_evaluation_at"]) == at(10)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_order_same_instant_neuro_exams_red_flag_counts_as_latest(api: SpecClient, reverse: bool) -> None:
+    exams = [neuro(at(2), red=False), neuro(at(2), red=True)]
+    if reverse:
+        exams.reverse()
+    a = api.evaluate([surgery(at(0)), mri(at(1)), pain(at(1), 6)] + exams, at(3))
+    assert stage(a) == ("urgent_surgical_evaluation", at(2))
+    # the clear exam is not *later* than the red one: the referral stays pending
+    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "pending")]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_order_same_instant_pain_assessments_by_compact_json_not_arrival(api: SpecClient, reverse: bool) -> None:
+    # same instant, same type: ordered by sorted-key compact JSON; "axial" < "radicular", so the axial 8 is
+    # the earliest (baseline) and the radicular 2 the latest: 2 <= 0.7 x 8, meaningful relief
+    pair = [pain(at(1), 8, dist="axial"), pain(at(1), 2, dist="radicular")]
+    if reverse:
+        pair.reverse()
+    a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1))] + pair, at(2))
+    assert "responding_to_treatment" in flags(a)
+
+
+def test_order_arrival_never_matters_for_a_whole_history(api: SpecClient) -> None:
+    history = second_line_history() + [review(at(40)), med(at(10), "opioid_ir", mme_per_day=30)]
+    forward = api.evaluate(history, at(80))
+    backward = api.evaluate(list(reversed(history)), at(80))
+    # fact ids are positions in the request, so compare everything but them
+    for key in ("stage", "stage_since", "next_evaluation_at"):
+        assert forward[key] == backward[key]
+    assert flags(forward) == flags(backward)
+    for kind in {d["kind"] for d in forward["deadlines"] + backward["deadlines"]}:
+        assert deadlines(forward, kind) == deadlines(backward, kind)
+
+
+# ====================================================================== §1 derived terms
+def test_relief_exactly_30_percent_is_meaningful(api: SpecClient) -> None:
+    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10)]
+    assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 7)], at(6)))
+    assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 8)], at(6)))
+
+
+def test_relief_needs_peg_30_percent_lower_when_both_carry_it(api: SpecClient) -> None:
+    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10, function_peg=10)]
+    assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 5, function_peg=8)], at(6)))
+    assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 5, function_peg=7)], at(6)))
+    # only one of them carries PEG: the pain test alone decides
+    assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 5)], at(6)))
+
+
+def test_relief_baseline_pain_zero_uses_peg_only(api: SpecClient) -> None:
+    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 0, function_peg=10)]
+    assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 3, function_peg=7)], at(6)))
+    assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 0, function_peg=8)], at(6)))
+
+
+def test_relief_latest_assessment_decides(api: SpecClient) -> None:
+    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10), pain(at(5), 3)]
+    assert "responding_to_treatment" in flags(api.evaluate(base, at(6)))
+    assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(7), 9)], at(8)))
+
+
+def test_relief_stated_by_therapy_or_review_until_a_later_assessment_fails(api: SpecClient) -> None:
+    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8)]
+    stated = base + [therapy(at(5), "cbt", "progress", meaningful_relief=True)]
+    assert "responding_to_treatment" in flags(api.evaluate(stated, at(6)))
+    # a failing assessment *after* the statement ends it; one before it does not
+    assert "responding_to_treatment" not in flags(api.evaluate(stated + [pain(at(7), 8)], at(8)))
+    assert "responding_to_treatment" in flags(api.evaluate(stated + [pain(at(4), 8)], at(8)))
+    # the latest statement decides: a later review saying false ends it
+    assert "responding_to_treatment" not in flags(api.evaluate(stated + [review(at(6), relief=False)], at(8)))
+    # a later review saying true after a failing assessment restores it
+    assert "responding_to_treatment" in flags(
+        api.evaluate(stated + [pain(at(7), 8), review(at(9), relief=True)], at(10)))
+
+
+def test_relief_does_not_carry_into_a_new_episode(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10), pain(at(5), 3), surgery(at(10)),
+               pain(at(11), 3)]
+    # new baseline is the day-11 assessment (3): no relief in the new episode
+    assert "responding_to_treatment" not in flags(api.evaluate(history, at(12)))
+
+
+def test_course_dose_change_without_course_is_ignored(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), med(at(5), "opioid_ir", "dose_increased", mme_per_day=60)], at(60))
+    assert deadlines(a, "opioid_review_dose_change") == []
+    assert deadlines(a, "opioid_monitoring_plan") == []  # not on opioids: no opioid episode
+    assert "opioid_tolerance_risk" not in flags(a)
+
+
+def test_course_start_while_open_changes_nothing(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=20),
+                      med(at(10), "opioid_ir", mme_per_day=90)], at(20))
+    assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
+    assert "naloxone_indicated" not in flags(a)  # the second start's MME changes nothing
+
+
+def test_course_stop_and_start_same_instant_continue_the_course(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(10), "opioid_ir", "stopped"),
+                      med(at(10), "opioid_ir")], at(40))
+    assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
+    assert deadlines(a, "opioid_monitoring_plan") == [(at(1), "pending")]
+    assert "opioid_tolerance_risk" in flags(a)  # continuously on opioids since day 1
+
+
+def test_opioid_episode_spans_overlapping_and_handed_over_courses(api: SpecClient) -> None:
+    # IR [1, 10), ER [10, 20): no instant without an open opioid course -> one opioid episode
+    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(10), "opioid_er"),
+                      med(at(10), "opioid_ir", "stopped"), med(at(20), "opioid_er", "stopped")], at(40))
+    assert deadlines(a, "opioid_monitoring_plan") == [(at(1), "cancelled")]
+    assert deadlines(a, "pdmp_review") == [(at(1), "cancelled")]
+    # a gap makes a second episode
+    b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(5), "opioid_ir", "stopped"),
+                      med(at(6), "opioid_er")], at(7))
+    assert deadlines(b, "opioid_monitoring_plan") == [(at(1), "cancelled"), (at(6), "pending")]
+
+
+def test_current_mme_sums_open_courses_latest_dose(api: SpecClient) -> None:
+    base = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=30), med(at(2), "opioid_er", mme_per_day=20)]
+    assert "naloxone_indicated" in flags(api.evaluate(base, at(3)))  # 50 >= 50
+    lower = base + [med(at(4), "opioid_er", "dose_decreased", mme_per_day=19)]
+    assert "naloxone_indicated" not in flags(api.evaluate(lower, at(5)))  # 49
+    stopped = base + [med(at(4), "opioid_er", "stopped")]
+    assert "naloxone_indicated" not in flags(api.evaluate(stopped, at(5)))  # 30
+    # an open course without MME adds nothing; the other course's 60 still counts
+    assert "naloxone_indicated" in flags(api.evaluate(
+        [surgery(at(0)), med(at(1), "opioid_ir"), med(at(2), "opioid_er", mme_per_day=60)], at(3)))
+
+
+# ====================================================================== §2 stages
+def test_initial_evaluation_needs_mri_or_ct_neuro_and_pain_in_the_episode(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), mri(at(1), modality="xray"), neuro(at(1)), pain(at(1), 5)], at(5))
+    assert stage(a) == ("initial_evaluation", at(0))
+    b = api.evaluate([surgery(at(0)), mri(at(2), modality="ct"), neuro(at(1)), pain(at(3), 5)], at(5))
+    assert stage(b) == ("first_line", at(3))  # the latest of the three completed it
+    # imaging before the surgery belongs to the earlier episode
+    c = api.evaluate([mri(at(-1)), surgery(at(0)), neuro(at(1)), pain(at(1), 5)], at(5))
+    assert c["stage"] == "initial_evaluation"
+
+
+def test_episode_without_surgery_starts_at_earliest_fact(api: SpecClient) -> None:
+    a = api.evaluate([pain(at(0), 5), neuro(at(3))], at(5))
+    assert stage(a) == ("initial_evaluation", at(0))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "pending")]
+
+
+def test_second_line_at_exactly_42_days_not_one_second_before(api: SpecClient) -> None:
+    history = second_line_history()
+    before = api.evaluate(history, SECOND - SEC)
+    assert stage(before) == ("first_line", at(1))
+    assert utc(before["next_evaluation_at"]) == SECOND
+    assert stage(api.evaluate(history, SECOND)) == ("second_line", SECOND)
+
+
+def test_second_line_assessment_exactly_28_days_after_pt_counts(api: SpecClient) -> None:
+    early = first_line_history() + [pain(PT + 28 * DAY - SEC, 8)]
+    a = api.evaluate(early, at(80))
+    assert a["stage"] == "first_line"
+    assert deadlines(a, "first_line_review") == [(SECOND, "pending")]
+    b = api.evaluate(second_line_history(), at(80))
+    assert stage(b) == ("second_line", SECOND)
+    assert deadlines(b, "first_line_review") == [(SECOND, "satisfied")]
+
+
+def test_second_line_entered_when_late_assessment_arrives(api: SpecClient) -> None:
+    a = api.evaluate(first_line_history() + [pain(at(60), 8)], at(80))
+    assert stage(a) == ("second_line", at(60))
+
+
+def test_second_line_needs_latest_assessment_without_relief(api: SpecClient) -> None:
+    # the failing PT+28 assessment is followed (before PT+42) by one showing relief: no second line
+    a = api.evaluate(second_line_history() + [pain(at(40), 5)], at(80))
+    assert a["stage"] == "first_line"
+    assert "responding_to_treatment" in flags(a)
+
+
+def test_second_line_needs_active_pt(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), med(at(2), "nsaid"),
+               pt(PT, "started", modality="passive"), pain(PT + 30 * DAY, 8)]
+    assert api.evaluate(history, at(80))["stage"] == "first_line"
+
+
+def test_second_line_non_opioid_course_open_at_episode_start_counts(api: SpecClient) -> None:
+    history = [med(at(-5), "gabapentinoid"), surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
+               pt(PT, "started"), pain(PT + 28 * DAY, 8)]
+    assert stage(api.evaluate(history, at(80))) == ("second_line", SECOND)
+    # stopped before the surgery: not open at the episode start, none started in it
+    closed = history + [med(at(-1), "gabapentinoid", "stopped")]
+    assert api.evaluate(closed, at(80))["stage"] == "first_line"
+    # an opioid is not a non-opioid analgesic
+    opioid = [h for h in history if h["type"] != "medication"] + [med(at(2), "opioid_ir")]
+    assert api.evaluate(opioid, at(80))["stage"] == "first_line"
+
+
+def test_second_line_non_opioid_started_in_episode_and_stopped_still_counts(api: SpecClient) -> None:
+    history = second_line_history() + [med(at(10), "nsaid", "stopped")]
+    assert stage(api.evaluate(history, at(80))) == ("second_line", SECOND)
+
+
+def test_escalation_is_one_way_and_improvement_adds_responding(api: SpecClient) -> None:
+    a = api.evaluate(second_line_history() + [pain(at(60), 2)], at(80))
+    assert stage(a) == ("second_line", SECOND)
+    assert "responding_to_treatment" in flags(a)
+
+
+def refractory_history(cbt_day: float = 10, proc_day: float = 50) -> list[dict[str, Any]]:
+    return second_line_history() + [therapy(at(cbt_day), "cbt", "started"),
+                                    procedure(at(proc_day), "epidural_steroid_injection",
+                                              approach="interlaminar", image_guided=True)]
+
+
+def test_refractory_at_exactly_56_days_of_psychological_therapy(api: SpecClient) -> None:
+    history = refractory_history(cbt_day=10)
+    entry = at(66)
+    before = api.evaluate(history, entry - SEC)
+    assert stage(before) == ("second_line", SECOND)
+    assert utc(before["next_evaluation_at"]) == entry
+    assert stage(api.evaluate(history, entry)) == ("refractory", entry)
+
+
+def test_refractory_entry_is_latest_of_its_criteria(api: SpecClient) -> None:
+    # cbt long before second line, procedure after it: entry is the procedure
+    a = api.evaluate(refractory_history(cbt_day=0, proc_day=70), at(90))
+    assert stage(a) == ("refractory", at(70))
+    # cbt and procedure early: entry is cbt + 56 days (day 60, after second line's day 45)
+    b = api.evaluate(refractory_history(cbt_day=4, proc_day=20), at(90))
+    assert stage(b) == ("refractory", at(60))
+    # all refractory criteria already held when second line was entered: entry is second line's entry
+    c = api.evaluate(first_line_history() + [therapy(at(1), "cbt", "started"),
+                                             procedure(at(2), "medial_branch_block", relief_percent=10),
+                                             pain(at(70), 8)], at(90))
+    assert stage(c) == ("refractory", at(70))
+
+
+def test_refractory_needs_interventional_procedure_and_no_relief(api: SpecClient) -> None:
+    no_proc = second_line_history() + [therapy(at(10), "cbt", "started"),
+                                       procedure(at(50), "scs_implant")]
+    assert api.evaluate(no_proc, at(90))["stage"] == "second_line"
+    relief = refractory_history(cbt_day=10, proc_day=50) + [pain(at(60), 3)]
+    a = api.evaluate(relief, at(90))
+    assert a["stage"] == "second_line"
+    referred = second_line_history() + [therapy(at(10), "cbt", "referred"),
+                                        procedure(at(50), "medial_branch_block", relief_percent=20)]
+    assert api.evaluate(referred, at(90))["stage"] == "second_line"
+
+
+def test_urgent_comes_and_goes_with_stage_since(api: SpecClient) -> None:
+    history = second_line_history() + [neuro(at(50), red=True), neuro(at(52), red=False, cauda=True)]
+    a = api.evaluate(history, at(53))
+    assert stage(a) == ("urgent_surgical_evaluation", at(50))  # first exam of the unbroken run
+    back = history + [neuro(at(55))]
+    assert stage(api.evaluate(back, at(56))) == ("second_line", SECOND)
+    again = back + [neuro(at(60), red=True)]
+    assert stage(api.evaluate(again, at(61))) == ("urgent_surgical_evaluation", at(60))
+
+
+def test_urgent_pathway_keeps_evolving_underneath(api: SpecClient) -> None:
+    # red exam completes the neuro part; under urgency the patient reaches first line then second line
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1), red=True), pain(at(1), 8), med(at(2), "nsaid"),
+               pt(PT, "started"), pain(PT + 28 * DAY, 8)]
+    a = api.evaluate(history, at(60))
+    assert stage(a) == ("urgent_surgical_evaluation", at(1))
+    b = api.evaluate(history + [neuro(at(58))], at(60))
+    assert stage(b) == ("second_line", SECOND)
+
+
+def test_urgent_red_exam_of_a_previous_episode_still_counts(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(10))], at(11))
+    assert stage(a) == ("urgent_surgical_evaluation", at(5))
+    # the later surgery satisfies the referral
+    assert deadlines(a, "urgent_surgical_referral") == [(at(5), "satisfied")]
+
+
+def test_new_surgery_restarts_the_pathway(api: SpecClient) -> None:
+    a = api.evaluate(second_line_history() + [surgery(at(70))], at(75))
+    assert stage(a) == ("initial_evaluation", at(70))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(84), "pending")]
+    # first-line review of the first episode was satisfied before the new episode
+    assert deadlines(a, "first_line_review") == [(SECOND, "satisfied")]
+
+
+def test_backdated_fact_changes_the_stage(api: SpecClient) -> None:
+    # a relief assessment posted late but dated between PT+28 and PT+42 keeps the patient in first line
+    history = second_line_history()
+    assert api.evaluate(history, at(80))["stage"] == "second_line"
+    assert api.evaluate(history + [pain(at(35), 4)], at(80))["stage"] == "first_line"
+
+
+def test_next_evaluation_for_28_days_on_opioids(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=10)], at(5))
+    assert utc(a["next_evaluation_at"]) == at(29)
+    assert "opioid_tolerance_risk" not in flags(a)
+    b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=10)], at(29))
+    assert "opioid_tolerance_risk" in flags(b)
+
+
+# ====================================================================== §3 deadlines
+def test_urgent_referral_each_red_exam_and_what_satisfies_it(api: SpecClient) -> None:
+    base = [surgery(at(0))]
+    a = api.evaluate(base + [neuro(at(2), red=True), neuro(at(4), red=True)], at(5))
+    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "pending"), (at(4), "pending")]
+    b = api.evaluate(base + [neuro(at(2), red=True), neuro(at(4), red=True), neuro(at(6))], at(7))
+    assert deadlines(b, "urgent_surgical_referral") == [(at(2), "satisfied"), (at(4), "satisfied")]
+    c = api.evaluate(base + [neuro(at(2), red=True), procedure(at(3), "repeat_surgery")], at(7))
+    assert deadlines(c, "urgent_surgical_referral") == [(at(2), "satisfied")]
+    # a surgery at the very instant of the exam is not later
+    d = api.evaluate([neuro(at(2), red=True), surgery(at(2))], at(7))
+    assert deadlines(d, "urgent_surgical_referral") == [(at(2), "pending")]
+
+
+def test_initial_evaluation_overdue_satisfied_late_or_cancelled_by_new_episode(api: SpecClient) -> None:
+    late = api.evaluate([surgery(at(0)), mri(at(20)), neuro(at(20)), pain(at(20), 5)], at(21))
+    assert deadlines(late, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    cancelled = api.evaluate([surgery(at(0)), mri(at(3)), surgery(at(10))], at(11))
+    assert deadlines(cancelled, "initial_evaluation_overdue") == [(at(14), "cancelled"), (at(24), "pending")]
+    pending = api.evaluate([surgery(at(0)), mri(at(3))], at(30))
+    assert deadlines(pending, "initial_evaluation_overdue") == [(at(14), "pending")]
+
+
+def test_pre_surgery_facts_form_an_episode_cancelled_by_the_surgery(api: SpecClient) -> None:
+    a = api.evaluate([pain(at(-20), 5), surgery(at(0))], at(1))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(-6), "cancelled"), (at(14), "pending")]
+
+
+def test_opioid_monitoring_plan_window_is_inclusive_30_days_before(api: SpecClient) -> None:
+    base = [surgery(at(-40)), med(at(0), "opioid_ir")]
+    a = api.evaluate(base + [monitoring(at(-30), plan=True)], at(1))
+    assert deadlines(a, "opioid_monitoring_plan") == [(at(0), "satisfied")]
+    b = api.evaluate(base + [monitoring(at(-30) - SEC, plan=True)], at(1))
+    assert deadlines(b, "opioid_monitoring_plan") == [(at(0), "pending")]
+    c = api.evaluate(base + [monitoring(at(3), plan=False, pdmp_checked=True)], at(5))
+    assert deadlines(c, "opioid_monitoring_plan") == [(at(0), "pending")]
+
+
+def test_opioid_monitoring_plan_after_episode_end_is_cancelled_same_instant_satisfied(api: SpecClient) -> None:
+    base = [surgery(at(-1)), med(at(0), "opioid_ir"), med(at(5), "opioid_ir", "stopped")]
+    a = api.evaluate(base + [monitoring(at(6), plan=True)], at(7))
+    assert deadlines(a, "opioid_monitoring_plan") == [(at(0), "cancelled")]
+    b = api.evaluate(base + [monitoring(at(5), plan=True)], at(7))
+    assert deadlines(b, "opioid_monitoring_plan") == [(at(0), "satisfied")]
+
+
+def test_opioid_review_4w_per_course(api: SpecClient) -> None:
+    base = [surgery(at(-1)), med(at(0), "opioid_ir"), med(at(3), "opioid_er")]
+    a = api.evaluate(base, at(5))
+    assert deadlines(a, "opioid_review_4w") == [(at(28), "pending"), (at(31), "pending")]
+    # a review at the very start instant is not "after" it
+    b = api.evaluate(base + [review(at(0))], at(5))
+    assert deadlines(b, "opioid_review_4w") == [(at(28), "pending"), (at(31), "pending")]
+    c = api.evaluate(base + [review(at(2))], at(5))
+    assert deadlines(c, "opioid_review_4w") == [(at(28), "satisfied"), (at(31), "pending")]
+    # IR stopped before any review: cancelled; ER then reviewed
+    d = api.evaluate(base + [med(at(4), "opioid_ir", "stopped"), review(at(6))], at(7))
+    assert deadlines(d, "opioid_review_4w") == [(at(28), "cancelled"), (at(31), "satisfied")]
+    # stop and review at the same instant: satisfied wins
+    e = api.evaluate(base + [med(at(4), "opioid_ir", "stopped"), review(at(4))], at(7))
+    assert deadlines(e, "opioid_review_4w") == [(at(28), "satisfied"), (at(31), "satisfied")]
+
+
+def test_opioid_review_4w_merge_same_due(api: SpecClient) -> None:
+    base = [surgery(at(-1)), med(at(0), "opioid_ir"), med(at(0), "opioid_er")]
+    a = api.evaluate(base + [med(at(2), "opioid_ir", "stopped")], at(3))
+    assert deadlines(a, "opioid_review_4w") == [(at(28), "pending")]  # pending over cancelled
+    b = api.evaluate(base + [med(at(2), "opioid_ir", "stopped"), review(at(3))], at(4))
+    assert deadlines(b, "opioid_review_4w") == [(at(28), "satisfied")]  # satisfied over cancelled
+
+
+def test_opioid_review_dose_change(api: SpecClient) -> None:
+    base = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+            med(at(5), "opioid_ir", "dose_increased", mme_per_day=40)]
+    assert deadlines(api.evaluate(base, at(6)), "opioid_review_dose_change") == [(at(33), "pending")]
+    assert deadlines(api.evaluate(base + [review(at(5))], at(6)), "opioid_review_dose_change") == [
+        (at(33), "pending")]  # not after the increase
+    assert deadlines(api.evaluate(base + [review(at(7))], at(8)), "opioid_review_dose_change") == [
+        (at(33), "satisfied")]
+    ended = base + [med(at(8), "opioid_ir", "stopped"), review(at(9))]
+    assert deadlines(api.evaluate(ended, at(10)), "opioid_review_dose_change") == [(at(33), "cancelled")]
+    # a dose decrease makes no such deadline
+    dec = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+           med(at(5), "opioid_ir", "dose_decreased", mme_per_day=10)]
+    assert deadlines(api.evaluate(dec, at(6)), "opioid_review_dose_change") == []
+
+
+def test_opioid_review_periodic(api: SpecClient) -> None:
+    base = [surgery(at(-1)), review(at(-0.5)), med(at(0), "opioid_ir"), review(at(10)), review(at(50))]
+    a = api.evaluate(base, at(60))
+    # the review before the opioid start was not made on opioids
+    assert deadlines(a, "opioid_review_periodic") == [(at(100), "satisfied"), (at(140), "pending")]
+    ended = base + [med(at(70), "opioid_ir", "stopped")]
+    b = api.evaluate(ended, at(80))
+    assert deadlines(b, "opioid_review_periodic") == [(at(100), "satisfied"), (at(140), "cancelled")]
+    # a review at the instant of the start is made on opioids (courses are half-open [start, stop))
+    c = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir"), review(at(0))], at(1))
+    assert deadlines(c, "opioid_review_periodic") == [(at(90), "pending")]
+
+
+def test_pdmp_chain(api: SpecClient) -> None:
+    base = [surgery(at(-60)), monitoring(at(-31), pdmp_checked=True), med(at(0), "opioid_ir")]
+    a = api.evaluate(base, at(1))
+    # a check 31 days before the start neither satisfies the start deadline nor starts the chain
+    assert deadlines(a, "pdmp_review") == [(at(0), "pending")]
+    b = api.evaluate(base + [monitoring(at(-30), pdmp_checked=True)], at(1))
+    assert deadlines(b, "pdmp_review") == [(at(0), "satisfied"), (at(60), "pending")]
+    c = api.evaluate(base + [monitoring(at(-30), pdmp_checked=True), monitoring(at(30), pdmp_checked=True)],
+                     at(31))
+    # the day-30 check is exactly at 60 - 30 days: satisfies; it schedules day 120
+    assert deadlines(c, "pdmp_review") == [(at(0), "satisfied"), (at(60), "satisfied"), (at(120), "pending")]
+    d = api.evaluate(base + [monitoring(at(5), pdmp_checked=True), med(at(50), "opioid_ir", "stopped")], at(51))
+    assert deadlines(d, "pdmp_review") == [(at(0), "satisfied"), (at(95), "cancelled")]
+
+
+def test_urine_drug_test_chain(api: SpecClient) -> None:
+    base = [surgery(at(-60)), med(at(0), "opioid_er"), monitoring(at(10), urine_drug_test=True)]
+    a = api.evaluate(base, at(11))
+    assert deadlines(a, "urine_drug_test") == [(at(0), "satisfied"), (at(375), "pending")]
+    b = api.evaluate(base + [monitoring(at(345), urine_drug_test=True)], at(346))
+    assert deadlines(b, "urine_drug_test") == [(at(0), "satisfied"), (at(375), "satisfied"), (at(710), "pending")]
+    c = api.evaluate(base + [monitoring(at(345) - SEC, urine_drug_test=True)], at(346))
+    assert (at(375), "pending") in deadlines(c, "urine_drug_test")
+
+
+def test_pt_start_check(api: SpecClient) -> None:
+    base = [surgery(at(-1)), pt(at(0), "referred")]
+    assert deadlines(api.evaluate(base, at(1)), "pt_start_check") == [(at(14), "pending")]
+    assert deadlines(api.evaluate(base + [pt(at(0), "started")], at(1)), "pt_start_check") == [
+        (at(14), "satisfied")]  # at or after the referral
+    assert deadlines(api.evaluate(base + [pt(at(3), "stopped")], at(4)), "pt_start_check") == [
+        (at(14), "cancelled")]
+    assert deadlines(api.evaluate(base + [pt(at(3), "stopped"), pt(at(3), "started")], at(4)),
+                     "pt_start_check") == [(at(14), "satisfied")]
+    # other therapy kinds do not satisfy it
+    assert deadlines(api.evaluate(base + [therapy(at(2), "cbt", "started")], at(4)), "pt_start_check") == [
+        (at(14), "pending")]
+
+
+def test_pt_follow_up(api: SpecClient) -> None:
+    base = [surgery(at(-1)), pt(at(0), "started")]
+    assert deadlines(api.evaluate(base + [pt(at(10), "progress")], at(11)), "pt_follow_up") == [
+        (at(28), "satisfied"), (at(38), "pending")]
+    assert deadlines(api.evaluate(base + [pt(at(10), "completed")], at(11)), "pt_follow_up") == [
+        (at(28), "satisfied")]
+    assert deadlines(api.evaluate(base + [pt(at(10), "stopped")], at(11)), "pt_follow_up") == [
+        (at(28), "cancelled")]
+    # stop and progress at one instant: the start's reminder is satisfied (same instant: satisfied wins);
+    # the progress's own reminder is not cancelled by a stop at its own instant (clinical-rules §7.11)
+    assert deadlines(api.evaluate(base + [pt(at(10), "stopped"), pt(at(10), "progress")], at(11)),
+                     "pt_follow_up") == [(at(28), "satisfied"), (at(38), "pending")]
+    # another therapy's progress is not a PT progress
+    assert deadlines(api.evaluate(base + [therapy(at(10), "cbt", "progress")], at(11)), "pt_follow_up") == [
+        (at(28), "pending")]
+
+
+def test_first_line_review(api: SpecClient) -> None:
+    a = api.evaluate(first_line_history(), at(10))
+    assert deadlines(a, "first_line_review") == [(SECOND, "pending")]
+    b = api.evaluate(first_line_history() + [pain(PT + 28 * DAY, 3)], at(60))
+    assert deadlines(b, "first_line_review") == [(SECOND, "satisfied")]
+    c = api.evaluate(first_line_history() + [surgery(at(20))], at(60))
+    assert deadlines(c, "first_line_review") == [(SECOND, "cancelled")]
+    # only the first active PT start of the episode
+    d = api.evaluate(first_line_history() + [pt(at(10), "started")], at(12))
+    assert deadlines(d, "first_line_review") == [(SECOND, "pending")]
+
+
+def test_procedure_follow_up(api: SpecClient) -> None:
+    base = [surgery(at(-1)), procedure(at(0), "medial_branch_block", relief_percent=60)]
+    assert deadlines(api.evaluate(base + [pain(at(7) - SEC, 4)], at(8)), "procedure_follow_up") == [
+        (at(14), "pending")]
+    assert deadlines(api.evaluate(base + [pain(at(7), 4)], at(8)), "procedure_follow_up") == [
+        (at(14), "satisfied")]
+
+
+def test_deadlines_every_instance_since_first_fact(api: SpecClient) -> None:
+    history = [pt(at(-100), "referred"), pt(at(-95), "started"), pt(at(-60), "completed"), surgery(at(0))]
+    a = api.evaluate(history, at(1))
+    assert deadlines(a, "pt_start_check") == [(at(-86), "satisfied")]
+    assert deadlines(a, "pt_follow_up") == [(at(-67), "satisfied")]
+
+
+def test_second_line_waits_for_first_line_entry(api: SpecClient) -> None:
+    # second-line criteria hold from day 43, but the MRI completing the evaluation comes only on day 60
+    history = [surgery(at(0)), neuro(at(1)), pain(at(1), 8), med(at(1), "nsaid"), pt(at(1), "started"),
+               pain(at(30), 8), mri(at(60))]
+    a = api.evaluate(history, at(59))
+    assert stage(a) == ("initial_evaluation", at(0))
+    assert utc(a["next_evaluation_at"]) == at(60)
+    assert stage(api.evaluate(history, at(61))) == ("second_line", at(60))
+
+
+def test_pt_from_a_previous_episode_does_not_count(api: SpecClient) -> None:
+    history = [pt(at(-10), "started"), surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
+               med(at(2), "nsaid"), pain(at(40), 8)]
+    a = api.evaluate(history, at(80))
+    assert a["stage"] == "first_line"
+    assert deadlines(a, "first_line_review") == [(at(32), "cancelled")]
+
+
+def test_future_surgery_does_not_start_an_episode_yet(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), surgery(at(20))]
+    a = api.evaluate(history, at(10))
+    assert stage(a) == ("first_line", at(1))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    assert utc(a["next_evaluation_at"]) == at(20)
+
+
+def test_next_evaluation_is_earliest_change_and_ignores_deadlines_falling_due(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), pt(at(1), "referred")], at(2))
+    assert a["next_evaluation_at"] is None  # pt_start_check falling due on day 15 is no such change
+    b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), neuro(at(40))], at(2))
+    assert utc(b["next_evaluation_at"]) == at(29)
+
+
+def test_urgent_run_spans_episodes_and_restarts_after_a_clear_exam(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(10)), neuro(at(12), red=True)], at(13))
+    assert stage(a) == ("urgent_surgical_evaluation", at(5))
+    b = api.evaluate([surgery(at(0)), neuro(at(5), red=True), neuro(at(6)), neuro(at(6), red=True),
+                      neuro(at(8), red=True)], at(9))
+    # day 6 has both a clear and a red exam: the red one is the latest, so the run never broke
+    assert stage(b) == ("urgent_surgical_evaluation", at(5))
+
+
+def test_dose_change_rules(api: SpecClient) -> None:
+    # a dose increase of a class with no open course is ignored even while another opioid is open
+    a = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+                      med(at(5), "opioid_er", "dose_increased", mme_per_day=60)], at(6))
+    assert deadlines(a, "opioid_review_dose_change") == []
+    assert "naloxone_indicated" not in flags(a)
+    # an increase at the instant the course stops is ignored (half-open course)
+    b = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+                      med(at(5), "opioid_ir", "stopped"), med(at(5), "opioid_ir", "dose_increased")], at(6))
+    assert deadlines(b, "opioid_review_dose_change") == []
+    # an increase at the instant the course starts counts
+    c = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+                      med(at(0), "opioid_ir", "dose_increased", mme_per_day=40)], at(1))
+    assert deadlines(c, "opioid_review_dose_change") == [(at(28), "pending")]
+
+
+def test_second_opioid_episode_plan_window(api: SpecClient) -> None:
+    history = [surgery(at(-100)), monitoring(at(-5), plan=True), med(at(0), "opioid_ir"),
+               med(at(10), "opioid_ir", "stopped"), med(at(50), "opioid_ir")]
+    a = api.evaluate(history, at(51))
+    # the day -5 plan is 55 days before the second episode: too early for it
+    assert deadlines(a, "opioid_monitoring_plan") == [(at(0), "satisfied"), (at(50), "pending")]
+    b = api.evaluate(history + [monitoring(at(20), plan=True)], at(51))
+    assert deadlines(b, "opioid_monitoring_plan") == [(at(0), "satisfied"), (at(50), "satisfied")]
+    assert deadlines(b, "opioid_review_4w") == [(at(28), "cancelled"), (at(78), "pending")]
+
+
+def test_pt_start_check_only_counts_starts_and_stops_after_the_referral(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(-10)), pt(at(-5), "started"), pt(at(-2), "stopped"), pt(at(0), "referred")],
+                     at(1))
+    assert deadlines(a, "pt_start_check") == [(at(14), "pending")]
+    dup = api.evaluate([surgery(at(-10)), pt(at(0), "referred"), pt(at(0), "referred", off=2)], at(1))
+    assert deadlines(dup, "pt_start_check") == [(at(14), "pending")]
