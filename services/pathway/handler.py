@@ -95,7 +95,8 @@ def _assessed_event(patient: Patient, seq: int, body: dict[str, Any]) -> Event:
 
 def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
     patient = _lock_patient(uow, patient_id)
-    body = evaluate(load_facts(uow, patient.id), utcnow(), org_params(uow, patient.org)).to_dict()
+    now = utcnow()
+    body = evaluate(load_facts(uow, patient.id), now, org_params(uow, patient.org)).to_dict()
     previous = latest_assessment(uow, patient.id)
     changes = describe_changes(previous.body if previous else None, body)
     patient.next_evaluation_at = _parse(body.get("next_evaluation_at"))
@@ -103,14 +104,16 @@ def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
     if previous is not None and not changes:
         return Outcome(stored=False, seq=previous.seq, changed=(), published=False)
     seq = (previous.seq if previous else 0) + 1
-    uow.session.add(_assessment_row(patient, seq, body, changes, trigger))
+    uow.session.add(_assessment_row(patient, seq, body, changes, trigger, now))
     publish = previous is None or "stage" in changes or "deadlines" in changes
     if publish:
         uow.publish(_assessed_event(patient, seq, body))
     return Outcome(stored=True, seq=seq, changed=tuple(changes), published=publish)
 
 
-def _assessment_row(patient: Patient, seq: int, body: dict[str, Any], changes: dict[str, Any], trigger: str) -> Assessment:
+def _assessment_row(
+    patient: Patient, seq: int, body: dict[str, Any], changes: dict[str, Any], trigger: str, now: datetime
+) -> Assessment:
     return Assessment(
         patient_id=patient.id,
         org=patient.org,
@@ -120,7 +123,7 @@ def _assessment_row(patient: Patient, seq: int, body: dict[str, Any], changes: d
         profile=body["profile"],
         params_digest=body["params_digest"],
         updates_evaluated=body["updates_evaluated"],
-        evaluated_at=utcnow(),
+        evaluated_at=now,  # the same instant the engine evaluated at
         body=body,
         changes=changes,
         trigger=trigger,
