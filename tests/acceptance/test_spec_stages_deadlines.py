@@ -676,3 +676,94 @@ def test_pt_start_check_only_counts_starts_and_stops_after_the_referral(api: Spe
     assert deadlines(a, "pt_start_check") == [(at(14), "pending")]
     dup = api.evaluate([surgery(at(-10)), pt(at(0), "referred"), pt(at(0), "referred", off=2)], at(1))
     assert deadlines(dup, "pt_start_check") == [(at(14), "pending")]
+
+
+def test_order_same_instant_ties_compare_json_text_not_numbers(api: SpecClient) -> None:
+    # {"distribution":"axial","pain_nrs":10} sorts before {"distribution":"axial","pain_nrs":7} as text, so
+    # the 10 is the baseline (earliest) and the 7 the latest: exactly 30 % lower, meaningful relief
+    for pair in ([pain(at(1), 10), pain(at(1), 7)], [pain(at(1), 7), pain(at(1), 10)]):
+        a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1))] + pair, at(2))
+        assert "responding_to_treatment" in flags(a)
+
+
+def test_second_line_boundary_with_mixed_offsets(api: SpecClient) -> None:
+    # PT start written at +05:30, the outcome assessment at -08:00, now at +09:00: only instants matter
+    history = [surgery(at(0), -8), mri(at(1), 5.5), neuro(at(1), off=9), pain(at(1), 8, -8),
+               med(at(2), "nsaid", off=5.5), pt(PT, "started", 5.5), pain(PT + 28 * DAY, 8, -8)]
+    assert api.evaluate(history, SECOND - SEC)["stage"] == "first_line"
+    assert stage(api.evaluate(history, SECOND)) == ("second_line", SECOND)
+    late = history[:-1] + [pain(PT + 28 * DAY - SEC, 8, -8)]
+    assert api.evaluate(late, SECOND + 30 * DAY)["stage"] == "first_line"
+
+
+def test_second_line_entered_when_relief_is_lost(api: SpecClient) -> None:
+    # relief at PT+28 (4 vs 8); the relief is lost on day 60: second line from then
+    a = api.evaluate(first_line_history() + [pain(PT + 28 * DAY, 4), pain(at(60), 8)], at(80))
+    assert stage(a) == ("second_line", at(60))
+    # relief stated by PT after the failing assessment keeps first line until an assessment fails again
+    stated = second_line_history() + [pt(at(40), "progress", meaningful_relief=True)]
+    assert api.evaluate(stated, at(50))["stage"] == "first_line"
+    assert stage(api.evaluate(stated + [pain(at(55), 7)], at(56))) == ("second_line", at(55))
+
+
+def test_refractory_psychological_therapy_kinds_and_interventional_kinds(api: SpecClient) -> None:
+    def history(psych_kind: str, proc_kind: str) -> list[dict[str, Any]]:
+        return second_line_history() + [therapy(at(5), psych_kind, "started"), procedure(at(50), proc_kind)]
+
+    for kind in ("cbt", "biofeedback", "relaxation_training", "supportive_psychotherapy"):
+        assert api.evaluate(history(kind, "radiofrequency_denervation"), at(90))["stage"] == "refractory"
+    for kind in ("psychological_evaluation", "multidisciplinary_rehab", "tens"):
+        assert api.evaluate(history(kind, "radiofrequency_denervation"), at(90))["stage"] == "second_line"
+    assert api.evaluate(history("cbt", "scs_trial"), at(90))["stage"] == "refractory"
+    for kind in ("endoscopic_decompression", "repeat_surgery", "scs_implant"):
+        assert api.evaluate(history("cbt", kind), at(90))["stage"] == "second_line"
+
+
+def test_refractory_stays_after_improvement_and_new_surgery_restarts(api: SpecClient) -> None:
+    history = refractory_history(cbt_day=10, proc_day=50) + [pain(at(80), 2)]
+    a = api.evaluate(history, at(90))
+    assert stage(a) == ("refractory", at(66))
+    assert "responding_to_treatment" in flags(a)
+    assert stage(api.evaluate(history + [surgery(at(85))], at(90))) == ("initial_evaluation", at(85))
+
+
+def test_passive_pt_start_satisfies_pt_start_check_but_not_first_line_review(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(-1)), pt(at(0), "referred"), pt(at(2), "started", modality="passive")], at(3))
+    assert deadlines(a, "pt_start_check") == [(at(14), "satisfied")]
+    assert deadlines(a, "first_line_review") == []
+    assert deadlines(a, "pt_follow_up") == [(at(30), "pending")]
+
+
+def test_urgent_referral_of_a_red_exam_followed_by_red_exam_then_surgery(api: SpecClient) -> None:
+    a = api.evaluate([surgery(at(0)), neuro(at(2), red=True), neuro(at(3), cauda=True), surgery(at(4))], at(5))
+    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "satisfied"), (at(3), "satisfied")]
+    # the red exams remain the latest exams: still urgent after the surgery, since the first of the run
+    assert stage(a) == ("urgent_surgical_evaluation", at(2))
+
+
+def test_current_mme_after_stop_and_start_at_one_instant_is_the_restart_dose(api: SpecClient) -> None:
+    # the course continues (no new 4-week review), and its latest mme_per_day is the restart's
+    # (clinical-rules §7: a documented new dose is never ignored)
+    up = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=20), med(at(10), "opioid_ir", "stopped"),
+          med(at(10), "opioid_ir", mme_per_day=60)]
+    a = api.evaluate(up, at(11))
+    assert "naloxone_indicated" in flags(a)
+    assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
+    down = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=60), med(at(10), "opioid_ir", "stopped"),
+            med(at(10), "opioid_ir", mme_per_day=20)]
+    assert "naloxone_indicated" not in flags(api.evaluate(down, at(11)))
+    # without an MME on the restart the course keeps its last known dose
+    keep = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=60), med(at(10), "opioid_ir", "stopped"),
+            med(at(10), "opioid_ir")]
+    assert "naloxone_indicated" in flags(api.evaluate(keep, at(11)))
+
+
+def test_relief_stated_before_the_baseline_is_ended_by_it(api: SpecClient) -> None:
+    # the baseline assessment is later than the statement and is not 30 % below itself: no relief claimed
+    a = api.evaluate([surgery(at(0)), therapy(at(0.5), "cbt", "progress", meaningful_relief=True),
+                      mri(at(1)), neuro(at(1)), pain(at(1), 8)], at(2))
+    assert "responding_to_treatment" not in flags(a)
+    # a statement at or after the baseline stands
+    b = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
+                      therapy(at(1), "cbt", "progress", meaningful_relief=True)], at(2))
+    assert "responding_to_treatment" in flags(b)

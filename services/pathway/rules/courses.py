@@ -70,13 +70,20 @@ def _class_courses(drug_class: str, events: list[Event]) -> list[Course]:
 def _apply_start_stop(
     drug_class: str, current: Course | None, at_instant: list[Event], courses: list[Course]
 ) -> Course | None:
-    """A start at an instant wins over a stop at the same instant (the course continues / opens)."""
+    """A start at an instant wins over a stop at the same instant (the course continues / opens).
+
+    A stop and a start at one instant continue the course, and the restart's `mme_per_day` is then the
+    course's latest dose (clinical-rules §7); a start while the course stays open changes nothing."""
     starts = [e for e in at_instant if e.get("action") == "started"]
     stops = [e for e in at_instant if e.get("action") == "stopped"]
     if current is not None:
         if stops and not starts:
             current.end, current.end_id = stops[0].t, stops[0].id
             return None
+        if stops:
+            restart_mme = [m for m in map(_mme, starts) if m is not None]
+            if restart_mme:
+                current.mme = restart_mme[-1]  # the latest of the instant (clinical order)
         return current
     if not starts:
         return None
