@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 def _rfc3339_string(value: Any) -> Any:
@@ -24,9 +35,10 @@ def _no_bool(value: Any) -> Any:
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
 Score = Annotated[int, Field(ge=0, le=10, strict=True)]
-Peg = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=10, allow_inf_nan=False)]
-NonNegative = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, allow_inf_nan=False)]
-Percent = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=100, allow_inf_nan=False)]
+# JSON numbers only: a number written as a string ("50") is refused like any other wrong kind of value.
+Peg = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=10, allow_inf_nan=False, strict=True)]
+NonNegative = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, allow_inf_nan=False, strict=True)]
+Percent = Annotated[float, BeforeValidator(_no_bool), Field(ge=0, le=100, allow_inf_nan=False, strict=True)]
 Flag = Annotated[bool, Field(strict=True)]
 Level = Annotated[str, Field(pattern=r"^[CTLS][0-9]{1,2}-[CTLS]?[0-9]{1,2}$", max_length=10)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
@@ -165,7 +177,38 @@ DATA_MODELS: dict[str, type[Strict]] = {
 }
 _UPDATE_MODELS = tuple(_update(name, model) for name, model in DATA_MODELS.items())
 
-UpdateIn = Annotated[Union[_UPDATE_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
+
+
+def _update_tag(value: Any) -> str | None:
+    """The union branch of an update: its type when known; an unknown or missing type goes to the `type`
+    branch, which refuses it with a field-level error at `type` (loc [..., "type"])."""
+    if isinstance(value, dict):
+        type_name = value.get("type")
+    elif isinstance(value, BaseModel):
+        type_name = getattr(value, "type", None)
+    else:
+        return None  # not an object: pydantic's own "unable to extract tag" error
+    return type_name if isinstance(type_name, str) and type_name in DATA_MODELS else "type"
+
+
+def _unknown_type(value: Any) -> Any:
+    type_name = value.get("type") if isinstance(value, dict) else None
+    expected = ", ".join(DATA_MODELS)
+    if type_name is None:
+        raise PydanticCustomError("missing", "Field required: the update type, one of {expected}",
+                                  {"expected": expected})
+    raise PydanticCustomError("literal_error", "Unknown update type {given!r}; expected one of {expected}",
+                              {"given": type_name, "expected": expected})
+
+
+UpdateIn = Annotated[  # type: ignore[valid-type]
+    Union[
+        tuple(Annotated[model, Tag(name)] for name, model in zip(DATA_MODELS, _UPDATE_MODELS))
+        + (Annotated[Any, BeforeValidator(_unknown_type), Tag("type"), WithJsonSchema({"not": {}})],)
+    ],
+    Discriminator(_update_tag, custom_error_type="update_type",
+                  custom_error_message="An update must be an object with type, occurred_at and data"),
+]
 
 
 class BatchIn(Strict):
