@@ -12,8 +12,9 @@ from services.pathway import queries
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
+from shared.web import check_instant, no_nul_characters
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", dependencies=[Depends(no_nul_characters)])
 Caller = Annotated[Principal, Depends(require())]
 Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
@@ -77,6 +78,8 @@ def _idempotent(
 def post_update(
     patient_id: str, update: UpdateIn, request: Request, principal: Writer, key: IdempotencyKey = None  # type: ignore[valid-type]
 ) -> Any:
+    check_instant(update.occurred_at, ("body", "occurred_at"))
+
     def work(uow: UnitOfWork) -> dict[str, Any]:
         try:
             ids, event_id = handlers.record_updates(uow, principal, patient_id, [update])
@@ -90,6 +93,9 @@ def post_update(
 @router.post("/patients/{patient_id}/updates:batch", status_code=202, response_model=BatchAccepted,
              responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY})
 def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
+    for index, item in enumerate(batch.updates):
+        check_instant(item.occurred_at, ("body", "updates", index, "occurred_at"))
+
     def work(uow: UnitOfWork) -> dict[str, Any]:
         try:
             ids, event_id = handlers.record_updates(uow, principal, patient_id, batch.updates)

@@ -9,8 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.pathway.config import ConfigError, describe_config, replace_config
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
+from shared.web import no_nul_characters
 
-router = APIRouter(prefix="/v1/organisation", tags=["configuration"])
+router = APIRouter(
+    prefix="/v1/organisation", tags=["configuration"], dependencies=[Depends(no_nul_characters)]
+)
 Ops = Annotated[Principal, Depends(require("ops"))]
 AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
 INVALID = {422: {"description": "unknown profile or parameter, or a bad value"}}

@@ -18,8 +18,9 @@ from shared.auth import Principal, require, require_feed
 from shared.clock import utcnow
 from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.web import check_instant, no_nul_characters
 
-router = APIRouter(prefix="/v1", tags=["reminders"])
+router = APIRouter(prefix="/v1", tags=["reminders"], dependencies=[Depends(no_nul_characters)])
 
 Reader = Annotated[Principal, Depends(require())]
 Actor = Annotated[Principal, Depends(require("coordinator", "ops"))]
@@ -127,6 +128,7 @@ def list_reminders(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
     statuses = _parse_statuses(status_)
+    check_instant(due_before, ("query", "due_before"))
     with UnitOfWork(read_only=True) as uow:
         try:
             items, next_cursor = queries.list_reminders(
@@ -181,6 +183,7 @@ def complete(principal: Actor, reminder_id: ReminderId) -> dict[str, Any]:
 
 @router.post("/reminders/{reminder_id}/snooze", response_model=ReminderItem, responses=_ACT)
 def snooze(principal: Actor, reminder_id: ReminderId, body: SnoozeIn) -> dict[str, Any]:
+    check_instant(body.until, ("body", "until"))
     with UnitOfWork() as uow, _domain_errors():
         reminder = lifecycle.snooze(uow, principal, reminder_id, body.until, body.reason)
         uow.commit()

@@ -11,8 +11,9 @@ from shared.auth import Principal, require
 from shared.clock import utcnow
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
+from shared.web import no_nul_characters
 
-router = APIRouter(tags=["channels"])
+router = APIRouter(tags=["channels"], dependencies=[Depends(no_nul_characters)])
 Manager = Annotated[Principal, Depends(require("ops", "coordinator"))]
 
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import jwt
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -23,8 +23,9 @@ from shared.auth import Principal, decode_token, principal_from_request
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
+from shared.web import EARLIEST, LATEST, no_nul_characters
 
-router = APIRouter(tags=["worklist"])
+router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 WORKLIST_ROLES = ("coordinator", "ops")
 Action = Literal["acknowledge", "complete", "snooze", "dismiss"]
@@ -186,7 +187,11 @@ def parse_until(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return parsed if EARLIEST <= parsed < LATEST else None
+    except OverflowError:  # an offset beyond the calendar's ends
+        return None
 
 
 _DONE = {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"}
