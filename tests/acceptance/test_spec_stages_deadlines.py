@@ -344,7 +344,7 @@ def test_refractory_at_exactly_56_days_of_psychological_therapy(api: SpecClient)
 
 def test_refractory_entry_is_latest_of_its_criteria(api: SpecClient) -> None:
     # cbt long before second line, procedure after it: entry is the procedure
-    a = api.evaluate(refractory_history(cbt_day=0, proc_day=70), at(90))
+    a = api.evaluate(refractory_history(cbt_day=0.5, proc_day=70), at(90))
     assert stage(a) == ("refractory", at(70))
     # cbt and procedure early: entry is cbt + 56 days (day 60, after second line's day 45)
     b = api.evaluate(refractory_history(cbt_day=4, proc_day=20), at(90))
@@ -767,3 +767,55 @@ def test_relief_stated_before_the_baseline_is_ended_by_it(api: SpecClient) -> No
     b = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
                       therapy(at(1), "cbt", "progress", meaningful_relief=True)], at(2))
     assert "responding_to_treatment" in flags(b)
+
+
+@pytest.mark.parametrize(("review_says", "therapy_says", "relief"), [(False, True, True), (True, False, False)])
+def test_order_same_instant_statements_by_type_name(
+    api: SpecClient, review_says: bool, therapy_says: bool, relief: bool
+) -> None:
+    # at one instant "opioid_review" < "therapy": the therapy update is the latest statement
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
+               therapy(at(3), "cbt", "progress", meaningful_relief=therapy_says),
+               review(at(3), relief=review_says)]
+    assert ("responding_to_treatment" in flags(api.evaluate(history, at(4)))) is relief
+
+
+def test_second_line_non_opioid_started_late_sets_the_entry(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), pt(PT, "started"),
+               pain(PT + 28 * DAY, 8), med(at(50), "snri")]
+    assert stage(api.evaluate(history, at(80))) == ("second_line", at(50))
+    # a non-opioid dose increase is no opioid dose change
+    a = api.evaluate(history + [med(at(55), "snri", "dose_increased")], at(80))
+    assert deadlines(a, "opioid_review_dose_change") == []
+
+
+def test_next_evaluation_for_a_stage_change_underneath_urgency(api: SpecClient) -> None:
+    # urgent all along; second line underneath changes the stage-dependent flags on day 45
+    history = second_line_history() + [neuro(at(20), red=True)]
+    a = api.evaluate(history, at(35))
+    assert stage(a) == ("urgent_surgical_evaluation", at(20))
+    assert utc(a["next_evaluation_at"]) == SECOND
+    b = api.evaluate(history, SECOND)
+    assert stage(b) == ("urgent_surgical_evaluation", at(20))
+    assert "psychological_therapy_recommended" in flags(b)
+    assert deadlines(b, "first_line_review") == [(SECOND, "satisfied")]
+
+
+def test_episode_facts_are_those_strictly_after_the_surgery(api: SpecClient) -> None:
+    # spec §0: stage, baseline and timing are "derived from the facts after" the surgery, and "after" is
+    # strict; facts at the surgery's very instant belong to the episode before it (clinical-rules §7.29)
+    same = api.evaluate([surgery(at(0)), mri(at(0)), neuro(at(0)), pain(at(0), 5)], at(20))
+    assert stage(same) == ("initial_evaluation", at(0))
+    assert deadlines(same, "initial_evaluation_overdue") == [(at(14), "pending")]
+    # a pre-operative score at the surgery instant is not the post-operative baseline: 6 vs 9 is no relief
+    base = api.evaluate([surgery(at(0)), pain(at(0), 9), mri(at(1)), neuro(at(1)), pain(at(1), 6)], at(2))
+    assert "responding_to_treatment" not in flags(base)
+    assert stage(base) == ("first_line", at(1))
+
+
+def test_facts_at_a_new_surgery_instant_close_the_previous_episode(api: SpecClient) -> None:
+    # the evaluation of episode 1 is completed at the instant of surgery 2: satisfied (same instant as the
+    # cancellation: satisfied wins); surgery 2's own reminder is pending
+    a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(20), 5), surgery(at(20))], at(21))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(34), "pending")]
+    assert stage(a) == ("initial_evaluation", at(20))

@@ -56,7 +56,10 @@ def ordered(events: list[Event]) -> list[Event]:
 
 @dataclass(frozen=True)
 class Episode:
-    """A surgical episode: [start, end) with end None while it is the current one."""
+    """A surgical episode from `start` (its surgery, or the earliest fact) to `end` (the next surgery; None
+    while it is the current one). Its facts are those strictly after its surgery ("derived from the facts
+    after it", spec §0) up to and including the next surgery's instant (clinical-rules §7.29); the first
+    episode without a surgery includes its earliest fact."""
 
     start: int
     end: int | None
@@ -64,7 +67,7 @@ class Episode:
     events: tuple[Event, ...]
 
     def contains(self, t: int) -> bool:
-        return self.start <= t and (self.end is None or t < self.end)
+        return self.start <= t and (self.end is None or t <= self.end)
 
 
 class Timeline:
@@ -110,12 +113,13 @@ def _episodes(events: list[Event], surgeries: list[Event]) -> list[Episode]:
     for surgery in surgeries:
         starts.setdefault(surgery.t, []).append(surgery.id)
     instants = sorted(starts)
+    surgery_instants = {surgery.t for surgery in surgeries}
     times = [e.t for e in events]
     result = []
     for index, start in enumerate(instants):
         end = instants[index + 1] if index + 1 < len(instants) else None
-        hi = len(events) if end is None else bisect_left(times, end)
-        lo = bisect_left(times, start)
+        hi = len(events) if end is None else bisect_right(times, end)
+        lo = bisect_left(times, start) if start not in surgery_instants else bisect_right(times, start)
         result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi])))
     return result
 
