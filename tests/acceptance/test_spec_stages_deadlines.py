@@ -5,7 +5,7 @@ spec is ambiguous, the reading recorded in docs/clinical-rules.md §7), not from
 days after T0 (2026-01-05 09:00 UTC); facts are written with various UTC offsets on purpose."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -819,3 +819,29 @@ def test_facts_at_a_new_surgery_instant_close_the_previous_episode(api: SpecClie
     a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(20), 5), surgery(at(20))], at(21))
     assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(34), "pending")]
     assert stage(a) == ("initial_evaluation", at(20))
+
+
+def test_pdmp_deadlines_of_two_opioid_episodes_merge_on_the_same_due(api: SpecClient) -> None:
+    # episode 1 [0, 50): the day -20 check satisfies its start and schedules day 70, cancelled at day 50;
+    # episode 2 starts on day 70: its start deadline collides with that one (pending over cancelled)
+    history = [surgery(at(-100)), monitoring(at(-20), pdmp_checked=True), med(at(0), "opioid_ir"),
+               med(at(50), "opioid_ir", "stopped"), med(at(70), "opioid_ir")]
+    a = api.evaluate(history, at(71))
+    assert deadlines(a, "pdmp_review") == [(at(0), "satisfied"), (at(70), "pending")]
+    # a check on day 60: too late for episode 1 (ended first), in time for episode 2 (satisfied over
+    # cancelled), and the start of episode 2's chain
+    b = api.evaluate(history + [monitoring(at(60), pdmp_checked=True)], at(71))
+    assert deadlines(b, "pdmp_review") == [(at(0), "satisfied"), (at(70), "satisfied"), (at(150), "pending")]
+    assert deadlines(b, "opioid_monitoring_plan") == [(at(0), "cancelled"), (at(70), "pending")]
+
+
+def test_now_written_with_an_offset_is_the_same_instant(api: SpecClient) -> None:
+    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(5), 7, -8)]
+    response = api.client.post("/v1/pathway:evaluate", headers=api.headers, json={
+        "updates": history, "now": at(5).astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()})
+    assert response.status_code == 200, response.text
+    a = response.json()
+    assert stage(a) == ("first_line", at(5))  # the fact written at -08:00 is exactly at now
+    assert a["evaluated_at"] == "2026-01-10T09:00:00Z"
+    b = api.evaluate(history, at(5) - SEC)
+    assert b["next_evaluation_at"] == "2026-01-10T09:00:00Z"
