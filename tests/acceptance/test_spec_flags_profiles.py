@@ -223,6 +223,7 @@ def test_get_pathway_has_contract_fields(api: Api) -> None:
                 "next_evaluation_at", "updates_evaluated", "flags", "recommendations", "deadlines"):
         assert key in body, key
     assert body["patient_id"] == patient and body["updates_evaluated"] == 0
+    assert body["profile"] == "asra-2020" and body["params_digest"]
     assert body["stage"] == "initial_evaluation"
 
 
@@ -351,6 +352,7 @@ def test_profile_named_where_profile_decides(api: Api) -> None:
     by_code = recs(api.evaluate(updates, 20))
     assert "us-medicare-lcd" in by_code["mbb_positive"]["text"]
     assert "us-medicare-lcd" in by_code["tens_caution"]["text"]
+    assert "CMS LCD" in by_code["mbb_positive"]["text"]  # §5: names the profile and its source
 
 
 # ---------------------------------------------------------------- §4 rows one by one
@@ -821,3 +823,42 @@ def test_determinism_arrival_order_does_not_matter(api: Api) -> None:
     assert forward["stage"] == backward["stage"] and forward["stage_since"] == backward["stage_since"]
     assert flags(forward) == {code: sorted(rename[i] for i in ids) for code, ids in flags(backward).items()}
     assert forward["params_digest"] == backward["params_digest"]
+
+
+# ---------------------------------------------------------------- same-instant and cross-episode edges
+
+def test_strict_before_and_same_instant_edges(api: Api) -> None:
+    esi = proc(10, "epidural_steroid_injection", approach="interlaminar", image_guided=True)
+    same = api.evaluate([surgery(0), pain(10, 8, "axial"), esi], 11)
+    assert "esi_without_radicular_pain" not in flags(same)  # the assessment is not "before" the injection
+    urgent_same = api.evaluate([surgery(0), neuro(6, deficit=True), proc(6, "repeat_surgery")], 7)
+    assert "repeat_surgery_criteria_unmet" not in flags(urgent_same)
+    split_mme = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir", mme=25), med(2, "opioid_er", mme=25)]
+    assert "naloxone_indicated" in flags(api.evaluate(split_mme, 3))
+    no_mme = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir")]
+    assert "naloxone_indicated" not in flags(api.evaluate(no_mme, 3))  # MME unknown (§7.14)
+
+
+def test_flags_of_all_facts_carry_across_episodes(api: Api) -> None:
+    """§0: everything but stage criteria, baseline, relief and stage-dependent flags uses all facts."""
+    old = [surgery(0), med(1, "opioid_ir", mme=60), proc(5, "medial_branch_block", relief_percent=70),
+           proc(6, "epidural_steroid_injection", approach="transforaminal", image_guided=False),
+           therapy(7, "tens"), therapy(8, "physical_therapy", "started", "passive"),
+           psychosocial(9, ["unemployed"]), proc(10, "scs_trial", relief_percent=20)]
+    result = api.evaluate([*old, surgery(40, "fusion")], 45)
+    expected = {"opioid_before_non_opioid_trial", "opioid_monitoring_plan_missing", "opioid_tolerance_risk",
+                "naloxone_indicated", "mbb_positive", "transforaminal_without_image_guidance", "tens_caution",
+                "passive_pt_only", "poor_prognostic_factors", "scs_trial_negative",
+                "scs_psychological_evaluation_needed"}
+    assert expected <= set(flags(result)), expected - set(flags(result))
+    assert "surgical_history_missing" not in flags(result)
+    # stage-dependent / episode flags restart with the new episode
+    assert {"imaging_needed", "neuro_exam_needed", "pain_assessment_needed"} <= set(flags(result))
+
+
+def test_opioid_review_of_an_earlier_opioid_episode(api: Api) -> None:
+    history = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir", mme=10), review(30, False),
+               med(31, "opioid_ir", "stopped"), med(60, "opioid_ir", mme=10)]
+    assert flags(api.evaluate(history, 61))["opioid_no_meaningful_relief"] == ["u3"]
+    off_opioids = [surgery(0), med(1, "nsaid"), review(30, False)]
+    assert "opioid_no_meaningful_relief" not in flags(api.evaluate(off_opioids, 31))  # §7.15

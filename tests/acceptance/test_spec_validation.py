@@ -119,6 +119,7 @@ class Intake:
         before = self.stored()
         response = self.post(body, key="k-reject")
         assert response.status_code == 422, (body, response.text)
+        assert "detail" in response.json(), response.text
         detail = response.json()["detail"]
         assert isinstance(detail, list) and detail and all(item.get("loc") and item.get("msg") for item in detail)
         if field is not None:
@@ -164,7 +165,7 @@ def test_every_enum_value_is_accepted(intake: Intake) -> None:
     assert intake.stored()[0] == len(updates)
 
 
-@pytest.mark.parametrize("body", [
+BOUNDARY_ACCEPTED = [
     with_data("pain_assessment", pain_nrs=10, function_peg=0),
     with_data("pain_assessment", pain_nrs=0, function_peg=10),
     with_data("opioid_review", pain_nrs=10),
@@ -178,11 +179,14 @@ def test_every_enum_value_is_accepted(intake: Intake) -> None:
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00Z"),
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00.123456-05:00"),
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00+05:30"),
-], ids=lambda body: f"{body['type']}-{body['data']}-{body['occurred_at']}")
-def test_boundary_values_are_accepted(intake: Intake, body: dict[str, Any]) -> None:
-    response = intake.post(body)
-    assert response.status_code == 202, response.text
-    assert intake.stored()[0] == 1
+]
+
+
+def test_boundary_values_are_accepted(intake: Intake) -> None:
+    for index, body in enumerate(BOUNDARY_ACCEPTED):
+        response = intake.post(body)
+        assert response.status_code == 202, (body, response.text)
+        assert intake.stored()[0] == index + 1
 
 
 def test_defaults_and_offsets_are_kept_in_clinical_time(intake: Intake) -> None:
@@ -196,18 +200,19 @@ def test_defaults_and_offsets_are_kept_in_clinical_time(intake: Intake) -> None:
 
 # ---------------------------------------------------------------- rejected: required fields
 
-@pytest.mark.parametrize(("type_", "field"), [(t, f) for t, fields in REQUIRED.items() for f in fields])
-def test_missing_required_field(intake: Intake, type_: str, field: str) -> None:
-    data = copy.deepcopy(FULL[type_])
-    del data[field]
-    intake.assert_rejected(update(type_, data), field)
+def test_missing_required_field(intake: Intake) -> None:
+    for type_, fields in REQUIRED.items():
+        for field in fields:
+            data = copy.deepcopy(FULL[type_])
+            del data[field]
+            intake.assert_rejected(update(type_, data), field)
 
 
-@pytest.mark.parametrize("missing", ["type", "occurred_at", "data"])
-def test_missing_envelope_field(intake: Intake, missing: str) -> None:
-    body = update("surgery", {"procedure": "laminectomy"})
-    del body[missing]
-    intake.assert_rejected(body)
+def test_missing_envelope_field(intake: Intake) -> None:
+    for missing in ("type", "occurred_at", "data"):
+        body = update("surgery", {"procedure": "laminectomy"})
+        del body[missing]
+        intake.assert_rejected(body, missing)
 
 
 # ---------------------------------------------------------------- rejected: unknown types and fields
@@ -217,9 +222,9 @@ def test_unknown_type(intake: Intake) -> None:
     intake.assert_rejected(update("Surgery", {"procedure": "laminectomy"}), "type")
 
 
-@pytest.mark.parametrize("type_", sorted(FULL))
-def test_unknown_data_field(intake: Intake, type_: str) -> None:
-    intake.assert_rejected(update(type_, {**FULL[type_], "comment": "x"}), "comment")
+def test_unknown_data_field(intake: Intake) -> None:
+    for type_ in sorted(FULL):
+        intake.assert_rejected(update(type_, {**FULL[type_], "comment": "x"}), "comment")
 
 
 def test_unknown_envelope_field(intake: Intake) -> None:
@@ -228,16 +233,17 @@ def test_unknown_envelope_field(intake: Intake) -> None:
 
 # ---------------------------------------------------------------- rejected: enums
 
-@pytest.mark.parametrize(("type_", "field"), sorted(ENUMS))
-def test_wrong_enum_value(intake: Intake, type_: str, field: str) -> None:
-    intake.assert_rejected(update(type_, {**FULL[type_], field: "not_a_value"}), field)
-    intake.assert_rejected(update(type_, {**FULL[type_], field: ENUMS[(type_, field)][0].upper()}), field)
+def test_wrong_enum_value(intake: Intake) -> None:
+    for type_, field in sorted(ENUMS):
+        intake.assert_rejected(update(type_, {**FULL[type_], field: "not_a_value"}), field)
+        intake.assert_rejected(update(type_, {**FULL[type_], field: ENUMS[(type_, field)][0].upper()}), field)
 
 
-@pytest.mark.parametrize(("type_", "field"), sorted(LIST_ENUMS))
-def test_wrong_list_enum_value(intake: Intake, type_: str, field: str) -> None:
-    intake.assert_rejected(update(type_, {**FULL[type_], field: [LIST_ENUMS[(type_, field)][0], "bogus"]}), field)
-    intake.assert_rejected(update(type_, {**FULL[type_], field: LIST_ENUMS[(type_, field)][0]}), field)
+def test_wrong_list_enum_value(intake: Intake) -> None:
+    for type_, field in sorted(LIST_ENUMS):
+        first = LIST_ENUMS[(type_, field)][0]
+        intake.assert_rejected(update(type_, {**FULL[type_], field: [first, "bogus"]}), field)
+        intake.assert_rejected(update(type_, {**FULL[type_], field: first}), field)
 
 
 def test_pt_modality_enum_and_scope(intake: Intake) -> None:
@@ -272,10 +278,9 @@ OUT_OF_RANGE = [
 ]
 
 
-@pytest.mark.parametrize(("type_", "field", "value"), OUT_OF_RANGE,
-                         ids=[f"{t}.{f}={v!r}" for t, f, v in OUT_OF_RANGE])
-def test_out_of_range_or_wrong_kind(intake: Intake, type_: str, field: str, value: Any) -> None:
-    intake.assert_rejected(update(type_, {**FULL[type_], field: value}), field)
+def test_out_of_range_or_wrong_kind(intake: Intake) -> None:
+    for type_, field, value in OUT_OF_RANGE:
+        intake.assert_rejected(update(type_, {**FULL[type_], field: value}), field)
 
 
 def test_data_must_be_an_object(intake: Intake) -> None:
@@ -299,9 +304,9 @@ BAD_TIMES = [
 ]
 
 
-@pytest.mark.parametrize("occurred_at", BAD_TIMES, ids=[repr(v) for v in BAD_TIMES])
-def test_bad_occurred_at(intake: Intake, occurred_at: Any) -> None:
-    intake.assert_rejected(update("surgery", {"procedure": "laminectomy"}, occurred_at), "occurred_at")
+def test_bad_occurred_at(intake: Intake) -> None:
+    for occurred_at in BAD_TIMES:
+        intake.assert_rejected(update("surgery", {"procedure": "laminectomy"}, occurred_at), "occurred_at")
 
 
 def test_what_if_now_must_have_an_offset(intake: Intake) -> None:

@@ -24,8 +24,8 @@ PROFILES: Mapping[str, Mapping[str, Any]] = {
 }
 
 PROFILE_SOURCES: Mapping[str, str] = {
-    "asra-2020": "ASRA 2020 consensus (Cohen et al.)",
-    "us-medicare-lcd": "Medicare LCD facet joint interventions",
+    "asra-2020": "ASRA 2020 consensus, Cohen et al. 2020",
+    "us-medicare-lcd": "CMS LCD, Medicare facet joint interventions",
 }
 
 _PERCENT_FIELDS = frozenset({"mbb_relief_percent", "scs_positive_percent"})
