@@ -845,3 +845,26 @@ def test_now_written_with_an_offset_is_the_same_instant(api: SpecClient) -> None
     assert a["evaluated_at"] == "2026-01-10T09:00:00Z"
     b = api.evaluate(history, at(5) - SEC)
     assert b["next_evaluation_at"] == "2026-01-10T09:00:00Z"
+
+
+def test_deadlines_without_a_cancelling_event_are_never_cancelled(api: SpecClient) -> None:
+    # procedure_follow_up has no "cancelled when": a new surgery or an opioid stop leaves it pending
+    a = api.evaluate([surgery(at(-10)), procedure(at(0), "epidural_steroid_injection", approach="caudal"),
+                      surgery(at(5)), pt(at(6), "stopped")], at(20))
+    assert deadlines(a, "procedure_follow_up") == [(at(14), "pending")]
+    # the follow-up assessment may come in the new episode
+    b = api.evaluate([surgery(at(-10)), procedure(at(0), "epidural_steroid_injection", approach="caudal"),
+                      surgery(at(5)), pain(at(8), 5)], at(20))
+    assert deadlines(b, "procedure_follow_up") == [(at(14), "satisfied")]
+
+
+def test_deadline_citations_of_the_spec_table(api: SpecClient) -> None:
+    history = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
+               med(at(5), "opioid_ir", "dose_increased", mme_per_day=40), review(at(6))]
+    a = api.evaluate(history, at(7))
+    cited = {d["kind"]: d for d in a["deadlines"]}
+    assert "G3" in cited["opioid_review_4w"]["citation"]
+    assert cited["opioid_review_4w"]["text"].startswith("4-week opioid reassessment due")
+    for kind in ("opioid_review_dose_change", "opioid_review_periodic", "pdmp_review", "urine_drug_test"):
+        assert "CDC22" in cited[kind]["citation"], kind
+    assert all(d["text"] and "\n" not in d["text"] for d in a["deadlines"])
