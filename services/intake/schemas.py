@@ -2,6 +2,7 @@
 fields, wrong enum values, out-of-range numbers and naive or non-RFC 3339 timestamps are refused (422)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
@@ -19,11 +20,19 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 
+# RFC 3339 date-time (section 5.6; a space for the "T" as its note allows): seconds and an offset required.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_NAIVE = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?")
+
+
 def _rfc3339_string(value: Any) -> Any:
+    example = "e.g. 2026-03-01T09:30:00+01:00"
     if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 timestamp string with an offset, e.g. 2026-03-01T09:30:00+01:00")
-    if "T" not in value and "t" not in value and " " not in value:
-        raise ValueError("must include a time and an offset, e.g. 2026-03-01T09:30:00+01:00")
+        raise ValueError(f"must be an RFC 3339 timestamp string with an offset, {example}")
+    if _NAIVE.fullmatch(value):
+        raise ValueError(f"must include a time and a UTC offset (naive timestamps are refused), {example}")
+    if not _RFC3339.fullmatch(value):
+        raise ValueError(f"must be an RFC 3339 timestamp with seconds and an offset, {example}")
     return value
 
 

@@ -179,6 +179,8 @@ BOUNDARY_ACCEPTED = [
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00Z"),
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00.123456-05:00"),
     update("surgery", {"procedure": "fusion"}, "2026-03-01T09:30:00+05:30"),
+    update("surgery", {"procedure": "fusion"}, "2026-03-01t09:30:00z"),
+    update("surgery", {"procedure": "fusion"}, "2026-03-01 09:30:00-00:00"),
 ]
 
 
@@ -294,6 +296,9 @@ BAD_TIMES = [
     "2026-03-01T09:30:00",          # naive
     "2026-03-01 09:30:00",          # naive
     "2026-03-01",                   # date only
+    "2026-03-01T09:30+01:00",       # no seconds (not RFC 3339)
+    "2026-03-01T09:30:00+0100",     # offset without colon (not RFC 3339)
+    "2026-03-01T09:30:00+01",       # truncated offset
     "09:30:00+01:00",               # time only
     "2026-03-01T25:30:00+01:00",    # impossible hour
     "2026-02-30T09:30:00Z",         # impossible date
