@@ -80,7 +80,8 @@ def _recommendation(flag: Flag, params: Params) -> Recommendation:
     text = rule.text
     if flag.code in PROFILE_DEPENDENT_FLAGS:
         text = (
-            f"{text} (policy profile {params.profile}: {PROFILE_SOURCES.get(params.profile, params.profile)})"
+            f"{text.rstrip('.')} (policy profile {params.profile}: "
+            f"{PROFILE_SOURCES.get(params.profile, params.profile)})."
         )
     return Recommendation(flag.code, text, rule.citation, flag.fact_ids)
 
