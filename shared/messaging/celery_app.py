@@ -11,6 +11,7 @@ from shared.messaging.routing import CONSUMERS, QUEUES
 from shared.settings import Settings, get_settings
 
 TASK_MODULES = ["services.pathway.tasks", "services.notifications.tasks"]
+EMBEDDED_TRANSPORT = "shared.messaging.fs_transport:Transport"  # filesystem://, with atomic writes
 
 
 def _broker_options(settings: Settings) -> dict[str, Any]:
@@ -35,6 +36,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("carepath", broker=settings.broker_url, include=TASK_MODULES)
     exchange = Exchange("carepath", type="direct")
+    if settings.is_embedded_broker:
+        app.conf.broker_transport = EMBEDDED_TRANSPORT
     app.conf.update(
         broker_transport_options=_broker_options(settings),
         broker_connection_retry_on_startup=True,
