@@ -868,3 +868,16 @@ def test_deadline_citations_of_the_spec_table(api: SpecClient) -> None:
     for kind in ("opioid_review_dose_change", "opioid_review_periodic", "pdmp_review", "urine_drug_test"):
         assert "CDC22" in cited[kind]["citation"], kind
     assert all(d["text"] and "\n" not in d["text"] for d in a["deadlines"])
+
+
+def test_current_mme_of_two_starts_at_one_instant_is_the_latest_stated(api: SpecClient) -> None:
+    # one opioid_ir course; at one instant {"…","mme_per_day":20} sorts before {"…","mme_per_day":60}, so 60 is
+    # the course's latest mme_per_day (clinical-rules §7.30), whatever the arrival order
+    for pair in ([med(at(1), "opioid_ir", mme_per_day=60), med(at(1), "opioid_ir", mme_per_day=20)],
+                 [med(at(1), "opioid_ir", mme_per_day=20), med(at(1), "opioid_ir", mme_per_day=60)]):
+        a = api.evaluate([surgery(at(0))] + pair, at(2))
+        assert "naloxone_indicated" in flags(a)
+        assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
+    # a start without MME at the same instant does not hide a stated one
+    b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(1), "opioid_ir", mme_per_day=60)], at(2))
+    assert "naloxone_indicated" in flags(b)

@@ -81,15 +81,19 @@ def _apply_start_stop(
             current.end, current.end_id = stops[0].t, stops[0].id
             return None
         if stops:
-            restart_mme = [m for m in map(_mme, starts) if m is not None]
-            if restart_mme:
-                current.mme = restart_mme[-1]  # the latest of the instant (clinical order)
+            current.mme = _latest_mme(starts, current.mme)
         return current
     if not starts:
         return None
-    course = Course(drug_class, starts[0].t, starts[0].id, mme=_mme(starts[0]))
+    course = Course(drug_class, starts[0].t, starts[0].id, mme=_latest_mme(starts, None))
     courses.append(course)
     return course
+
+
+def _latest_mme(starts: list[Event], default: float | None) -> float | None:
+    """The latest known `mme_per_day` among the starts of one instant (clinical order), else `default`."""
+    known = [m for m in map(_mme, starts) if m is not None]
+    return known[-1] if known else default
 
 
 def _apply_dose_changes(course: Course, at_instant: list[Event]) -> None:
