@@ -881,3 +881,15 @@ def test_current_mme_of_two_starts_at_one_instant_is_the_latest_stated(api: Spec
     # a start without MME at the same instant does not hide a stated one
     b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(1), "opioid_ir", mme_per_day=60)], at(2))
     assert "naloxone_indicated" in flags(b)
+
+
+def test_backdated_surgery_and_exam(api: SpecClient) -> None:
+    # a surgery posted late, dated day 2, starts a new episode there: the day-1 evaluation belongs to the
+    # episode before it
+    a = api.evaluate(first_line_history() + [surgery(at(2))], at(10))
+    assert stage(a) == ("initial_evaluation", at(2))
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(16), "pending")]
+    # a red-flag exam posted late but dated before the latest clear exam does not make the patient urgent
+    b = api.evaluate(first_line_history() + [neuro(at(5)), neuro(at(4), red=True)], at(10))
+    assert stage(b) == ("first_line", at(1))
+    assert deadlines(b, "urgent_surgical_referral") == [(at(4), "satisfied")]
