@@ -532,7 +532,7 @@ def test_naloxone_indicated_mme_threshold(api: Api) -> None:
     decreased = run(60, extra=(med(10.5, "opioid_ir", "dose_decreased", mme=40),))
     assert "naloxone_indicated" not in decreased
     increased = run(40, extra=(med(10.5, "opioid_ir", "dose_increased", mme=50),))
-    assert "naloxone_indicated" in increased
+    assert increased["naloxone_indicated"] == ["u2", "u3"]  # the start and the dose that reached 50
 
 
 def test_opioid_benzodiazepine_coprescription(api: Api) -> None:
@@ -862,3 +862,10 @@ def test_opioid_review_of_an_earlier_opioid_episode(api: Api) -> None:
     assert flags(api.evaluate(history, 61))["opioid_no_meaningful_relief"] == ["u3"]
     off_opioids = [surgery(0), med(1, "nsaid"), review(30, False)]
     assert "opioid_no_meaningful_relief" not in flags(api.evaluate(off_opioids, 31))  # §7.15
+
+
+def test_naloxone_fact_ids_name_the_doses_behind_the_mme(api: Api) -> None:
+    history = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir", mme=30), med(3, "opioid_er", mme=10),
+               med(4, "opioid_er", "dose_increased", mme=25), med(5, "opioid_er", mme=90)]  # u5: no effect
+    result = api.evaluate(history, 6)
+    assert flags(result)["naloxone_indicated"] == ["u2", "u3", "u4"]  # 30 + 25 = 55

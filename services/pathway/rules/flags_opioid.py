@@ -22,7 +22,7 @@ def opioid_flags(ctx: Context) -> Iterator[FlagHit]:
         yield "opioid_monitoring_plan_missing", episode.start_ids
     if ctx.now - episode.start >= ctx.params.tolerance_days * DAY_US:
         yield "opioid_tolerance_risk", episode.start_ids
-    yield from _naloxone(ctx, lookback, episode.start_ids)
+    yield from _naloxone(ctx, lookback)
     benzo = [c for c in ctx.courses if c.drug_class == "benzodiazepine" and c.open_at(ctx.now)]
     if benzo:
         opioid_ids = [c.start_id for c in episode.courses if c.open_at(ctx.now)]
@@ -55,9 +55,34 @@ def _no_meaningful_relief(ctx: Context) -> Iterator[FlagHit]:
         yield "opioid_no_meaningful_relief", (latest.id,)
 
 
-def _naloxone(ctx: Context, lookback: int, ids: tuple[str, ...]) -> Iterator[FlagHit]:
+def _naloxone(ctx: Context, lookback: int) -> Iterator[FlagHit]:
     mme = current_mme(ctx.courses, ctx.now)
     if mme is None or mme < ctx.params.naloxone_mme_threshold:
         return
     if ctx.monitoring("naloxone_offered").first_at_or_after(lookback) is None:
-        yield "naloxone_indicated", ids
+        yield "naloxone_indicated", _mme_sources(ctx)
+
+
+def _mme_sources(ctx: Context) -> tuple[str, ...]:
+    """The facts behind the current MME: each open opioid course's start and the latest update of that
+    course stating `mme_per_day` (the dose that reached the threshold)."""
+    ids: list[str] = []
+    medications = ctx.timeline.of_type("medication")
+    for course in ctx.courses:
+        if course.drug_class not in OPIOID_CLASSES or not course.open_at(ctx.now):
+            continue
+        ids.append(course.start_id)
+        of_class = [
+            e for e in medications if e.get("drug_class") == course.drug_class and course.start <= e.t <= ctx.now
+        ]
+        restarts = {e.t for e in of_class if e.get("action") == "stopped"} | {course.start}
+        dosed = [  # a `started` while the course stays open changes nothing (clinical-rules §7.3)
+            e
+            for e in of_class
+            if e.get("mme_per_day") is not None
+            and (e.get("action") in ("dose_increased", "dose_decreased") or e.get("action") == "started"
+                 and e.t in restarts)
+        ]
+        if dosed:
+            ids.append(dosed[-1].id)
+    return tuple(ids)
