@@ -869,3 +869,15 @@ def test_naloxone_fact_ids_name_the_doses_behind_the_mme(api: Api) -> None:
                med(4, "opioid_er", "dose_increased", mme=25), med(5, "opioid_er", mme=90)]  # u5: no effect
     result = api.evaluate(history, 6)
     assert flags(result)["naloxone_indicated"] == ["u2", "u3", "u4"]  # 30 + 25 = 55
+
+
+def test_exact_flag_sets_of_canonical_histories(api: Api) -> None:
+    """'These, and no others': a clean history raises exactly the flags its state calls for."""
+    assert flags(api.evaluate([surgery(0), *evaluation_complete(1)], 5)) == {}
+    assert flags(api.evaluate(second_line_history(), 50)) == {
+        "psychological_therapy_recommended": [], "radicular_pain": ["u6"]}
+    refractory = api.evaluate(refractory_history(), 110)
+    assert refractory["stage"] == "refractory"
+    assert set(flags(refractory)) == {"radicular_pain", "multidisciplinary_rehab_recommended"}
+    assert set(flags(api.evaluate([surgery(0)], 1))) == {"imaging_needed", "neuro_exam_needed",
+                                                          "pain_assessment_needed"}
