@@ -1,0 +1,144 @@
+"""Property-based fuzzing of both HTTP APIs with schemathesis, in process, against the real database.
+
+Every operation of the intake and notifications OpenAPI documents gets generated requests (valid and
+invalid ones) with a valid bearer token of org-a. Path ids are sometimes swapped for rows that exist
+(a seeded patient, reminders, a webhook endpoint, an email recipient) so the handlers run past the 404.
+Checks: no 5xx, only documented status codes, responses match their schema and content type.
+
+Bounded and deterministic: a few examples per operation, derandomized, no example database.
+FUZZ_EXAMPLES=200 (environment) runs a deeper search by hand.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from services.intake.app import create_app as intake_app
+from services.notifications.app import create_app as notifications_app
+from shared.auth import create_token
+from shared.clock import utcnow
+from shared.db.tables import Patient, Reminder
+from shared.db.uow import UnitOfWork
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+ORG = "org-a"
+ROLES = ("coordinator", "ops")
+MAX_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
+DEEP = MAX_EXAMPLES > 10  # a search by hand: every phase for every operation
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
+FUZZ_SETTINGS = hypothesis_settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+# The seeded rows; path parameters of these names are sometimes replaced by one of them.
+SEEDED: dict[str, list[str]] = {}
+
+
+def _seed(settings: Settings) -> None:
+    now = utcnow()
+    with UnitOfWork(settings) as uow:
+        patient = Patient(org=ORG, external_id="MRN-FUZZ-1", created_at=now)
+        uow.session.add(patient)
+        uow.session.flush()
+        reminders = [
+            Reminder(org=ORG, patient_id=patient.id, kind="pt_follow_up", due_at=now + timedelta(hours=hours),
+                     status=status, text="PT follow-up due", citation="G1", fact_ids=["f-1"],
+                     next_action_at=now + timedelta(hours=hours) if status == "scheduled" else None,
+                     created_at=now, updated_at=now)
+            for hours, status in ((-2, "due"), (-1, "acknowledged"), (3, "scheduled"), (-5, "completed"))
+        ]
+        uow.session.add_all(reminders)
+        uow.commit()
+        SEEDED.clear()
+        SEEDED["patient_id"] = [patient.id]
+        SEEDED["reminder_id"] = [r.id for r in reminders]
+
+
+def _seed_channels(client: Any, headers: dict[str, str]) -> None:
+    endpoint = client.post("/v1/webhook-endpoints", json={"url": "https://127.0.0.1:9/carepath"},
+                           headers=headers)
+    recipient = client.post("/v1/email-recipients", json={"address": "coordinators@example.org"}, headers=headers)
+    assert endpoint.status_code == 201 and recipient.status_code == 201, (endpoint.text, recipient.text)
+    SEEDED["endpoint_id"] = [endpoint.json()["id"]]
+    SEEDED["recipient_id"] = [recipient.json()["id"]]
+
+
+def _schema(create_app: Callable[[], Any], *, coverage: bool) -> Any:
+    """The app's OpenAPI document (served without touching the database); requests go to the same app."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app())
+    schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True, database="none")
+    # The coverage phase sends every boundary case the schema defines (hundreds for the update union).
+    schema.config.phases.coverage.enabled = coverage or DEEP
+
+    @schema.hook
+    def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> Any:
+        swaps = [name for name in path_parameters or {} if name in SEEDED]
+        if not swaps:
+            return st.just(path_parameters)
+        real = {**path_parameters, **{name: SEEDED[name][0] for name in swaps}}
+        choices = [path_parameters, real] + [
+            {**real, name: value} for name in swaps for value in SEEDED[name][1:]
+        ]
+        return st.sampled_from(choices)
+
+    return schema
+
+
+# Operations whose bodies are lists of updates: fuzzing only (their coverage phase alone takes ~30 s).
+UPDATE_BODIES = r"/updates|:evaluate"
+intake = _schema(intake_app, coverage=True).exclude(path_regex=UPDATE_BODIES)
+intake_updates = _schema(intake_app, coverage=False).include(path_regex=UPDATE_BODIES)
+notifications = _schema(notifications_app, coverage=True)
+
+
+@pytest.fixture
+def tokens(settings: Settings) -> Iterator[str]:
+    """Seeds org-a's rows; then a coordinator's and an ops token of org-a, taken in turn."""
+    issued = [create_token(settings, ORG, role) for role in ROLES]
+    _seed(settings)
+    with TestClient(notifications_app()) as client:
+        _seed_channels(client, {"Authorization": f"Bearer {issued[0]}"})
+    return itertools.cycle(issued)
+
+
+def _call(case: Any, tokens: Iterator[str]) -> None:
+    case.call_and_validate(headers={"Authorization": f"Bearer {next(tokens)}"}, checks=CHECKS)
+
+
+@intake.parametrize()
+@FUZZ_SETTINGS
+def test_intake_api(case: Any, tokens: Iterator[str]) -> None:
+    _call(case, tokens)
+
+
+@intake_updates.parametrize()
+@FUZZ_SETTINGS
+def test_intake_update_bodies(case: Any, tokens: Iterator[str]) -> None:
+    _call(case, tokens)
+
+
+@notifications.parametrize()
+@FUZZ_SETTINGS
+def test_notifications_api(case: Any, tokens: Iterator[str]) -> None:
+    _call(case, tokens)
