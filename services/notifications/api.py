@@ -82,7 +82,10 @@ class SnoozeIn(BaseModel):
 
 class DismissIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: lifecycle.DismissReason
+    reason: str = Field(
+        pattern=lifecycle.REASON_CODE.pattern,
+        description="a reason code, e.g. " + ", ".join(r.value for r in lifecycle.DismissReason),
+    )
     comment: str | None = Field(None, max_length=lifecycle.MAX_COMMENT)
 
 

@@ -7,6 +7,7 @@ Nothing here commits: the caller's unit of work does.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 
@@ -43,7 +44,13 @@ class InvalidRequest(ValueError):
     """A well-formed request with a value the domain refuses (HTTP 422): a past snooze, say."""
 
 
+REASON_CODE = re.compile(r"^[a-z][a-z0-9_]{1,59}$")
+
+
 class DismissReason(StrEnum):
+    """The codes the worklist offers; an API client may send any other code of the same form (an
+    organisation's own reason codes), kept as given."""
+
     NOT_APPLICABLE = "not_applicable"
     DUPLICATE = "duplicate"
     ALREADY_DONE = "already_done"
@@ -142,20 +149,19 @@ def dismiss(
     uow: UnitOfWork,
     principal: Principal,
     reminder_id: str,
-    reason: str | DismissReason,
+    reason: str,
     comment: str | None = None,
     *,
     now: datetime | None = None,
 ) -> Reminder:
     now = now or utcnow()
-    try:
-        code = DismissReason(reason)
-    except ValueError:
-        raise InvalidRequest(f"reason must be one of {', '.join(r.value for r in DismissReason)}") from None
+    code = str(reason)
+    if not REASON_CODE.match(code):
+        raise InvalidRequest("reason must be a code: lower-case letters, digits and _, e.g. not_applicable")
     if comment is not None and len(comment) > MAX_COMMENT:
         raise InvalidRequest(f"comment is at most {MAX_COMMENT} characters")
-    reminder = _transition(uow, principal, reminder_id, "dismiss", now, reason=code.value, comment=comment)
-    reminder.dismiss_reason = code.value
+    reminder = _transition(uow, principal, reminder_id, "dismiss", now, reason=code, comment=comment)
+    reminder.dismiss_reason = code
     reminder.dismiss_comment = comment
     return _close(uow, reminder)
 

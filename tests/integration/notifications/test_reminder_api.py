@@ -71,7 +71,7 @@ def test_every_transition_and_every_invalid_one(client, auth, make_reminder, sta
 
 def test_dismiss_keeps_reason_and_comment_and_unknown_reason_is_422(client, auth, make_reminder):  # type: ignore[no-untyped-def]
     reminder = make_reminder(status="due")
-    bad = client.post(f"/v1/reminders/{reminder.id}/dismiss", json={"reason": "bored"}, headers=auth())
+    bad = client.post(f"/v1/reminders/{reminder.id}/dismiss", json={"reason": "Bored!"}, headers=auth())
     assert bad.status_code == 422
     ok = client.post(
         f"/v1/reminders/{reminder.id}/dismiss",
@@ -83,6 +83,10 @@ def test_dismiss_keeps_reason_and_comment_and_unknown_reason_is_422(client, auth
     assert (detail["dismiss_reason"], detail["dismiss_comment"]) == ("patient_declined", "declined PT")
     assert detail["history"][-1]["reason"] == "patient_declined"
     assert detail["history"][-1]["comment"] == "declined PT"
+    own_code = make_reminder(status="due")  # an organisation's own reason code is kept as given
+    kept = client.post(f"/v1/reminders/{own_code.id}/dismiss", json={"reason": "moved_out_of_area"}, headers=auth())
+    assert kept.status_code == 200
+    assert client.get(f"/v1/reminders/{own_code.id}", headers=auth()).json()["dismiss_reason"] == "moved_out_of_area"
 
 
 @pytest.mark.parametrize("until", ["2020-01-01T00:00:00Z", "2099-01-01T00:00:00", "soon"])
