@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from shared.db.engine import get_engine
 from shared.messaging.celery_app import get_celery
@@ -127,9 +128,22 @@ async def no_nul_characters(request: Request) -> None:
         )
 
 
-def _unparsable_body_is_422(app: FastAPI) -> None:
-    """FastAPI answers 400 to a body it cannot decode (bytes that are not UTF-8, broken multipart). The
-    contract's answer to bad input is 422, and no carepath route answers 400 itself."""
+def _allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
+    """The methods some route of `app` takes on the scope's path (routes may sit in included routers)."""
+    return [
+        method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)
+    ]
+
+
+def _framework_errors(app: FastAPI) -> None:
+    """Two corrections to the framework's own error answers:
+
+    - FastAPI answers 400 to a body it cannot decode (bytes that are not UTF-8, broken multipart). The
+      contract's answer to bad input is 422, and no carepath route answers 400 itself.
+    - Starlette's 405 names only the methods of the first route on the path (`Allow: GET` where PUT is
+      another route on the same path); it must list them all.
+    """
 
     async def handler(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -139,6 +153,8 @@ def _unparsable_body_is_422(app: FastAPI) -> None:
                              "msg": f"the request body could not be parsed ({exc.detail})"}]},
                 status_code=422,
             )
+        if exc.status_code == 405 and (allowed := _allowed_methods(app, dict(request.scope))):
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, handler)
@@ -165,7 +181,7 @@ def _document_body_errors(app: FastAPI) -> None:
 
 def install_common(app: FastAPI, service: str) -> None:
     app.max_body_size = MAX_BODY_BYTES
-    _unparsable_body_is_422(app)
+    _framework_errors(app)
     _document_body_errors(app)
 
     @app.middleware("http")
