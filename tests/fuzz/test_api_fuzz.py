@@ -3,16 +3,18 @@
 Every operation of the intake and notifications OpenAPI documents gets generated requests (valid and
 invalid ones) with a valid bearer token of org-a. Path ids are sometimes swapped for rows that exist
 (a seeded patient, reminders, a webhook endpoint, an email recipient) so the handlers run past the 404.
-Checks: no 5xx, only documented status codes, responses match their schema and content type, and an
-undocumented method is a 405 naming the allowed ones.
+Checks: no 5xx, only documented status codes, responses match their schema and content type, an
+undocumented method is a 405 naming the allowed ones, and a write answered with a 4xx stores nothing.
 
 Bounded and deterministic: a few examples per operation, derandomized, no example database.
-FUZZ_EXAMPLES=200 (environment) runs a deeper search by hand.
+By hand: FUZZ_EXAMPLES=200 searches deeper (every phase for every operation); FUZZ_ALL_CHECKS=1 adds
+schemathesis' other checks (see docs/security.md for what they report).
 """
 from __future__ import annotations
 
 import itertools
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -30,14 +32,20 @@ from schemathesis.checks import (
     status_code_conformance,
     unsupported_method,
 )
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
 from services.intake.app import create_app as intake_app
 from services.notifications.app import create_app as notifications_app
 from shared.auth import create_token
 from shared.clock import utcnow
+from shared.db.engine import get_engine
+from shared.db.schema import upgrade
 from shared.db.tables import Patient, Reminder
 from shared.db.uow import UnitOfWork
-from shared.settings import Settings
+from shared.messaging.celery_app import get_celery
+from shared.settings import Settings, get_settings
+from shared.testing import REDIS_URL, fresh_postgres_database, sqlite_url, test_backend
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +74,7 @@ SEEDED: dict[str, list[str]] = {}
 def _seed(settings: Settings) -> None:
     now = utcnow()
     with UnitOfWork(settings) as uow:
-        patient = Patient(org=ORG, external_id="MRN-FUZZ-1", created_at=now)
+        patient = Patient(org=ORG, external_id=f"MRN-FUZZ-{uuid.uuid4().hex[:12]}", created_at=now)
         uow.session.add(patient)
         uow.session.flush()
         reminders = [
@@ -120,19 +128,61 @@ intake_updates = _schema(intake_app, coverage=False).include(path_regex=UPDATE_B
 notifications = _schema(notifications_app, coverage=True)
 
 
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory, pg_template: str | None) -> Iterator[dict[str, str]]:
+    """One migrated database for the whole module (as tests/conftest.py's `settings` makes one per test:
+    migrating or copying it 36 times would cost more than the fuzzing); each test seeds fresh rows."""
+    var_dir = tmp_path_factory.mktemp("fuzz") / "var"
+    env = {"CAREPATH_VAR_DIR": str(var_dir), "CAREPATH_ALLOW_PRIVATE_WEBHOOKS": "true"}
+    if test_backend() == "pg":
+        with fresh_postgres_database(template=pg_template) as url:
+            yield {**env, "CAREPATH_DATABASE_URL": url, "CAREPATH_BROKER_URL": REDIS_URL}
+            get_engine(url).dispose()
+    else:
+        env = {**env, "CAREPATH_DATABASE_URL": sqlite_url(var_dir), "CAREPATH_BROKER_URL": "filesystem://"}
+        upgrade(env["CAREPATH_DATABASE_URL"])
+        yield env
+
+
 @pytest.fixture
-def tokens(settings: Settings) -> Iterator[str]:
-    """Seeds org-a's rows; then a coordinator's and an ops token of org-a, taken in turn."""
-    issued = [create_token(settings, ORG, role) for role in ROLES]
-    _seed(settings)
+def fuzz_settings(database: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    for key, value in database.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    get_celery.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+    get_celery.cache_clear()
+
+
+@pytest.fixture
+def tokens(fuzz_settings: Settings) -> Iterator[str]:
+    """Seeds fresh org-a rows; then a coordinator's and an ops token of org-a, taken in turn."""
+    issued = [create_token(fuzz_settings, ORG, role) for role in ROLES]
+    _seed(fuzz_settings)
     with TestClient(notifications_app()) as client:
         _seed_channels(client, {"Authorization": f"Bearer {issued[0]}"})
     return itertools.cycle(issued)
 
 
+def _stored() -> tuple[Any, ...]:
+    """Row counts of every table, and each reminder's status and version: what a refused write must keep."""
+    tables = sorted(SQLModel.metadata.tables.values(), key=lambda table: table.name)
+    with UnitOfWork(read_only=True) as uow:
+        counts = uow.session.execute(
+            select(*[select(func.count()).select_from(table).scalar_subquery() for table in tables])
+        ).one()
+        reminders = frozenset(uow.session.execute(select(Reminder.id, Reminder.status, Reminder.version)).all())
+    return (*counts, reminders)
+
+
 def _call(case: Any, tokens: Iterator[str]) -> None:
     checks = None if os.environ.get("FUZZ_ALL_CHECKS") == "1" else CHECKS  # by hand: every schemathesis check
-    case.call_and_validate(headers={"Authorization": f"Bearer {next(tokens)}"}, checks=checks)
+    write = case.method.upper() in ("POST", "PUT", "PATCH", "DELETE")
+    before = _stored() if write else None
+    response = case.call_and_validate(headers={"Authorization": f"Bearer {next(tokens)}"}, checks=checks)
+    if write and 400 <= response.status_code < 500:
+        assert _stored() == before, f"{case.method} {case.formatted_path} answered {response.status_code} but stored"
 
 
 @intake.parametrize()
