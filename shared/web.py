@@ -109,16 +109,18 @@ async def no_nul_characters(request: Request) -> None:
     found += [
         ("query", name) for name, value in request.query_params.multi_items() if name in declared and "\x00" in value
     ]
-    content_type = request.headers.get("content-type", "")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.method in ("POST", "PUT", "PATCH"):
         body: Any = None
-        if "json" in content_type:
+        # Only bodies FastAPI itself parsed (and cached); any other body fails the route's validation.
+        if content_type == "application/json" or (content_type.startswith("application/")
+                                                  and content_type.endswith("+json")):
             try:
-                body = await request.json()  # already parsed (and cached) by FastAPI
-            except ValueError:
+                body = await request.json()
+            except (ValueError, RecursionError):
                 body = None
-        elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()  # cached likewise
+        elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.form()
             body = {key: value for key, value in form.multi_items() if isinstance(value, str)}
         found += [loc for loc, text_value in _strings(body, ("body",)) if "\x00" in text_value]
     if found:
