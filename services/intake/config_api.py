@@ -17,6 +17,9 @@ router = APIRouter(
 Ops = Annotated[Principal, Depends(require("ops"))]
 AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
 INVALID = {422: {"description": "unknown profile or parameter, or a bad value"}}
+# No parameter (days, months, counts, an MME threshold) needs more than 100 years' worth of days; far larger
+# ones were accepted and then overflowed every evaluation's date arithmetic (a 500 on each what-if).
+MAX_PARAMETER = 36_500
 
 
 class PathwayConfigIn(BaseModel):
@@ -38,6 +41,9 @@ def get_pathway_config(principal: Ops) -> dict[str, Any]:
 def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
     """Replace the configuration. A change to any parameter re-evaluates every patient of the organisation
     (a run driven by the scheduler); the response names that run under `reevaluation`."""
+    for name, value in body.overrides.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_PARAMETER:
+            raise HTTPException(422, detail=f"parameter {name!r} is at most {MAX_PARAMETER}, got {value!r}")
     with UnitOfWork() as uow:
         try:
             change = replace_config(uow, principal.org, body.profile, body.overrides,

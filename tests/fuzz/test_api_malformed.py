@@ -11,19 +11,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
 from services.intake.app import create_app as intake_app
 from services.notifications.app import create_app as notifications_app
 from shared.auth import create_token
 from shared.clock import isoformat, utcnow
-from shared.db.tables import (
-    IdempotencyRecord,
-    OutboxMessage,
-    Patient,
-    PatientUpdate,
-    Reminder,
-    ReminderTransition,
-)
+from shared.db.tables import Patient, Reminder
 from shared.db.uow import UnitOfWork
 from shared.settings import Settings
 
@@ -33,7 +27,6 @@ WHEN = "2026-03-01T09:30:00+01:00"
 SURGERY = {"type": "surgery", "occurred_at": WHEN, "data": {"procedure": "laminectomy"}}
 JSON = {"Content-Type": "application/json"}
 HUGE = 5 * 1024 * 1024
-TABLES = (Patient, PatientUpdate, OutboxMessage, IdempotencyRecord, Reminder, ReminderTransition)
 
 
 def _with(update: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -80,6 +73,8 @@ CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
                                         "headers": {"Content-Type": "application/x-json"}}, 422),
     ("intake", "PUT", "/v1/organisation/pathway-config", {"content": b"\xc3\x28", "headers": JSON}, 422),
     ("intake", "PUT", "/v1/organisation/pathway-config", {"json": {"profile": "a\x00"}}, 422),
+    ("intake", "PUT", "/v1/organisation/pathway-config", {"json": {"overrides": {"pt_follow_up_days": 10**9}}}, 422),
+    ("intake", "PUT", "/v1/organisation/pathway-config", {"json": {"overrides": {"tolerance_days": 1e300}}}, 422),
     ("notifications", "GET", "/v1/reminders?limit=0", {}, 422),
     ("notifications", "GET", "/v1/reminders?limit=201", {}, 422),
     ("notifications", "GET", "/v1/reminders?due_before=yesterday", {}, 422),
@@ -135,7 +130,8 @@ def clients(settings: Settings) -> Iterator[dict[str, TestClient]]:
 
 def _counts(settings: Settings) -> dict[str, int]:
     with UnitOfWork(settings, read_only=True) as uow:
-        return {t.__name__: uow.session.execute(select(func.count()).select_from(t)).scalar_one() for t in TABLES}
+        return {name: uow.session.execute(select(func.count()).select_from(table)).scalar_one()
+                for name, table in SQLModel.metadata.tables.items()}
 
 
 def _documented(client: TestClient, method: str, path: str) -> set[str]:
