@@ -16,6 +16,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from sqlmodel import SQLModel
 
 from services.intake.app import create_app as intake_app
 from services.notifications.app import create_app as notifications_app
+from services.pathway.rules.params import params_for
 from shared.auth import create_token
 from shared.clock import utcnow
 from shared.db.engine import get_engine
@@ -67,6 +69,21 @@ FUZZ_SETTINGS = hypothesis_settings(
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
+PARAMETERS = sorted(name for name in params_for().as_json_dict() if name != "profile")
+# A what-if run after every accepted configuration: the organisation's parameters must still evaluate.
+WHAT_IF = {"updates": [
+    {"type": "surgery", "occurred_at": "2025-01-01T00:00:00Z", "data": {"procedure": "laminectomy"}},
+    {"type": "pain_assessment", "occurred_at": "2025-06-01T00:00:00Z",
+     "data": {"pain_nrs": 7, "distribution": "axial"}},
+    {"type": "therapy", "occurred_at": "2025-06-02T00:00:00Z",
+     "data": {"kind": "physical_therapy", "status": "started", "modality": "active"}},
+    {"type": "medication", "occurred_at": "2025-06-02T00:00:00Z",
+     "data": {"drug_class": "opioid_ir", "action": "started", "mme_per_day": 30}},
+    {"type": "medication", "occurred_at": "2025-07-02T00:00:00Z",
+     "data": {"drug_class": "opioid_ir", "action": "dose_increased", "mme_per_day": 60}},
+    {"type": "procedure", "occurred_at": "2025-06-03T00:00:00Z",
+     "data": {"kind": "medial_branch_block", "relief_percent": 80}},
+], "now": "2199-12-31T00:00:00Z"}
 # The seeded rows; path parameters of these names are sometimes replaced by one of them.
 SEEDED: dict[str, list[str]] = {}
 
@@ -118,6 +135,17 @@ def _schema(create_app: Callable[[], Any], *, coverage: bool) -> Any:
         ]
         return st.sampled_from(choices)
 
+    @schema.hook
+    def flatmap_body(context: Any, body: Any) -> Any:
+        """Pathway-config overrides with the real parameter names (random names are only ever 422), and
+        values around the limits first."""
+        if not (context.operation.path.endswith("/pathway-config") and isinstance(body, dict)
+                and set(body) <= {"profile", "overrides"}):
+            return st.just(body)
+        values = st.sampled_from([10**9, 36_500, 36_501, 28, 0, -1, 1.5, "1/3", None])
+        overrides = st.dictionaries(st.sampled_from(PARAMETERS), values, min_size=1, max_size=3)
+        return overrides.map(lambda chosen: {**body, "overrides": chosen})
+
     return schema
 
 
@@ -155,14 +183,20 @@ def fuzz_settings(database: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     get_celery.cache_clear()
 
 
+@dataclass
+class Tokens:
+    by_role: dict[str, str]
+    turns: Iterator[str] = field(default_factory=lambda: itertools.cycle(ROLES))  # roles taken in turn
+
+
 @pytest.fixture
-def tokens(fuzz_settings: Settings) -> Iterator[str]:
-    """Seeds fresh org-a rows; then a coordinator's and an ops token of org-a, taken in turn."""
-    issued = [create_token(fuzz_settings, ORG, role) for role in ROLES]
+def tokens(fuzz_settings: Settings) -> Tokens:
+    """Seeds fresh org-a rows; then a coordinator's and an ops token of org-a."""
+    issued = Tokens({role: create_token(fuzz_settings, ORG, role) for role in ROLES})
     _seed(fuzz_settings)
     with TestClient(notifications_app()) as client:
-        _seed_channels(client, {"Authorization": f"Bearer {issued[0]}"})
-    return itertools.cycle(issued)
+        _seed_channels(client, {"Authorization": f"Bearer {issued.by_role['coordinator']}"})
+    return issued
 
 
 def _stored() -> tuple[Any, ...]:
@@ -176,28 +210,36 @@ def _stored() -> tuple[Any, ...]:
     return (*counts, reminders)
 
 
-def _call(case: Any, tokens: Iterator[str]) -> None:
+def _call(case: Any, tokens: Tokens) -> None:
     checks = None if os.environ.get("FUZZ_ALL_CHECKS") == "1" else CHECKS  # by hand: every schemathesis check
     write = case.method.upper() in ("POST", "PUT", "PATCH", "DELETE")
     before = _stored() if write else None
-    response = case.call_and_validate(headers={"Authorization": f"Bearer {next(tokens)}"}, checks=checks)
+    role = next(tokens.turns)
+    if case.path.startswith("/v1/organisation/"):
+        role = "ops"  # the configuration is ops-only: a coordinator's token would only ever meet 403
+    auth = f"Bearer {tokens.by_role[role]}"
+    response = case.call_and_validate(headers={"Authorization": auth}, checks=checks)
+    if case.method.upper() == "PUT" and case.path.endswith("/pathway-config") and response.status_code == 200:
+        with TestClient(intake_app()) as client:
+            what_if = client.post("/v1/pathway:evaluate", json=WHAT_IF, headers={"Authorization": auth})
+        assert what_if.status_code == 200, f"what-if after {case.body!r}: {what_if.status_code} {what_if.text[:200]}"
     if write and 400 <= response.status_code < 500:
         assert _stored() == before, f"{case.method} {case.formatted_path} answered {response.status_code} but stored"
 
 
 @intake.parametrize()
 @FUZZ_SETTINGS
-def test_intake_api(case: Any, tokens: Iterator[str]) -> None:
+def test_intake_api(case: Any, tokens: Tokens) -> None:
     _call(case, tokens)
 
 
 @intake_updates.parametrize()
 @FUZZ_SETTINGS
-def test_intake_update_bodies(case: Any, tokens: Iterator[str]) -> None:
+def test_intake_update_bodies(case: Any, tokens: Tokens) -> None:
     _call(case, tokens)
 
 
 @notifications.parametrize()
 @FUZZ_SETTINGS
-def test_notifications_api(case: Any, tokens: Iterator[str]) -> None:
+def test_notifications_api(case: Any, tokens: Tokens) -> None:
     _call(case, tokens)
