@@ -92,7 +92,7 @@ def cmd_test(extra: list[str]) -> int:
         return 0
     _say("integration and end-to-end tests on PostgreSQL + Redis")
     env = {**os.environ, "CAREPATH_TEST_BACKEND": "pg"}
-    return _run(BIN / "pytest", "-q", "tests/integration", "tests/e2e", "tests/browser", *extra, env=env)
+    return _run(BIN / "pytest", "-q", "tests/integration", "tests/e2e", "tests/browser", "tests/fuzz", *extra, env=env)
 
 
 def main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -181,9 +182,22 @@ def _document_body_errors(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _database_unavailable(app: FastAPI) -> None:
+    """The database unreachable (or a connection lost mid-request) is 503 with Retry-After, not a bare 500:
+    nothing was stored, and the client may retry (with its Idempotency-Key)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable for %s %s", request.method, _route_template(request))
+        return JSONResponse({"detail": "the database is unavailable; nothing was stored, retry later"},
+                            status_code=503, headers={"Retry-After": "5"})
+
+    app.add_exception_handler(OperationalError, handler)
+
+
 def install_common(app: FastAPI, service: str) -> None:
     app.max_body_size = MAX_BODY_BYTES
     _framework_errors(app)
+    _database_unavailable(app)
     _document_body_errors(app)
 
     @app.middleware("http")

@@ -166,3 +166,19 @@ def test_api_ignores_the_worklist_login_cookie(client: TestClient, settings: Set
     """A browser's worklist session must never authorise an API call (cross-site request forgery)."""
     client.cookies.set("carepath_token", create_token(settings, "org-a", "client"))
     assert client.post("/v1/patients", json={"external_id": "MRN-CSRF"}).status_code == 401
+
+
+def test_database_down_is_503_with_retry_after(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from shared.messaging.celery_app import get_celery
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("CAREPATH_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("CAREPATH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    get_settings.cache_clear()
+    get_celery.cache_clear()
+    client = TestClient(create_app())
+    headers = auth(get_settings())
+    response = client.post("/v1/patients", json={"external_id": "MRN-1"}, headers=headers)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert client.get("/readyz").json()["database"] == "down"
+    assert client.get("/healthz").status_code == 200
