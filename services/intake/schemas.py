@@ -250,7 +250,3 @@ class EvaluateIn(Strict):
 def update_payload(update: Any) -> dict[str, Any]:
     """The stored form of a validated update: data without unset optional fields' defaults spelled out."""
     return update.data.model_dump(mode="json", exclude_none=True)
-
-
-def occurred_at(update: Any) -> datetime:
-    return update.occurred_at
