@@ -3,7 +3,6 @@ fields, wrong enum values, out-of-range numbers and naive or non-RFC 3339 timest
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
