@@ -195,6 +195,9 @@ def _database_unavailable(app: FastAPI) -> None:
 
 
 def install_common(app: FastAPI, service: str) -> None:
+    from shared.ops_metrics import register_backlog_metrics
+
+    register_backlog_metrics()
     app.max_body_size = MAX_BODY_BYTES
     _framework_errors(app)
     _database_unavailable(app)

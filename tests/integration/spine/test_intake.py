@@ -152,6 +152,10 @@ def test_readyz_and_metrics(client: TestClient, settings: Settings) -> None:
     metrics = client.get("/metrics").text
     assert "carepath_http_requests_total" in metrics
     assert "MRN-SECRET-42" not in metrics
+    headers = auth(settings)
+    patient_id = client.post("/v1/patients", json={"external_id": "MRN-2"}, headers=headers).json()["id"]
+    client.post(f"/v1/patients/{patient_id}/updates", json=SURGERY, headers=headers)
+    assert 'carepath_outbox_unfinished{consumer="pathway"} 1.0' in client.get("/metrics").text
 
 
 def test_history_rejects_a_forged_cursor(client: TestClient, settings: Settings) -> None:
