@@ -6,6 +6,7 @@
 
 The virtualenv lives in .venv and is reinstalled only when pyproject.toml or constraints.txt change.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> int:
 
 
 def ensure_venv() -> None:
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()).hexdigest()
+    wanted = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+    ).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     if not (BIN / "python").exists():

@@ -86,9 +86,7 @@ def lateness(url: str) -> tuple[list[float], list[float]]:
     engine = create_engine(url)
     with engine.connect() as connection:
         recorded = (
-            connection.execute(text("SELECT EXTRACT(EPOCH FROM delivered_at - due_at) FROM reminder"))
-            .scalars()
-            .all()
+            connection.execute(text("SELECT EXTRACT(EPOCH FROM delivered_at - due_at) FROM reminder")).scalars().all()
         )
         visible = (
             connection.execute(
@@ -194,9 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reminders", type=int, default=10_000)
     parser.add_argument("--window", type=float, default=60.0, help="seconds over which due_at is spread")
     parser.add_argument("--schedulers", type=int, default=3)

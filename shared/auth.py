@@ -1,11 +1,13 @@
 """Bearer tokens: HS256 JWTs carrying the organisation and role. Every patient and reminder query is
 scoped by the token's organisation; another organisation's id is simply not found (404)."""
+
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Callable
+from typing import Annotated
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status

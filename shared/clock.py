@@ -1,4 +1,5 @@
 """The one place that reads the wall clock."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime

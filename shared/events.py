@@ -3,6 +3,7 @@
 Attributes carry ids only: `subject` is the patient id, never a name or MRN. Payloads carry ids,
 kinds, stages and due times, never clinical values.
 """
+
 from __future__ import annotations
 
 import json

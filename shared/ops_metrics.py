@@ -1,5 +1,6 @@
 """Backlog gauges read from the database at scrape time: what an operator alerts on (the outbox not
 draining, reminders overdue). Labels are consumers and statuses only — no organisation, id or PHI."""
+
 from __future__ import annotations
 
 import logging
@@ -19,13 +20,16 @@ _registered = False
 
 class BacklogCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        outbox = GaugeMetricFamily("carepath_outbox_unfinished", "outbox rows not yet recorded by their consumer",
-                                   labels=["consumer"])
-        oldest = GaugeMetricFamily("carepath_outbox_oldest_unfinished_seconds",
-                                   "age of the oldest unfinished outbox row", labels=["consumer"])
+        outbox = GaugeMetricFamily(
+            "carepath_outbox_unfinished", "outbox rows not yet recorded by their consumer", labels=["consumer"]
+        )
+        oldest = GaugeMetricFamily(
+            "carepath_outbox_oldest_unfinished_seconds", "age of the oldest unfinished outbox row", labels=["consumer"]
+        )
         reminders = GaugeMetricFamily("carepath_reminders", "reminders by status", labels=["status"])
-        overdue = GaugeMetricFamily("carepath_reminders_scheduled_past_due",
-                                    "scheduled reminders whose due time has passed (not yet delivered)")
+        overdue = GaugeMetricFamily(
+            "carepath_reminders_scheduled_past_due", "scheduled reminders whose due time has passed (not yet delivered)"
+        )
         try:
             self._fill(outbox, oldest, reminders, overdue)
         except Exception:  # a scrape must not fail because the database is down: /readyz says so
@@ -34,13 +38,15 @@ class BacklogCollector(Collector):
         yield from (outbox, oldest, reminders, overdue)
 
     @staticmethod
-    def _fill(outbox: GaugeMetricFamily, oldest: GaugeMetricFamily, reminders: GaugeMetricFamily,
-              overdue: GaugeMetricFamily) -> None:
+    def _fill(
+        outbox: GaugeMetricFamily, oldest: GaugeMetricFamily, reminders: GaugeMetricFamily, overdue: GaugeMetricFamily
+    ) -> None:
         now = utcnow()
         with UnitOfWork(read_only=True) as uow:
             unfinished = uow.session.execute(
                 select(OutboxMessage.consumer, func.count(), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.done_at.is_(None)).group_by(OutboxMessage.consumer)
+                .where(OutboxMessage.done_at.is_(None))
+                .group_by(OutboxMessage.consumer)
             ).all()
             by_status = uow.session.execute(select(Reminder.status, func.count()).group_by(Reminder.status)).all()
             late = uow.session.execute(

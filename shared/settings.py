@@ -1,4 +1,5 @@
 """Settings from environment variables (prefix CAREPATH_). Cached, no I/O at import."""
+
 from __future__ import annotations
 
 import secrets

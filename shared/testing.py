@@ -1,4 +1,5 @@
 """Official test helpers shipped beside the code: fresh databases on either backend, a fixed clock."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """What every HTTP service shares: /healthz, /readyz, /metrics (no PHI: route templates only), errors."""
+
 from __future__ import annotations
 
 import logging
@@ -30,9 +31,7 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-REQUESTS = Counter(
-    "carepath_http_requests_total", "HTTP requests", ["service", "method", "route", "status"]
-)
+REQUESTS = Counter("carepath_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 LATENCY = Histogram("carepath_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
 
 
@@ -114,8 +113,9 @@ async def no_nul_characters(request: Request) -> None:
     if request.method in ("POST", "PUT", "PATCH"):
         body: Any = None
         # Only bodies FastAPI itself parsed (and cached); any other body fails the route's validation.
-        if content_type == "application/json" or (content_type.startswith("application/")
-                                                  and content_type.endswith("+json")):
+        if content_type == "application/json" or (
+            content_type.startswith("application/") and content_type.endswith("+json")
+        ):
             try:
                 body = await request.json()
             except (ValueError, RecursionError):
@@ -126,15 +126,18 @@ async def no_nul_characters(request: Request) -> None:
         found += [loc for loc, text_value in _strings(body, ("body",)) if "\x00" in text_value]
     if found:
         raise RequestValidationError(
-            [{"type": "string_nul", "loc": loc, "msg": "must not contain NUL characters", "input": None}
-             for loc in found]
+            [
+                {"type": "string_nul", "loc": loc, "msg": "must not contain NUL characters", "input": None}
+                for loc in found
+            ]
         )
 
 
 def _allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
     """The methods some route of `app` takes on the scope's path (routes may sit in included routers)."""
     return [
-        method for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
         if any(route.matches({**scope, "method": method})[0] == Match.FULL for route in app.router.routes)
     ]
 
@@ -152,8 +155,15 @@ def _framework_errors(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 400:
             return JSONResponse(
-                {"detail": [{"type": "body_unparsable", "loc": ["body"],
-                             "msg": f"the request body could not be parsed ({exc.detail})"}]},
+                {
+                    "detail": [
+                        {
+                            "type": "body_unparsable",
+                            "loc": ["body"],
+                            "msg": f"the request body could not be parsed ({exc.detail})",
+                        }
+                    ]
+                },
                 status_code=422,
             )
         if exc.status_code == 405 and (allowed := _allowed_methods(app, dict(request.scope))):
@@ -188,8 +198,11 @@ def _database_unavailable(app: FastAPI) -> None:
 
     async def handler(request: Request, exc: Exception) -> Response:
         log.warning("database unavailable for %s %s", request.method, _route_template(request))
-        return JSONResponse({"detail": "the database is unavailable; nothing was stored, retry later"},
-                            status_code=503, headers={"Retry-After": "5"})
+        return JSONResponse(
+            {"detail": "the database is unavailable; nothing was stored, retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     app.add_exception_handler(OperationalError, handler)
 

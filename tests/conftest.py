@@ -3,6 +3,7 @@
 CAREPATH_TEST_BACKEND=sqlite (default: embedded, SQLite file + filesystem broker) or pg (the local
 PostgreSQL + Redis). CI runs the integration and e2e suites once per backend.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,14 +1,15 @@
 """Intake HTTP routes: thin adapters (parse, check identity, call one handler, map errors)."""
+
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
 from services.intake import handlers, idempotency
 from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOut, UpdateAccepted, UpdateIn
-from services.pathway import queries
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
@@ -31,8 +32,12 @@ def _not_found() -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail="patient not found")
 
 
-@router.post("/patients", status_code=201, response_model=PatientOut,
-             responses={**AUTH, 409: {"description": "external_id exists; body carries the existing id"}})
+@router.post(
+    "/patients",
+    status_code=201,
+    response_model=PatientOut,
+    responses={**AUTH, 409: {"description": "external_id exists; body carries the existing id"}},
+)
 def create_patient(body: PatientIn, principal: Writer) -> Any:
     with UnitOfWork() as uow:
         try:
@@ -73,10 +78,18 @@ def _idempotent(
     return JSONResponse(response, status_code=202)
 
 
-@router.post("/patients/{patient_id}/updates", status_code=202, response_model=UpdateAccepted,
-             responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY})
+@router.post(
+    "/patients/{patient_id}/updates",
+    status_code=202,
+    response_model=UpdateAccepted,
+    responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY},
+)
 def post_update(
-    patient_id: str, update: UpdateIn, request: Request, principal: Writer, key: IdempotencyKey = None  # type: ignore[valid-type]
+    patient_id: str,
+    update: UpdateIn,
+    request: Request,
+    principal: Writer,
+    key: IdempotencyKey = None,  # type: ignore[valid-type]
 ) -> Any:
     check_instant(update.occurred_at, ("body", "occurred_at"))
 
@@ -90,8 +103,12 @@ def post_update(
     return _idempotent(request, principal, key, update.model_dump(mode="json"), work)
 
 
-@router.post("/patients/{patient_id}/updates:batch", status_code=202, response_model=BatchAccepted,
-             responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY})
+@router.post(
+    "/patients/{patient_id}/updates:batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY},
+)
 def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
     for index, item in enumerate(batch.updates):
         check_instant(item.occurred_at, ("body", "updates", index, "occurred_at"))
@@ -104,29 +121,3 @@ def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Wri
         return {"event_id": event_id, "updates": [{"update_id": i, "event_id": event_id} for i in ids]}
 
     return _idempotent(request, principal, key, batch.model_dump(mode="json"), work)
-
-
-@router.get("/patients/{patient_id}/pathway", responses={**AUTH, **NOT_FOUND})
-def get_pathway(patient_id: str, principal: Caller) -> dict[str, Any]:
-    with UnitOfWork(read_only=True) as uow:
-        try:
-            patient = handlers.find_patient(uow, principal.org, patient_id)
-        except handlers.PatientNotFound:
-            raise _not_found() from None
-        return queries.current_pathway(uow, patient)
-
-
-@router.get("/patients/{patient_id}/pathway/history",
-            responses={**AUTH, **NOT_FOUND, 422: {"description": "bad cursor or limit"}})
-def get_pathway_history(
-    patient_id: str, principal: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
-) -> dict[str, Any]:
-    """The stored assessments, newest first, each with what changed; `next_cursor` pages to older ones."""
-    with UnitOfWork(read_only=True) as uow:
-        try:
-            patient = handlers.find_patient(uow, principal.org, patient_id)
-            return queries.pathway_history_page(uow, patient, limit=limit, cursor=cursor)
-        except handlers.PatientNotFound:
-            raise _not_found() from None
-        except queries.BadCursor:
-            raise HTTPException(422, detail="cursor is not one this service issued") from None

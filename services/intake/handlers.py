@@ -1,5 +1,6 @@
 """Intake use cases. They never commit: the caller's unit of work does, so an update and its outbox
 row are stored together or not at all."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,26 +16,15 @@ from shared.clock import utcnow
 from shared.db.tables import Patient, PatientUpdate
 from shared.db.uow import UnitOfWork
 from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
+from shared.patients import PatientNotFound, find_patient
 
-
-class PatientNotFound(LookupError):
-    """No such patient in the caller's organisation (another organisation's patient included)."""
+__all__ = ["DuplicatePatient", "PatientNotFound", "create_patient", "find_patient", "record_updates"]
 
 
 class DuplicatePatient(Exception):
     def __init__(self, existing_id: str) -> None:
         super().__init__("a patient with this external_id exists in this organisation")
         self.existing_id = existing_id
-
-
-def find_patient(uow: UnitOfWork, org: str, patient_id: str, *, lock: bool = False) -> Patient:
-    query = select(Patient).where(Patient.id == patient_id, Patient.org == org)
-    if lock and not uow.is_sqlite:
-        query = query.with_for_update()
-    patient = uow.session.execute(query).scalar_one_or_none()
-    if patient is None:
-        raise PatientNotFound(patient_id)
-    return patient
 
 
 def _patient_by_external_id(uow: UnitOfWork, org: str, external_id: str) -> Patient | None:
@@ -69,7 +59,9 @@ def _as_row(patient: Patient, update: Any, received_at: datetime) -> PatientUpda
     )
 
 
-def record_updates(uow: UnitOfWork, principal: Principal, patient_id: str, updates: Sequence[Any]) -> tuple[list[str], str]:
+def record_updates(
+    uow: UnitOfWork, principal: Principal, patient_id: str, updates: Sequence[Any]
+) -> tuple[list[str], str]:
     """Store the updates and one `carepath.patient.updated` event (outbox) for them; returns (ids, event id)."""
     patient = find_patient(uow, principal.org, patient_id)
     now = utcnow()

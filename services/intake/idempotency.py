@@ -5,6 +5,7 @@ The key is claimed in its own short transaction (state in_flight) so a concurren
 the response is stored in the same transaction as the work it describes. A claim left behind by a
 crashed process expires after IN_FLIGHT_TIMEOUT and may be taken over.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,7 +70,9 @@ def claim(settings: Settings, org: str, key: str, digest: str) -> Replay | None:
             record.created_at = utcnow()
             uow.commit()
             return None
-        uow.session.add(IdempotencyRecord(org=org, key=key, request_hash=digest, state="in_flight", created_at=utcnow()))
+        uow.session.add(
+            IdempotencyRecord(org=org, key=key, request_hash=digest, state="in_flight", created_at=utcnow())
+        )
         try:
             uow.commit()
         except IntegrityError:

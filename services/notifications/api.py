@@ -114,9 +114,7 @@ def _parse_statuses(raw: str | None) -> list[str] | None:
     wanted = [part.strip() for part in raw.split(",") if part.strip()]
     unknown = [part for part in wanted if part not in STATUSES]
     if not wanted or unknown:
-        raise _unprocessable(
-            "status", f"status must be one or more (comma-separated) of {', '.join(STATUSES)}"
-        )
+        raise _unprocessable("status", f"status must be one or more (comma-separated) of {', '.join(STATUSES)}")
     return wanted
 
 

@@ -22,9 +22,7 @@ def add_business_days(start: datetime, days: int) -> datetime:
     reminder delivered on Saturday escalates on Wednesday 00:00, not on Monday."""
     moment = as_utc(start)
     if moment.weekday() >= SATURDAY:
-        moment = (moment + timedelta(days=7 - moment.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
+        moment = (moment + timedelta(days=7 - moment.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
     remaining = days
     while remaining > 0:
         moment += timedelta(days=1)

@@ -60,9 +60,7 @@ class DismissReason(StrEnum):
 
 def load_for_update(uow: UnitOfWork, org: str, reminder_id: str) -> Reminder:
     """The reminder, row-locked on PostgreSQL (SQLite's writer already holds the database lock)."""
-    statement = (
-        select(Reminder).where(col(Reminder.id) == reminder_id, col(Reminder.org) == org).with_for_update()
-    )
+    statement = select(Reminder).where(col(Reminder.id) == reminder_id, col(Reminder.org) == org).with_for_update()
     reminder = uow.session.execute(statement).scalar_one_or_none()
     if reminder is None:
         raise ReminderNotFound(reminder_id)
@@ -103,9 +101,7 @@ def _transition(
     return reminder
 
 
-def acknowledge(
-    uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None
-) -> Reminder:
+def acknowledge(uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None) -> Reminder:
     now = now or utcnow()
     reminder = _transition(uow, principal, reminder_id, "acknowledge", now)
     reminder.snoozed_until = None
@@ -113,9 +109,7 @@ def acknowledge(
     return _flushed(uow, reminder)
 
 
-def complete(
-    uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None
-) -> Reminder:
+def complete(uow: UnitOfWork, principal: Principal, reminder_id: str, *, now: datetime | None = None) -> Reminder:
     now = now or utcnow()
     reminder = _transition(uow, principal, reminder_id, "complete", now)
     return _close(uow, reminder)

@@ -132,10 +132,7 @@ def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> b
 
 def _existing(uow: UnitOfWork, patient_id: str) -> dict[Key, Reminder]:
     statement = (
-        select(Reminder)
-        .where(col(Reminder.patient_id) == patient_id)
-        .order_by(col(Reminder.id))
-        .with_for_update()
+        select(Reminder).where(col(Reminder.patient_id) == patient_id).order_by(col(Reminder.id)).with_for_update()
     )
     return {(r.kind, as_utc(r.due_at)): r for r in uow.session.execute(statement).scalars()}
 

@@ -73,9 +73,7 @@ def next_action_at(settings: Settings, now: datetime) -> datetime | None:
     with UnitOfWork(settings, read_only=True) as uow:
         return uow.session.execute(
             select(_c.next_action_at)
-            .where(
-                _c.next_action_at.is_not(None), or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now)
-            )
+            .where(_c.next_action_at.is_not(None), or_(_c.claim_expires_at.is_(None), _c.claim_expires_at <= now))
             .order_by(_c.next_action_at)
             .limit(1)
         ).scalar()
@@ -101,9 +99,7 @@ def _pass(settings: Settings, worker_id: str, lease: float | None) -> float:
     if counts["claimed"] >= settings.scheduler_batch:
         return 0.0  # a backlog: keep going
     now = utcnow()
-    return sleep_seconds(
-        now, next_action_at(settings, now), settings.scheduler_max_sleep, idle=not counts["claimed"]
-    )
+    return sleep_seconds(now, next_action_at(settings, now), settings.scheduler_max_sleep, idle=not counts["claimed"])
 
 
 def run_scheduler(

@@ -74,8 +74,6 @@ def start_listener(database_url: str, stop: threading.Event) -> threading.Thread
     """PostgreSQL: a daemon thread turning NOTIFYs into wake-ups until `stop`. SQLite: None."""
     if not database_url.startswith("postgresql"):
         return None
-    thread = threading.Thread(
-        target=_listen, args=(_conninfo(database_url), stop), name="reminder-wakeup", daemon=True
-    )
+    thread = threading.Thread(target=_listen, args=(_conninfo(database_url), stop), name="reminder-wakeup", daemon=True)
     thread.start()
     return thread

@@ -1,5 +1,6 @@
-"""`carepath config` and `carepath reevaluate` (registered by shared/cli.py). Thin: parse, call one use case,
+"""`carepath config` and `carepath reevaluate` (registered by carepath/cli.py). Thin: parse, call one use case,
 print. Exit 2 on invalid input. Output carries ids and counts only, never patient details."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,30 +14,41 @@ EXIT_INVALID = 2
 
 
 def add_commands(sub: Any) -> None:
-    config = sub.add_parser("config", help="an organisation's pathway profile and parameters") \
-        .add_subparsers(dest="config_command", required=True)
+    config = sub.add_parser("config", help="an organisation's pathway profile and parameters").add_subparsers(
+        dest="config_command", required=True
+    )
     show = config.add_parser("show", help="print the organisation's pathway configuration (JSON)")
     show.add_argument("--org", required=True)
     show.set_defaults(func=cmd_config_show)
     change = config.add_parser("set", help="change the profile or parameters; re-evaluates the organisation")
     change.add_argument("--org", required=True)
     change.add_argument("--profile", help="policy profile: asra-2020 | us-medicare-lcd")
-    change.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a parameter")
-    change.add_argument("--clear-param", action="append", default=[], metavar="NAME",
-                        help="drop an override (back to the profile's default)")
+    change.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="override a parameter")
+    change.add_argument(
+        "--clear-param",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="drop an override (back to the profile's default)",
+    )
     change.add_argument("--rate", type=_positive, help="re-evaluation pace, patients per second (default 50)")
     change.set_defaults(func=cmd_config_set)
     reevaluate = sub.add_parser(
-        "reevaluate", help="re-evaluate patients through the worker in paced, resumable batches",
+        "reevaluate",
+        help="re-evaluate patients through the worker in paced, resumable batches",
         description="Starts (or resumes) a run per organisation and drives it in the foreground; a killed "
-                    "run resumes where it stopped. Without --org/--all: drive the unfinished runs.")
+        "run resumes where it stopped. Without --org/--all: drive the unfinished runs.",
+    )
     scope = reevaluate.add_mutually_exclusive_group()
     scope.add_argument("--org", help="every patient of this organisation")
     scope.add_argument("--all", action="store_true", help="every patient of every organisation")
     reevaluate.add_argument("--rate", type=_positive, help="patients per second per run (default 50)")
-    reevaluate.add_argument("--max-backlog", type=int, default=None,
-                            help="wait while more pathway events than this are unprocessed (0: never wait)")
+    reevaluate.add_argument(
+        "--max-backlog",
+        type=int,
+        default=None,
+        help="wait while more pathway events than this are unprocessed (0: never wait)",
+    )
     reevaluate.set_defaults(func=cmd_reevaluate)
 
 
@@ -68,17 +80,25 @@ def cmd_config_set(args: argparse.Namespace) -> int:
 
     try:
         with UnitOfWork() as uow:
-            change = edit_config(uow, args.org, profile=args.profile,
-                                 set_params=parse_assignments(args.param), clear=args.clear_param,
-                                 requested_by="cli", rate=args.rate or DEFAULT_RATE)
+            change = edit_config(
+                uow,
+                args.org,
+                profile=args.profile,
+                set_params=parse_assignments(args.param),
+                clear=args.clear_param,
+                requested_by="cli",
+                rate=args.rate or DEFAULT_RATE,
+            )
             uow.commit()
             print(json.dumps(describe_config(uow, args.org), indent=2, sort_keys=True))
     except ConfigError as exc:
         print(f"carepath config set: {exc}", file=sys.stderr)
         return EXIT_INVALID
     if change.run_id:
-        print(f"re-evaluation run {change.run_id} started; the scheduler drives it "
-              "(or run `carepath reevaluate`)", file=sys.stderr)
+        print(
+            f"re-evaluation run {change.run_id} started; the scheduler drives it (or run `carepath reevaluate`)",
+            file=sys.stderr,
+        )
     elif not change.changed:
         print("no change", file=sys.stderr)
     return 0

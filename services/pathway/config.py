@@ -5,11 +5,13 @@ Every value is validated through the engine's own `params_for`, stored in canoni
 the same transaction: the configuration and the promise to apply it commit together. These functions
 never commit; the caller's unit of work does.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from services.pathway.reevaluation import DEFAULT_RATE, latest_run, serialise_run_changes, start_run
 from services.pathway.rules import PROFILES, RULE_SET_VERSION, Params, params_for
@@ -49,10 +51,17 @@ def _stored(uow: UnitOfWork, org: str) -> tuple[str, dict[str, Any]]:
 def _run_summary(run: ReevaluationRun | None) -> dict[str, Any] | None:
     if run is None:
         return None
-    return {"id": run.id, "status": run.status, "reason": run.reason,
-            "enqueued": run.enqueued, "total": run.total,
-            "rule_set_version": run.rule_set_version, "params_digest": run.params_digest,
-            "created_at": isoformat(run.created_at), "finished_at": isoformat(run.finished_at)}
+    return {
+        "id": run.id,
+        "status": run.status,
+        "reason": run.reason,
+        "enqueued": run.enqueued,
+        "total": run.total,
+        "rule_set_version": run.rule_set_version,
+        "params_digest": run.params_digest,
+        "created_at": isoformat(run.created_at),
+        "finished_at": isoformat(run.finished_at),
+    }
 
 
 def _stored_params(profile: str, overrides: Mapping[str, Any]) -> Params | None:
@@ -82,8 +91,15 @@ def describe_config(uow: UnitOfWork, org: str) -> dict[str, Any]:
     }
 
 
-def replace_config(uow: UnitOfWork, org: str, profile: str, overrides: Mapping[str, Any], *,
-                   requested_by: str, rate: float = DEFAULT_RATE) -> ConfigChange:
+def replace_config(
+    uow: UnitOfWork,
+    org: str,
+    profile: str,
+    overrides: Mapping[str, Any],
+    *,
+    requested_by: str,
+    rate: float = DEFAULT_RATE,
+) -> ConfigChange:
     """Set the profile and the complete set of overrides; re-evaluate the organisation if that changes
     any parameter."""
     params, canonical = _validated(profile, overrides)
@@ -103,9 +119,16 @@ def replace_config(uow: UnitOfWork, org: str, profile: str, overrides: Mapping[s
     return ConfigChange(changed=True, run_id=run.id)
 
 
-def edit_config(uow: UnitOfWork, org: str, *, profile: str | None = None,
-                set_params: Mapping[str, Any] | None = None, clear: Iterable[str] = (),
-                requested_by: str, rate: float = DEFAULT_RATE) -> ConfigChange:
+def edit_config(
+    uow: UnitOfWork,
+    org: str,
+    *,
+    profile: str | None = None,
+    set_params: Mapping[str, Any] | None = None,
+    clear: Iterable[str] = (),
+    requested_by: str,
+    rate: float = DEFAULT_RATE,
+) -> ConfigChange:
     """Change some of the configuration (the CLI): a new profile, overrides to set, overrides to clear."""
     old_profile, overrides = _stored(uow, org)
     known = set(Params.__dataclass_fields__) - {"profile"}

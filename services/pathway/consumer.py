@@ -1,12 +1,13 @@
 """The pathway consumer: which events re-evaluate which patient."""
+
 from __future__ import annotations
 
 import logging
 
-from services.intake.handlers import PatientNotFound
 from services.pathway.handler import evaluate_patient
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, PATIENT_UPDATED, Event
+from shared.patients import PatientNotFound
 
 log = logging.getLogger("carepath.pathway")
 TRIGGERS = {PATIENT_UPDATED: "update", PATHWAY_REEVALUATION_REQUESTED: "reevaluation"}
@@ -22,5 +23,10 @@ def handle_event(uow: UnitOfWork, event: Event) -> None:
     except PatientNotFound:
         log.warning("event %s names no known patient; skipped", event.id)
         return
-    log.info("patient evaluated: event=%s seq=%s stored=%s published=%s", event.id, outcome.seq, outcome.stored,
-             outcome.published)
+    log.info(
+        "patient evaluated: event=%s seq=%s stored=%s published=%s",
+        event.id,
+        outcome.seq,
+        outcome.stored,
+        outcome.published,
+    )

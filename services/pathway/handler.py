@@ -5,6 +5,7 @@ Recompute, don't patch: duplicate or out-of-order events cannot corrupt anything
 patient are serialised by a row lock on the patient (PostgreSQL) or the write lock (SQLite), so the
 newest facts always win.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,18 +14,28 @@ from typing import Any
 
 from sqlalchemy import select
 
-from services.intake.handlers import PatientNotFound
 from services.pathway.mapping import load_facts, org_params
 from services.pathway.rules import evaluate
 from shared.clock import utcnow
 from shared.db.tables import Assessment, Patient
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_ASSESSED, SOURCE_PATHWAY, Event
+from shared.patients import PatientNotFound
 
 # Keys that change on every evaluation and say nothing about the patient's state.
 VOLATILE = ("evaluated_at",)
-WATCHED = ("stage", "stage_since", "flags", "deadlines", "recommendations", "next_evaluation_at",
-           "updates_evaluated", "rule_set_version", "profile", "params_digest")
+WATCHED = (
+    "stage",
+    "stage_since",
+    "flags",
+    "deadlines",
+    "recommendations",
+    "next_evaluation_at",
+    "updates_evaluated",
+    "rule_set_version",
+    "profile",
+    "params_digest",
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +99,13 @@ def _assessed_event(patient: Patient, seq: int, body: dict[str, Any]) -> Event:
         type=PATHWAY_ASSESSED,
         source=SOURCE_PATHWAY,
         subject=patient.id,
-        data={"patient_id": patient.id, "org": patient.org, "assessment_seq": seq, "stage": body["stage"],
-              "deadlines": deadlines},
+        data={
+            "patient_id": patient.id,
+            "org": patient.org,
+            "assessment_seq": seq,
+            "stage": body["stage"],
+            "deadlines": deadlines,
+        },
     )
 
 

@@ -1,4 +1,5 @@
 """Rows <-> engine facts, and the org's pathway parameters."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,4 +1,5 @@
 """Read side of the pathway: the current assessment and the stored history of a patient."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,8 +22,9 @@ def current_pathway(uow: UnitOfWork, patient: Patient) -> dict[str, Any]:
     return {"patient_id": patient.id, **body}
 
 
-def pathway_history(uow: UnitOfWork, patient: Patient, limit: int = 100,
-                    before_seq: int | None = None) -> list[dict[str, Any]]:
+def pathway_history(
+    uow: UnitOfWork, patient: Patient, limit: int = 100, before_seq: int | None = None
+) -> list[dict[str, Any]]:
     """The stored assessments, newest first, each with what changed from the one before it; `before_seq`
     pages on (items older than that seq)."""
     query = select(Assessment).where(Assessment.patient_id == patient.id)
@@ -32,8 +34,9 @@ def pathway_history(uow: UnitOfWork, patient: Patient, limit: int = 100,
     return [_history_item(patient, row) for row in uow.session.execute(query).scalars()]
 
 
-def pathway_history_page(uow: UnitOfWork, patient: Patient, limit: int = 100,
-                         cursor: str | None = None) -> dict[str, Any]:
+def pathway_history_page(
+    uow: UnitOfWork, patient: Patient, limit: int = 100, cursor: str | None = None
+) -> dict[str, Any]:
     """One page of the history with an opaque cursor (the seq to continue below); None when no more."""
     before = _parse_cursor(cursor)
     items = pathway_history(uow, patient, limit=limit + 1, before_seq=before)

@@ -13,6 +13,7 @@ of that organisation through the pathway worker, in paced batches, resumable aft
   resumes runs. Starting runs is serialised (PostgreSQL advisory lock; SQLite's write lock) so a
   concurrent configuration change and startup check cannot both start one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,8 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from sqlalchemy import func, select, text
 
@@ -85,15 +86,24 @@ def _applies(run: ReevaluationRun, target: Target) -> bool:
     return (run.rule_set_version, run.params_digest) == (target.rule_set_version, target.params_digest)
 
 
-def _new_run(uow: UnitOfWork, org: str, target: Target, reason: str, *, rate: float, requested_by: str,
-             status: str = RUN_RUNNING) -> ReevaluationRun:
+def _new_run(
+    uow: UnitOfWork, org: str, target: Target, reason: str, *, rate: float, requested_by: str, status: str = RUN_RUNNING
+) -> ReevaluationRun:
     now = utcnow()
     count = select(func.count()).select_from(Patient).where(Patient.org == org)
     total = uow.session.execute(count).scalar_one()
     run = ReevaluationRun(
-        org=org, reason=reason, rule_set_version=target.rule_set_version, profile=target.profile,
-        params_digest=target.params_digest, status=status, total=total if status == RUN_RUNNING else 0,
-        rate=rate, requested_by=requested_by, created_at=now, updated_at=now,
+        org=org,
+        reason=reason,
+        rule_set_version=target.rule_set_version,
+        profile=target.profile,
+        params_digest=target.params_digest,
+        status=status,
+        total=total if status == RUN_RUNNING else 0,
+        rate=rate,
+        requested_by=requested_by,
+        created_at=now,
+        updated_at=now,
         finished_at=None if status == RUN_RUNNING else now,
     )
     uow.session.add(run)
@@ -101,8 +111,9 @@ def _new_run(uow: UnitOfWork, org: str, target: Target, reason: str, *, rate: fl
     return run
 
 
-def start_run(uow: UnitOfWork, org: str, reason: str, *, rate: float = DEFAULT_RATE,
-              requested_by: str = "system") -> ReevaluationRun:
+def start_run(
+    uow: UnitOfWork, org: str, reason: str, *, rate: float = DEFAULT_RATE, requested_by: str = "system"
+) -> ReevaluationRun:
     """Start a run for `org` against its current rules and parameters, or return the unfinished run that
     already does exactly that (resume). An unfinished run for other parameters is superseded: the new run
     covers every patient again. Call under `serialise_run_changes`; the caller's unit of work commits."""
@@ -125,11 +136,15 @@ def known_orgs(uow: UnitOfWork) -> list[str]:
 
 
 def _assessed_with_other_rules(uow: UnitOfWork, org: str, target: Target) -> bool:
-    query = select(Assessment.id).where(
-        Assessment.org == org,
-        (Assessment.rule_set_version != target.rule_set_version)
-        | (Assessment.params_digest != target.params_digest),
-    ).limit(1)
+    query = (
+        select(Assessment.id)
+        .where(
+            Assessment.org == org,
+            (Assessment.rule_set_version != target.rule_set_version)
+            | (Assessment.params_digest != target.params_digest),
+        )
+        .limit(1)
+    )
     return uow.session.execute(query).first() is not None
 
 
@@ -160,8 +175,11 @@ def ensure_current_rules(settings: Settings | None = None) -> list[str]:
             try:
                 run_id = _ensure_org(uow, org)
             except ValueError:
-                log.error("pathway configuration of an organisation no longer validates; fix it with "
-                          "`carepath config set` (org skipped)", exc_info=True)
+                log.error(
+                    "pathway configuration of an organisation no longer validates; fix it with "
+                    "`carepath config set` (org skipped)",
+                    exc_info=True,
+                )
                 continue
             if run_id is not None:
                 run_ids.append(run_id)
@@ -245,8 +263,9 @@ def unfinished_runs(settings: Settings | None = None) -> list[tuple[str, float]]
         return [(row.id, row.rate) for row in uow.session.execute(query)]
 
 
-def drive_once(stop: threading.Event, runs: Sequence[tuple[str, float]], settings: Settings,
-               max_backlog: int = DEFAULT_MAX_BACKLOG) -> int:
+def drive_once(
+    stop: threading.Event, runs: Sequence[tuple[str, float]], settings: Settings, max_backlog: int = DEFAULT_MAX_BACKLOG
+) -> int:
     """One batch of each run in turn, paced by each run's rate; returns how many patients were enqueued."""
     total = 0
     for run_id, rate in runs:
@@ -263,8 +282,12 @@ def drive_once(stop: threading.Event, runs: Sequence[tuple[str, float]], setting
     return total
 
 
-def drive_runs(stop: threading.Event, run_ids: Sequence[str] | None = None, settings: Settings | None = None,
-               max_backlog: int = DEFAULT_MAX_BACKLOG) -> int:
+def drive_runs(
+    stop: threading.Event,
+    run_ids: Sequence[str] | None = None,
+    settings: Settings | None = None,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
+) -> int:
     """Drive runs (the given ones, or all unfinished) until they finish or `stop` is set (`carepath
     reevaluate` in the foreground). Returns how many patients were enqueued."""
     settings = settings or get_settings()

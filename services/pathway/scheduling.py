@@ -1,5 +1,6 @@
 """Time-driven re-evaluation: the engine says when the result changes with no new fact
 (`next_evaluation_at`); this sweep turns those instants into re-evaluation events (outbox)."""
+
 from __future__ import annotations
 
 import logging
@@ -29,8 +30,12 @@ def request_due_reevaluations(uow: UnitOfWork, now: datetime, limit: int) -> int
         returning=(table.c.id, table.c.org),
     )
     uow.publish_many(
-        Event(type=PATHWAY_REEVALUATION_REQUESTED, source=SOURCE_SCHEDULER, subject=row.id,
-              data={"patient_id": row.id, "org": row.org, "reason": "scheduled"})
+        Event(
+            type=PATHWAY_REEVALUATION_REQUESTED,
+            source=SOURCE_SCHEDULER,
+            subject=row.id,
+            data={"patient_id": row.id, "org": row.org, "reason": "scheduled"},
+        )
         for row in claimed
     )
     return len(claimed)

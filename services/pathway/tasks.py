@@ -1,4 +1,5 @@
 """Celery tasks of the pathway worker (thin: parse, call one handler)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -2,6 +2,7 @@
 several relays/schedulers share the work); SQLite, whose writing transactions already hold the database
 lock (BEGIN IMMEDIATE), updates them with one conditional UPDATE … WHERE id IN (SELECT … LIMIT n)
 RETURNING (SQLAlchemy silently drops SKIP LOCKED there)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

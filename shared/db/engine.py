@@ -1,4 +1,5 @@
 """Engines per URL. SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE so writers serialise cleanly."""
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -1,4 +1,5 @@
 """Bring a database to the current schema (Alembic), used by `carepath migrate` and the tests."""
+
 from __future__ import annotations
 
 from pathlib import Path

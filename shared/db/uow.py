@@ -1,4 +1,5 @@
 """The unit of work: the only place that commits. State and its outbox rows share one transaction."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -47,8 +48,15 @@ class UnitOfWork:
         """Queue many events with one INSERT (a scheduler pass or a re-evaluation batch writes hundreds)."""
         now = utcnow()
         rows = [
-            {"event_id": event.id, "event_type": event.type, "consumer": consumer, "envelope": envelope,
-             "created_at": now, "available_at": now, "attempts": 0}
+            {
+                "event_id": event.id,
+                "event_type": event.type,
+                "consumer": consumer,
+                "envelope": envelope,
+                "created_at": now,
+                "available_at": now,
+                "attempts": 0,
+            }
             for event in events
             for envelope in (to_envelope(event),)
             for consumer in consumers_for(event.type)

@@ -1,6 +1,8 @@
 """Celery app factory. The broker is a doorbell; durability lives in the database outbox."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -10,7 +12,6 @@ from kombu import Exchange, Queue
 from shared.messaging.routing import CONSUMERS, QUEUES
 from shared.settings import Settings, get_settings
 
-TASK_MODULES = ["services.pathway.tasks", "services.notifications.tasks"]
 EMBEDDED_TRANSPORT = "shared.messaging.fs_transport:Transport"  # filesystem://, with atomic writes
 
 
@@ -32,9 +33,11 @@ def _broker_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
-def create_celery(settings: Settings | None = None) -> Celery:
+def create_celery(settings: Settings | None = None, include: Sequence[str] = ()) -> Celery:
+    """The Celery app for these settings. `include` names the task modules a worker imports; only the
+    composition root (carepath/cli.py) knows them, so publishers and health checks pass none."""
     settings = settings or get_settings()
-    app = Celery("carepath", broker=settings.broker_url, include=TASK_MODULES)
+    app = Celery("carepath", broker=settings.broker_url, include=list(include))
     exchange = Exchange("carepath", type="direct")
     if settings.is_embedded_broker:
         app.conf.broker_transport = EMBEDDED_TRANSPORT

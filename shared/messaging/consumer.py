@@ -1,5 +1,6 @@
 """Consumer side of the outbox: each (source, event id) is handled once per consumer, and the outbox row
 is finished in the same transaction as the consumer's effects."""
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,12 @@ def _finish_outbox_row(uow: UnitOfWork, outbox_id: int | None, consumer: str, ev
     table = OutboxMessage.__table__
     uow.session.execute(
         update(table)
-        .where(table.c.id == outbox_id, table.c.event_id == event.id, table.c.consumer == consumer,
-               table.c.done_at.is_(None))
+        .where(
+            table.c.id == outbox_id,
+            table.c.event_id == event.id,
+            table.c.consumer == consumer,
+            table.c.done_at.is_(None),
+        )
         .values(done_at=utcnow())
     )
 

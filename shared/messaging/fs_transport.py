@@ -7,6 +7,7 @@ JSONDecodeError"), and two processes binding at once can lose one's binding. Her
 under a temporary name and renamed into place (atomic on POSIX), so readers only ever see whole files, and
 table updates are serialised by a lock file.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ def _write_atomically(target: Path, text: str) -> None:
 
 class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
-        name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
+        name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         try:
             _write_atomically(Path(self.data_folder_out) / name, dumps(payload))
         except OSError as exc:

@@ -1,4 +1,5 @@
 """The port the relay publishes through, its Celery adapter and the official in-memory fake."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -4,6 +4,7 @@ A row is claimed by pushing its `available_at` one lease into the future, then p
 unfinished until its consumer records the event (consumer.py sets `done_at`); if that never happens
 (lost by the broker, worker killed) the lease runs out and the row is published again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,15 +50,19 @@ def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float
         condition=(table.c.done_at.is_(None)) & (table.c.available_at <= now),
         order_by=table.c.id,
         limit=limit,
-        values={"attempts": table.c.attempts + 1, "published_at": now,
-                "available_at": now + timedelta(seconds=lease_seconds)},
+        values={
+            "attempts": table.c.attempts + 1,
+            "published_at": now,
+            "available_at": now + timedelta(seconds=lease_seconds),
+        },
         returning=(table.c.id, table.c.consumer, table.c.envelope, table.c.attempts),
     )
     for row in rows:
         if row.attempts > 1:  # republished: back off so a long backlog is not flooded with copies
             uow.session.execute(
-                update(table).where(table.c.id == row.id).values(
-                    available_at=_lease_until(now, row.attempts, lease_seconds))
+                update(table)
+                .where(table.c.id == row.id)
+                .values(available_at=_lease_until(now, row.attempts, lease_seconds))
             )
     return sorted((Claimed(row.id, row.consumer, row.envelope) for row in rows), key=lambda c: c.id)
 

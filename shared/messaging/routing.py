@@ -1,4 +1,5 @@
 """Which consumers receive which event type. A consumer is one Celery task on one queue."""
+
 from __future__ import annotations
 
 from shared import events

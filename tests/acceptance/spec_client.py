@@ -1,6 +1,7 @@
 """Black-box client for the pathway what-if route (`POST /v1/pathway:evaluate`), used by the spec audit.
 
 Builds updates with explicit instants (written with any UTC offset) and returns the assessment JSON."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -8,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
 from shared.auth import create_token
 from shared.settings import Settings
 
@@ -44,8 +45,9 @@ class SpecClient:
         self.headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'client')}"}
 
     def evaluate(self, updates: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-        response = self.client.post("/v1/pathway:evaluate", json={"updates": updates, "now": iso(now)},
-                                    headers=self.headers)
+        response = self.client.post(
+            "/v1/pathway:evaluate", json={"updates": updates, "now": iso(now)}, headers=self.headers
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

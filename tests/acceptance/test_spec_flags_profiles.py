@@ -3,6 +3,7 @@
 "u1", … by position) and `GET /v1/patients/{id}/pathway`. Every expectation is derived from the spec text;
 where the spec is ambiguous the reading of docs/clinical-rules.md §7 is cited.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
 from shared.auth import create_token
 from shared.settings import Settings
 
@@ -21,20 +22,43 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SOURCES = {"G1", "G2", "G3", "G4", "G5", "G6", "CDC22", "IMMPACT", "NICE NG59", "NICE TA159", "CMS LCD"}
 ALL_FLAGS = {
-    "surgical_history_missing", "red_flag_neuro", "imaging_needed", "neuro_exam_needed",
-    "pain_assessment_needed", "surgical_target_on_imaging", "nerve_entrapment_in_scar",
-    "facet_pain_suspected", "mbb_positive", "radicular_pain", "transforaminal_without_image_guidance",
-    "passive_pt_only", "opioid_before_non_opioid_trial", "opioid_monitoring_plan_missing",
-    "opioid_no_meaningful_relief", "opioid_tolerance_risk", "naloxone_indicated",
-    "opioid_benzodiazepine_coprescription", "psychological_therapy_recommended",
-    "multidisciplinary_rehab_recommended", "scs_psychological_evaluation_needed", "scs_trial_positive",
-    "scs_trial_negative", "tens_caution", "imaging_without_indication", "er_opioid_before_first_line_failed",
-    "esi_without_radicular_pain", "scs_before_other_therapies", "repeat_surgery_criteria_unmet",
-    "responding_to_treatment", "poor_prognostic_factors", "good_prognostic_factors",
+    "surgical_history_missing",
+    "red_flag_neuro",
+    "imaging_needed",
+    "neuro_exam_needed",
+    "pain_assessment_needed",
+    "surgical_target_on_imaging",
+    "nerve_entrapment_in_scar",
+    "facet_pain_suspected",
+    "mbb_positive",
+    "radicular_pain",
+    "transforaminal_without_image_guidance",
+    "passive_pt_only",
+    "opioid_before_non_opioid_trial",
+    "opioid_monitoring_plan_missing",
+    "opioid_no_meaningful_relief",
+    "opioid_tolerance_risk",
+    "naloxone_indicated",
+    "opioid_benzodiazepine_coprescription",
+    "psychological_therapy_recommended",
+    "multidisciplinary_rehab_recommended",
+    "scs_psychological_evaluation_needed",
+    "scs_trial_positive",
+    "scs_trial_negative",
+    "tens_caution",
+    "imaging_without_indication",
+    "er_opioid_before_first_line_failed",
+    "esi_without_radicular_pain",
+    "scs_before_other_therapies",
+    "repeat_surgery_criteria_unmet",
+    "responding_to_treatment",
+    "poor_prognostic_factors",
+    "good_prognostic_factors",
 }
 
 
 # ---------------------------------------------------------------- update builders (days after T0, UTC)
+
 
 def ts(days: float, seconds: float = 0, offset_hours: int = 0) -> str:
     tz = UTC if offset_hours == 0 else __import__("datetime").timezone(timedelta(hours=offset_hours))
@@ -49,8 +73,9 @@ def surgery(day: float, procedure: str = "laminectomy") -> dict[str, Any]:
     return upd("surgery", day, {"procedure": procedure, "levels": ["L4-L5"]})
 
 
-def pain(day: float, nrs: int, dist: str = "axial", facet: bool | None = None, peg: float | None = None,
-         seconds: float = 0) -> dict[str, Any]:
+def pain(
+    day: float, nrs: int, dist: str = "axial", facet: bool | None = None, peg: float | None = None, seconds: float = 0
+) -> dict[str, Any]:
     data: dict[str, Any] = {"pain_nrs": nrs, "distribution": dist}
     if facet is not None:
         data["facet_suspected"] = facet
@@ -66,16 +91,21 @@ def neuro(day: float, deficit: bool = False, cauda: bool | None = None) -> dict[
     return upd("neuro_exam", day, data)
 
 
-def imaging(day: float, modality: str = "mri", findings: tuple[str, ...] = ("no_surgical_target",),
-            indication: str | None = None) -> dict[str, Any]:
+def imaging(
+    day: float,
+    modality: str = "mri",
+    findings: tuple[str, ...] = ("no_surgical_target",),
+    indication: str | None = None,
+) -> dict[str, Any]:
     data: dict[str, Any] = {"modality": modality, "findings": list(findings)}
     if indication is not None:
         data["indication"] = indication
     return upd("imaging", day, data)
 
 
-def med(day: float, drug_class: str, action: str = "started", mme: float | None = None,
-        seconds: float = 0) -> dict[str, Any]:
+def med(
+    day: float, drug_class: str, action: str = "started", mme: float | None = None, seconds: float = 0
+) -> dict[str, Any]:
     data: dict[str, Any] = {"drug_class": drug_class, "action": action}
     if mme is not None:
         data["mme_per_day"] = mme
@@ -90,8 +120,9 @@ def review(day: float, relief: bool, seconds: float = 0) -> dict[str, Any]:
     return upd("opioid_review", day, {"meaningful_relief": relief}, seconds)
 
 
-def therapy(day: float, kind: str, status: str = "started", modality: str | None = None,
-            relief: bool | None = None) -> dict[str, Any]:
+def therapy(
+    day: float, kind: str, status: str = "started", modality: str | None = None, relief: bool | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": kind, "status": status}
     if modality is not None:
         data["modality"] = modality
@@ -119,18 +150,27 @@ def evaluation_complete(day: float = 1, dist: str = "radicular", nrs: int = 8) -
 def second_line_history(dist: str = "radicular") -> list[dict[str, Any]]:
     """Surgery d0, evaluation d1 -> first line; active PT + NSAID d2; no relief at d30 -> second line at
     d44 (PT start + 42 days). Positions u0..u6."""
-    return [surgery(0), *evaluation_complete(1, dist), therapy(2, "physical_therapy", modality="active"),
-            med(2, "nsaid"), pain(30, 8, dist)]
+    return [
+        surgery(0),
+        *evaluation_complete(1, dist),
+        therapy(2, "physical_therapy", modality="active"),
+        med(2, "nsaid"),
+        pain(30, 8, dist),
+    ]
 
 
 def refractory_history(dist: str = "radicular") -> list[dict[str, Any]]:
     """second_line_history + CBT started d45 + ESI (interventional) d46 -> refractory at d101 (CBT + 56).
     Positions u7 (CBT), u8 (ESI)."""
-    return [*second_line_history(dist), therapy(45, "cbt"),
-            proc(46, "epidural_steroid_injection", approach="interlaminar", image_guided=True)]
+    return [
+        *second_line_history(dist),
+        therapy(45, "cbt"),
+        proc(46, "epidural_steroid_injection", approach="interlaminar", image_guided=True),
+    ]
 
 
 # ---------------------------------------------------------------- HTTP helpers
+
 
 @pytest.fixture
 def client(settings: Settings) -> TestClient:
@@ -152,8 +192,9 @@ class Api:
 
     def configure(self, profile: str, overrides: dict[str, Any] | None = None) -> None:
         ops = {"Authorization": f"Bearer {create_token(self.settings, self.org, 'ops')}"}
-        response = self.client.put("/v1/organisation/pathway-config",
-                                   json={"profile": profile, "overrides": overrides or {}}, headers=ops)
+        response = self.client.put(
+            "/v1/organisation/pathway-config", json={"profile": profile, "overrides": overrides or {}}, headers=ops
+        )
         assert response.status_code == 200, response.text
 
 
@@ -178,8 +219,18 @@ ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|\+00:00)$")
 
 def test_assessment_shape_and_explanations(api: Api) -> None:
     result = api.evaluate(second_line_history(), 50)
-    for key in ("stage", "stage_since", "rule_set_version", "profile", "params_digest", "evaluated_at",
-                "next_evaluation_at", "flags", "recommendations", "deadlines"):
+    for key in (
+        "stage",
+        "stage_since",
+        "rule_set_version",
+        "profile",
+        "params_digest",
+        "evaluated_at",
+        "next_evaluation_at",
+        "flags",
+        "recommendations",
+        "deadlines",
+    ):
         assert key in result, key
     assert result["rule_set_version"] == "lbp-postlam-2026.1"
     assert result["profile"] == "asra-2020"
@@ -207,8 +258,9 @@ def test_assessment_shape_and_explanations(api: Api) -> None:
 
 def test_offsets_are_normalised_to_utc_in_output(api: Api) -> None:
     updates = [{"type": "surgery", "occurred_at": "2026-01-05T04:00:00-05:00", "data": {"procedure": "laminectomy"}}]
-    result = api.client.post("/v1/pathway:evaluate", json={"updates": updates, "now": "2026-01-06T10:00:00+01:00"},
-                             headers=api.headers).json()
+    result = api.client.post(
+        "/v1/pathway:evaluate", json={"updates": updates, "now": "2026-01-06T10:00:00+01:00"}, headers=api.headers
+    ).json()
     assert result["evaluated_at"].startswith("2026-01-06T09:00:00")
     assert ISO_Z.match(result["evaluated_at"])
     due = {d["kind"]: d["due_at"] for d in result["deadlines"]}
@@ -219,8 +271,19 @@ def test_get_pathway_has_contract_fields(api: Api) -> None:
     created = api.client.post("/v1/patients", json={"external_id": "MRN-SHAPE"}, headers=api.headers)
     patient = created.json()["id"]
     body = api.client.get(f"/v1/patients/{patient}/pathway", headers=api.headers).json()
-    for key in ("patient_id", "stage", "stage_since", "rule_set_version", "profile", "evaluated_at",
-                "next_evaluation_at", "updates_evaluated", "flags", "recommendations", "deadlines"):
+    for key in (
+        "patient_id",
+        "stage",
+        "stage_since",
+        "rule_set_version",
+        "profile",
+        "evaluated_at",
+        "next_evaluation_at",
+        "updates_evaluated",
+        "flags",
+        "recommendations",
+        "deadlines",
+    ):
         assert key in body, key
     assert body["patient_id"] == patient and body["updates_evaluated"] == 0
     assert body["profile"] == "asra-2020" and body["params_digest"]
@@ -230,8 +293,12 @@ def test_get_pathway_has_contract_fields(api: Api) -> None:
 def test_empty_history(api: Api) -> None:
     result = api.evaluate([], 0)
     assert result["stage"] == "initial_evaluation" and result["deadlines"] == []
-    assert set(flags(result)) == {"surgical_history_missing", "imaging_needed", "neuro_exam_needed",
-                                  "pain_assessment_needed"}
+    assert set(flags(result)) == {
+        "surgical_history_missing",
+        "imaging_needed",
+        "neuro_exam_needed",
+        "pain_assessment_needed",
+    }
 
 
 def test_future_facts_do_not_raise_flags(api: Api) -> None:
@@ -244,68 +311,92 @@ def test_future_facts_do_not_raise_flags(api: Api) -> None:
 # ---------------------------------------------------------------- §4 recommendations: text and citation
 
 EXPECTED_CITATIONS = {
-    "surgical_history_missing": "G1", "red_flag_neuro": "G1", "imaging_needed": "G1; G2",
-    "neuro_exam_needed": "G1; G2", "pain_assessment_needed": "G1; G2", "surgical_target_on_imaging": "G1",
-    "nerve_entrapment_in_scar": "G5", "facet_pain_suspected": "G2; G3", "mbb_positive": "G3",
-    "radicular_pain": "G3", "transforaminal_without_image_guidance": "G3", "passive_pt_only": "G1",
-    "opioid_before_non_opioid_trial": "G3", "opioid_monitoring_plan_missing": "G3",
-    "opioid_no_meaningful_relief": "G3", "opioid_tolerance_risk": "G3", "naloxone_indicated": "CDC22",
-    "opioid_benzodiazepine_coprescription": "CDC22", "psychological_therapy_recommended": "G3",
-    "multidisciplinary_rehab_recommended": "G6", "scs_psychological_evaluation_needed": "NICE TA159; CMS LCD",
-    "tens_caution": "G3; NICE NG59", "imaging_without_indication": "G1", "er_opioid_before_first_line_failed": "G3",
-    "esi_without_radicular_pain": "G3", "scs_before_other_therapies": "G3", "repeat_surgery_criteria_unmet": "G1",
-    "responding_to_treatment": "IMMPACT", "poor_prognostic_factors": "G4", "good_prognostic_factors": "G4; G1",
+    "surgical_history_missing": "G1",
+    "red_flag_neuro": "G1",
+    "imaging_needed": "G1; G2",
+    "neuro_exam_needed": "G1; G2",
+    "pain_assessment_needed": "G1; G2",
+    "surgical_target_on_imaging": "G1",
+    "nerve_entrapment_in_scar": "G5",
+    "facet_pain_suspected": "G2; G3",
+    "mbb_positive": "G3",
+    "radicular_pain": "G3",
+    "transforaminal_without_image_guidance": "G3",
+    "passive_pt_only": "G1",
+    "opioid_before_non_opioid_trial": "G3",
+    "opioid_monitoring_plan_missing": "G3",
+    "opioid_no_meaningful_relief": "G3",
+    "opioid_tolerance_risk": "G3",
+    "naloxone_indicated": "CDC22",
+    "opioid_benzodiazepine_coprescription": "CDC22",
+    "psychological_therapy_recommended": "G3",
+    "multidisciplinary_rehab_recommended": "G6",
+    "scs_psychological_evaluation_needed": "NICE TA159; CMS LCD",
+    "tens_caution": "G3; NICE NG59",
+    "imaging_without_indication": "G1",
+    "er_opioid_before_first_line_failed": "G3",
+    "esi_without_radicular_pain": "G3",
+    "scs_before_other_therapies": "G3",
+    "repeat_surgery_criteria_unmet": "G1",
+    "responding_to_treatment": "IMMPACT",
+    "poor_prognostic_factors": "G4",
+    "good_prognostic_factors": "G4; G1",
 }
 # The spec's recommendation phrase of each row (case-insensitive substring of the text).
 EXPECTED_TEXT = {
-    "surgical_history_missing": "confirm surgical history", "red_flag_neuro": "prompt surgical evaluation",
-    "imaging_needed": "obtain mri/ct", "neuro_exam_needed": "neuro assessment",
+    "surgical_history_missing": "confirm surgical history",
+    "red_flag_neuro": "prompt surgical evaluation",
+    "imaging_needed": "obtain mri/ct",
+    "neuro_exam_needed": "neuro assessment",
     "pain_assessment_needed": "pain and facet evaluation",
     "surgical_target_on_imaging": "repeat surgery only after conservative care fails, with a clear target",
     "nerve_entrapment_in_scar": "consider percutaneous transforaminal endoscopic decompression",
     "facet_pain_suspected": "medial branch blocks, then radiofrequency denervation if positive",
     "mbb_positive": "radiofrequency denervation",
     "radicular_pain": "image-guided epidural steroid injection; spinal cord stimulation if persistent after "
-                      "other therapies",
+    "other therapies",
     "transforaminal_without_image_guidance": "use image guidance",
     "passive_pt_only": "active pt, core strengthening, stabilisation",
     "opioid_before_non_opioid_trial": "try non-opioids first",
     "opioid_monitoring_plan_missing": "monitoring strategy before long-term opioids",
     "opioid_no_meaningful_relief": "unlikely to benefit from longer-term use; consider taper",
     "opioid_tolerance_risk": "tolerance and hyperalgesia can develop within 4 weeks",
-    "naloxone_indicated": "offer naloxone", "opioid_benzodiazepine_coprescription": "avoid concurrent use",
+    "naloxone_indicated": "offer naloxone",
+    "opioid_benzodiazepine_coprescription": "avoid concurrent use",
     "psychological_therapy_recommended": "cbt, biofeedback or relaxation training",
     "multidisciplinary_rehab_recommended": "multidisciplinary pain rehabilitation",
     "scs_psychological_evaluation_needed": "psychological evaluation before scs",
-    "scs_trial_positive": "implant may be considered", "scs_trial_negative": "do not implant",
+    "scs_trial_positive": "implant may be considered",
+    "scs_trial_negative": "do not implant",
     "tens_caution": "nice ng59 advises against tens for low back pain",
     "imaging_without_indication": "avoid routine imaging without specific clinical indications",
     "er_opioid_before_first_line_failed": "extended-release opioids only for pain unresponsive to other treatments",
     "esi_without_radicular_pain": "epidural steroid injections are for radicular pain",
     "scs_before_other_therapies": "spinal cord stimulation for persistent radicular pain after other therapies",
     "repeat_surgery_criteria_unmet": "repeat surgery only after conservative care fails and with a clear "
-                                     "surgical target",
+    "surgical target",
     "responding_to_treatment": "continue current plan",
-    "poor_prognostic_factors": "context for the coordinator", "good_prognostic_factors": "context for the coordinator",
+    "poor_prognostic_factors": "context for the coordinator",
+    "good_prognostic_factors": "context for the coordinator",
 }
 
 
 def _kitchen_sink() -> list[dict[str, Any]]:
     """A history that raises (nearly) every flag at once, evaluated at day 200 (refractory)."""
     return [
-        *refractory_history(),                                                   # u0..u8
+        *refractory_history(),  # u0..u8
         imaging(1, "ct", ("recurrent_disc_herniation", "nerve_entrapment_in_scar")),  # u9
-        pain(3, 8, "radicular", facet=True),                                     # u10
-        proc(60, "medial_branch_block", relief_percent=60),                      # u11
+        pain(3, 8, "radicular", facet=True),  # u10
+        proc(60, "medial_branch_block", relief_percent=60),  # u11
         proc(61, "epidural_steroid_injection", approach="transforaminal", image_guided=False),  # u12
-        med(0.5, "opioid_er", mme=60),                                           # u13 (before any non-opioid)
-        med(0.5, "benzodiazepine"),                                              # u14
-        review(40, False),                                                       # u15
-        proc(10, "scs_trial", relief_percent=40),                                # u16
-        therapy(4, "tens"),                                                      # u17
-        imaging(20, "xray"),                                                     # u18 no indication
-        proc(30, "repeat_surgery"),                                              # u19 (first line)
-        psychosocial(1, ["divorced", "high_motivation"], months=6),              # u20
+        med(0.5, "opioid_er", mme=60),  # u13 (before any non-opioid)
+        med(0.5, "benzodiazepine"),  # u14
+        review(40, False),  # u15
+        proc(10, "scs_trial", relief_percent=40),  # u16
+        therapy(4, "tens"),  # u17
+        imaging(20, "xray"),  # u18 no indication
+        proc(30, "repeat_surgery"),  # u19 (first line)
+        psychosocial(1, ["divorced", "high_motivation"], months=6),  # u20
     ]
 
 
@@ -320,13 +411,28 @@ def test_every_recommendation_text_and_citation(api: Api) -> None:
         assert EXPECTED_TEXT[code] in rec["text"].lower(), rec
         assert rec["fact_ids"] == flags(result)[code]
     expected_here = {
-        "surgical_target_on_imaging", "nerve_entrapment_in_scar", "facet_pain_suspected", "mbb_positive",
-        "radicular_pain", "transforaminal_without_image_guidance", "opioid_before_non_opioid_trial",
-        "opioid_monitoring_plan_missing", "opioid_no_meaningful_relief", "opioid_tolerance_risk",
-        "naloxone_indicated", "opioid_benzodiazepine_coprescription", "multidisciplinary_rehab_recommended",
-        "scs_psychological_evaluation_needed", "scs_trial_negative", "tens_caution",
-        "imaging_without_indication", "er_opioid_before_first_line_failed", "scs_before_other_therapies",
-        "repeat_surgery_criteria_unmet", "poor_prognostic_factors", "good_prognostic_factors",
+        "surgical_target_on_imaging",
+        "nerve_entrapment_in_scar",
+        "facet_pain_suspected",
+        "mbb_positive",
+        "radicular_pain",
+        "transforaminal_without_image_guidance",
+        "opioid_before_non_opioid_trial",
+        "opioid_monitoring_plan_missing",
+        "opioid_no_meaningful_relief",
+        "opioid_tolerance_risk",
+        "naloxone_indicated",
+        "opioid_benzodiazepine_coprescription",
+        "multidisciplinary_rehab_recommended",
+        "scs_psychological_evaluation_needed",
+        "scs_trial_negative",
+        "tens_caution",
+        "imaging_without_indication",
+        "er_opioid_before_first_line_failed",
+        "scs_before_other_therapies",
+        "repeat_surgery_criteria_unmet",
+        "poor_prognostic_factors",
+        "good_prognostic_factors",
     }
     assert result["stage"] == "refractory"
     assert expected_here <= set(by_code), expected_here - set(by_code)
@@ -345,8 +451,11 @@ def test_profile_named_where_profile_decides(api: Api) -> None:
     by_code = recs(api.evaluate(updates, 10))
     assert "asra-2020" in by_code["mbb_positive"]["text"]
     assert "asra-2020" in by_code["tens_caution"]["text"]
-    assert "asra-2020" not in by_code["surgical_history_missing"]["text"] if "surgical_history_missing" in by_code \
+    assert (
+        "asra-2020" not in by_code["surgical_history_missing"]["text"]
+        if "surgical_history_missing" in by_code
         else True
+    )
     api.configure("us-medicare-lcd")
     updates.append(proc(19, "medial_branch_block", relief_percent=85))
     by_code = recs(api.evaluate(updates, 20))
@@ -356,6 +465,7 @@ def test_profile_named_where_profile_decides(api: Api) -> None:
 
 
 # ---------------------------------------------------------------- §4 rows one by one
+
 
 def test_surgical_history_missing(api: Api) -> None:
     assert "surgical_history_missing" in flags(api.evaluate([surgery(0, "discectomy"), surgery(5, "fusion")], 10))
@@ -382,8 +492,9 @@ def test_initial_evaluation_parts_use_the_episode(api: Api) -> None:
     result = api.evaluate([*before, surgery(5)], 10)  # a new episode: the parts must be repeated
     assert {"imaging_needed", "neuro_exam_needed", "pain_assessment_needed"} <= set(flags(result))
     xray_only = api.evaluate([surgery(0), imaging(1, "xray"), neuro(1), pain(1, 8)], 2)
-    assert set(flags(xray_only)) & {"imaging_needed", "neuro_exam_needed", "pain_assessment_needed"} == \
-        {"imaging_needed"}
+    assert set(flags(xray_only)) & {"imaging_needed", "neuro_exam_needed", "pain_assessment_needed"} == {
+        "imaging_needed"
+    }
     ct = api.evaluate([surgery(0), imaging(1, "ct"), neuro(1), pain(1, 8)], 2)
     assert not set(flags(ct)) & {"imaging_needed", "neuro_exam_needed", "pain_assessment_needed"}
     assert ct["stage"] == "first_line"
@@ -427,14 +538,17 @@ def test_radicular_pain_needs_second_line_and_latest_distribution(api: Api) -> N
 
 def test_transforaminal_without_image_guidance(api: Api) -> None:
     base = [surgery(0), pain(1, 8, "radicular")]
-    unguided = api.evaluate([*base, proc(2, "epidural_steroid_injection", approach="transforaminal",
-                                          image_guided=False)], 3)
+    unguided = api.evaluate(
+        [*base, proc(2, "epidural_steroid_injection", approach="transforaminal", image_guided=False)], 3
+    )
     assert flags(unguided)["transforaminal_without_image_guidance"] == ["u2"]
-    guided = api.evaluate([*base, proc(2, "epidural_steroid_injection", approach="transforaminal",
-                                        image_guided=True)], 3)
+    guided = api.evaluate(
+        [*base, proc(2, "epidural_steroid_injection", approach="transforaminal", image_guided=True)], 3
+    )
     assert "transforaminal_without_image_guidance" not in flags(guided)
-    interlaminar = api.evaluate([*base, proc(2, "epidural_steroid_injection", approach="interlaminar",
-                                              image_guided=False)], 3)
+    interlaminar = api.evaluate(
+        [*base, proc(2, "epidural_steroid_injection", approach="interlaminar", image_guided=False)], 3
+    )
     assert "transforaminal_without_image_guidance" not in flags(interlaminar)
     # §7.10: not documented as image-guided counts as missing guidance (safer)
     undocumented = api.evaluate([*base, proc(2, "epidural_steroid_injection", approach="transforaminal")], 3)
@@ -442,8 +556,11 @@ def test_transforaminal_without_image_guidance(api: Api) -> None:
 
 
 def test_passive_pt_only(api: Api) -> None:
-    passive = [surgery(0), therapy(1, "physical_therapy", "started", "passive"),
-               therapy(5, "physical_therapy", "progress", "passive")]
+    passive = [
+        surgery(0),
+        therapy(1, "physical_therapy", "started", "passive"),
+        therapy(5, "physical_therapy", "progress", "passive"),
+    ]
     assert flags(api.evaluate(passive, 6))["passive_pt_only"] == ["u1", "u2"]
     mixed = [*passive, therapy(7, "physical_therapy", "progress", "active")]
     assert "passive_pt_only" not in flags(api.evaluate(mixed, 8))
@@ -518,7 +635,9 @@ def test_opioid_tolerance_risk_exactly_28_days(api: Api) -> None:
 
 def test_naloxone_indicated_mme_threshold(api: Api) -> None:
     def run(*mmes: float, extra: tuple[dict[str, Any], ...] = ()) -> dict[str, list[str]]:
-        meds = [med(1, "nsaid")] + [med(10, cls, mme=m) for cls, m in zip(("opioid_ir", "opioid_er"), mmes)]
+        meds = [med(1, "nsaid")] + [
+            med(10, cls, mme=m) for cls, m in zip(("opioid_ir", "opioid_er"), mmes, strict=False)
+        ]
         return flags(api.evaluate([surgery(0), *meds, *extra], 11))
 
     assert "naloxone_indicated" in run(50)
@@ -550,8 +669,11 @@ def test_psychological_therapy_recommended(api: Api) -> None:
     for kind in ("cbt", "biofeedback", "relaxation_training", "supportive_psychotherapy"):
         result = api.evaluate([*second_line_history(), therapy(45, kind)], 46)
         assert "psychological_therapy_recommended" not in flags(result), kind
-    for kind, status in (("cbt", "referred"), ("psychological_evaluation", "started"),
-                         ("multidisciplinary_rehab", "started")):
+    for kind, status in (
+        ("cbt", "referred"),
+        ("psychological_evaluation", "started"),
+        ("multidisciplinary_rehab", "started"),
+    ):
         result = api.evaluate([*second_line_history(), therapy(45, kind, status)], 46)
         assert "psychological_therapy_recommended" in flags(result), (kind, status)
 
@@ -568,21 +690,29 @@ def test_multidisciplinary_rehab_recommended(api: Api) -> None:
 def test_scs_psychological_evaluation_needed(api: Api) -> None:
     trial = proc(30, "scs_trial", relief_percent=60)
     assert flags(api.evaluate([surgery(0), trial], 31))["scs_psychological_evaluation_needed"] == ["u1"]
-    for kind, status in (("psychological_evaluation", "completed"), ("psychological_evaluation", "started"),
-                         ("cbt", "started"), ("relaxation_training", "completed")):
+    for kind, status in (
+        ("psychological_evaluation", "completed"),
+        ("psychological_evaluation", "started"),
+        ("cbt", "started"),
+        ("relaxation_training", "completed"),
+    ):
         result = api.evaluate([surgery(0), therapy(20, kind, status), trial], 31)
         assert "scs_psychological_evaluation_needed" not in flags(result), (kind, status)
-    for kind, status, day in (("psychological_evaluation", "referred", 20), ("psychological_evaluation",
-                                                                             "completed", 30),
-                              ("psychological_evaluation", "completed", 30.5), ("physical_therapy", "started", 20)):
+    for kind, status, day in (
+        ("psychological_evaluation", "referred", 20),
+        ("psychological_evaluation", "completed", 30),
+        ("psychological_evaluation", "completed", 30.5),
+        ("physical_therapy", "started", 20),
+    ):
         result = api.evaluate([surgery(0), therapy(day, kind, status), trial], 31)
         assert "scs_psychological_evaluation_needed" in flags(result), (kind, status, day)
 
 
 def test_scs_trial_positive_negative_boundary(api: Api) -> None:
     def outcome(*reliefs: float | None) -> set[str]:
-        trials = [proc(10 + i, "scs_trial", **({} if r is None else {"relief_percent": r}))
-                  for i, r in enumerate(reliefs)]
+        trials = [
+            proc(10 + i, "scs_trial", **({} if r is None else {"relief_percent": r})) for i, r in enumerate(reliefs)
+        ]
         found = set(flags(api.evaluate([surgery(0), *trials], 20)))
         return found & {"scs_trial_positive", "scs_trial_negative"}
 
@@ -592,8 +722,9 @@ def test_scs_trial_positive_negative_boundary(api: Api) -> None:
     assert outcome(80, 30) == {"scs_trial_negative"}  # the latest trial decides
     assert outcome(30, 80) == {"scs_trial_positive"}
     assert outcome(None) == set()
-    result = api.evaluate([surgery(0), proc(10, "scs_trial", relief_percent=20), proc(11, "scs_trial",
-                                                                                     relief_percent=75)], 12)
+    result = api.evaluate(
+        [surgery(0), proc(10, "scs_trial", relief_percent=20), proc(11, "scs_trial", relief_percent=75)], 12
+    )
     assert flags(result)["scs_trial_positive"] == ["u2"]
 
 
@@ -670,9 +801,9 @@ def test_repeat_surgery_criteria_unmet(api: Api) -> None:
     assert flags(no_target)["repeat_surgery_criteria_unmet"] == ["u7"]
     met = api.evaluate([*second_line_history(), target, proc(50, "repeat_surgery")], 51)
     assert "repeat_surgery_criteria_unmet" not in flags(met)
-    target_same_instant = api.evaluate([*second_line_history(), imaging(50, "mri", ("instability",),
-                                                                         indication="x"),
-                                        proc(50, "repeat_surgery")], 51)
+    target_same_instant = api.evaluate(
+        [*second_line_history(), imaging(50, "mri", ("instability",), indication="x"), proc(50, "repeat_surgery")], 51
+    )
     assert "repeat_surgery_criteria_unmet" in flags(target_same_instant)  # "before it" is strict
     urgent = api.evaluate([surgery(0), neuro(5, deficit=True), proc(6, "repeat_surgery")], 7)
     assert "repeat_surgery_criteria_unmet" not in flags(urgent)
@@ -702,8 +833,7 @@ def test_prognostic_factors_symptom_months_boundary(api: Api) -> None:
     assert run(psychosocial(1, ["unemployed"], months=24)) == {"poor_prognostic_factors"}
     for good in ("high_motivation", "family_support", "good_function", "moderate_psychological_factors"):
         assert run(psychosocial(1, [good])) == {"good_prognostic_factors"}, good
-    for poor in ("divorced", "unemployed", "diffuse_complaints", "predominant_psychological_factors",
-                 "secondary_gain"):
+    for poor in ("divorced", "unemployed", "diffuse_complaints", "predominant_psychological_factors", "secondary_gain"):
         assert run(psychosocial(1, [poor])) == {"poor_prognostic_factors"}, poor
     assert run(psychosocial(1, ["divorced"]), psychosocial(2, ["family_support"])) == {"good_prognostic_factors"}
     result = api.evaluate([surgery(0), psychosocial(1, ["secondary_gain"]), psychosocial(2, ["good_function"])], 5)
@@ -718,9 +848,12 @@ def test_symptom_months_override(api: Api) -> None:
 
 # ---------------------------------------------------------------- §5 policy profiles: medial branch blocks
 
+
 def _mbb(*blocks: tuple[float, float | None]) -> list[dict[str, Any]]:
-    return [surgery(0), *[proc(day, "medial_branch_block", **({} if r is None else {"relief_percent": r}))
-                          for day, r in blocks]]
+    return [
+        surgery(0),
+        *[proc(day, "medial_branch_block", **({} if r is None else {"relief_percent": r})) for day, r in blocks],
+    ]
 
 
 @pytest.mark.parametrize(("relief", "positive"), [(49, False), (49.9, False), (50, True), (80, True), (100, True)])
@@ -736,16 +869,19 @@ def test_mbb_without_relief_never_positive(api: Api) -> None:
     assert "mbb_positive" not in flags(api.evaluate(_mbb((5, None)), 6))
 
 
-@pytest.mark.parametrize(("blocks", "positive"), [
-    (((5, 80), (19, 80)), True),          # exactly 14 days apart, each exactly 80 %
-    (((5, 80), (18, 80)), False),         # 13 days apart
-    (((5, 80), (18.99, 80)), False),      # just under 14 days
-    (((5, 79.9), (19, 90)), False),       # one below 80 %
-    (((5, 100),), False),                 # a single block is not enough
-    (((5, 90), (10, 50), (19, 85)), True),  # any two qualifying blocks >= 14 days apart
-    (((5, 90), (12, 95), (20, 30)), False),
-    (((5, 50), (30, 60)), False),         # positive under asra, not under the LCD
-])
+@pytest.mark.parametrize(
+    ("blocks", "positive"),
+    [
+        (((5, 80), (19, 80)), True),  # exactly 14 days apart, each exactly 80 %
+        (((5, 80), (18, 80)), False),  # 13 days apart
+        (((5, 80), (18.99, 80)), False),  # just under 14 days
+        (((5, 79.9), (19, 90)), False),  # one below 80 %
+        (((5, 100),), False),  # a single block is not enough
+        (((5, 90), (10, 50), (19, 85)), True),  # any two qualifying blocks >= 14 days apart
+        (((5, 90), (12, 95), (20, 30)), False),
+        (((5, 50), (30, 60)), False),  # positive under asra, not under the LCD
+    ],
+)
 def test_mbb_medicare_two_blocks(api: Api, blocks: tuple[tuple[float, float], ...], positive: bool) -> None:
     api.configure("us-medicare-lcd")
     result = api.evaluate(_mbb(*blocks), 40)
@@ -758,11 +894,17 @@ def test_mbb_medicare_two_blocks(api: Api, blocks: tuple[tuple[float, float], ..
 
 def test_mbb_medicare_exact_14_days_across_offsets(api: Api) -> None:
     api.configure("us-medicare-lcd")
-    first = {"type": "procedure", "occurred_at": "2026-03-01T09:00:00-05:00",
-             "data": {"kind": "medial_branch_block", "relief_percent": 85}}
+    first = {
+        "type": "procedure",
+        "occurred_at": "2026-03-01T09:00:00-05:00",
+        "data": {"kind": "medial_branch_block", "relief_percent": 85},
+    }
     # 14 x 24 h later written in +01:00 (crosses the US clock change): 2026-03-15T14:00:00Z
-    second = {"type": "procedure", "occurred_at": "2026-03-15T15:00:00+01:00",
-              "data": {"kind": "medial_branch_block", "relief_percent": 85}}
+    second = {
+        "type": "procedure",
+        "occurred_at": "2026-03-15T15:00:00+01:00",
+        "data": {"kind": "medial_branch_block", "relief_percent": 85},
+    }
     body = {"updates": [first, second], "now": "2026-04-01T00:00:00Z"}
     result = api.client.post("/v1/pathway:evaluate", json=body, headers=api.headers).json()
     assert "mbb_positive" in flags(result)
@@ -795,14 +937,18 @@ def test_profile_and_overrides_change_digest(api: Api) -> None:
 
 def test_bad_profile_or_parameter_is_refused(api: Api) -> None:
     ops = {"Authorization": f"Bearer {create_token(api.settings, api.org, 'ops')}"}
-    for body in ({"profile": "nice-2016"}, {"profile": "asra-2020", "overrides": {"mbb_relief_percent": 101}},
-                 {"profile": "asra-2020", "overrides": {"no_such_parameter": 1}}):
+    for body in (
+        {"profile": "nice-2016"},
+        {"profile": "asra-2020", "overrides": {"mbb_relief_percent": 101}},
+        {"profile": "asra-2020", "overrides": {"no_such_parameter": 1}},
+    ):
         response = api.client.put("/v1/organisation/pathway-config", json=body, headers=ops)
         assert response.status_code == 422, body
     assert api.evaluate([], 0)["profile"] == "asra-2020"
 
 
 # ---------------------------------------------------------------- "these, and no others"
+
 
 def test_no_flag_outside_the_spec_list(api: Api) -> None:
     histories = [_kitchen_sink(), refractory_history(), second_line_history(), [], [neuro(0, deficit=True)]]
@@ -827,6 +973,7 @@ def test_determinism_arrival_order_does_not_matter(api: Api) -> None:
 
 # ---------------------------------------------------------------- same-instant and cross-episode edges
 
+
 def test_strict_before_and_same_instant_edges(api: Api) -> None:
     esi = proc(10, "epidural_steroid_injection", approach="interlaminar", image_guided=True)
     same = api.evaluate([surgery(0), pain(10, 8, "axial"), esi], 11)
@@ -841,15 +988,30 @@ def test_strict_before_and_same_instant_edges(api: Api) -> None:
 
 def test_flags_of_all_facts_carry_across_episodes(api: Api) -> None:
     """§0: everything but stage criteria, baseline, relief and stage-dependent flags uses all facts."""
-    old = [surgery(0), med(1, "opioid_ir", mme=60), proc(5, "medial_branch_block", relief_percent=70),
-           proc(6, "epidural_steroid_injection", approach="transforaminal", image_guided=False),
-           therapy(7, "tens"), therapy(8, "physical_therapy", "started", "passive"),
-           psychosocial(9, ["unemployed"]), proc(10, "scs_trial", relief_percent=20)]
+    old = [
+        surgery(0),
+        med(1, "opioid_ir", mme=60),
+        proc(5, "medial_branch_block", relief_percent=70),
+        proc(6, "epidural_steroid_injection", approach="transforaminal", image_guided=False),
+        therapy(7, "tens"),
+        therapy(8, "physical_therapy", "started", "passive"),
+        psychosocial(9, ["unemployed"]),
+        proc(10, "scs_trial", relief_percent=20),
+    ]
     result = api.evaluate([*old, surgery(40, "fusion")], 45)
-    expected = {"opioid_before_non_opioid_trial", "opioid_monitoring_plan_missing", "opioid_tolerance_risk",
-                "naloxone_indicated", "mbb_positive", "transforaminal_without_image_guidance", "tens_caution",
-                "passive_pt_only", "poor_prognostic_factors", "scs_trial_negative",
-                "scs_psychological_evaluation_needed"}
+    expected = {
+        "opioid_before_non_opioid_trial",
+        "opioid_monitoring_plan_missing",
+        "opioid_tolerance_risk",
+        "naloxone_indicated",
+        "mbb_positive",
+        "transforaminal_without_image_guidance",
+        "tens_caution",
+        "passive_pt_only",
+        "poor_prognostic_factors",
+        "scs_trial_negative",
+        "scs_psychological_evaluation_needed",
+    }
     assert expected <= set(flags(result)), expected - set(flags(result))
     assert "surgical_history_missing" not in flags(result)
     # stage-dependent / episode flags restart with the new episode
@@ -857,16 +1019,28 @@ def test_flags_of_all_facts_carry_across_episodes(api: Api) -> None:
 
 
 def test_opioid_review_of_an_earlier_opioid_episode(api: Api) -> None:
-    history = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir", mme=10), review(30, False),
-               med(31, "opioid_ir", "stopped"), med(60, "opioid_ir", mme=10)]
+    history = [
+        surgery(0),
+        med(1, "nsaid"),
+        med(2, "opioid_ir", mme=10),
+        review(30, False),
+        med(31, "opioid_ir", "stopped"),
+        med(60, "opioid_ir", mme=10),
+    ]
     assert flags(api.evaluate(history, 61))["opioid_no_meaningful_relief"] == ["u3"]
     off_opioids = [surgery(0), med(1, "nsaid"), review(30, False)]
     assert "opioid_no_meaningful_relief" not in flags(api.evaluate(off_opioids, 31))  # §7.15
 
 
 def test_naloxone_fact_ids_name_the_doses_behind_the_mme(api: Api) -> None:
-    history = [surgery(0), med(1, "nsaid"), med(2, "opioid_ir", mme=30), med(3, "opioid_er", mme=10),
-               med(4, "opioid_er", "dose_increased", mme=25), med(5, "opioid_er", mme=90)]  # u5: no effect
+    history = [
+        surgery(0),
+        med(1, "nsaid"),
+        med(2, "opioid_ir", mme=30),
+        med(3, "opioid_er", mme=10),
+        med(4, "opioid_er", "dose_increased", mme=25),
+        med(5, "opioid_er", mme=90),
+    ]  # u5: no effect
     result = api.evaluate(history, 6)
     assert flags(result)["naloxone_indicated"] == ["u2", "u3", "u4"]  # 30 + 25 = 55
 
@@ -875,9 +1049,14 @@ def test_exact_flag_sets_of_canonical_histories(api: Api) -> None:
     """'These, and no others': a clean history raises exactly the flags its state calls for."""
     assert flags(api.evaluate([surgery(0), *evaluation_complete(1)], 5)) == {}
     assert flags(api.evaluate(second_line_history(), 50)) == {
-        "psychological_therapy_recommended": [], "radicular_pain": ["u6"]}
+        "psychological_therapy_recommended": [],
+        "radicular_pain": ["u6"],
+    }
     refractory = api.evaluate(refractory_history(), 110)
     assert refractory["stage"] == "refractory"
     assert set(flags(refractory)) == {"radicular_pain", "multidisciplinary_rehab_recommended"}
-    assert set(flags(api.evaluate([surgery(0)], 1))) == {"imaging_needed", "neuro_exam_needed",
-                                                          "pain_assessment_needed"}
+    assert set(flags(api.evaluate([surgery(0)], 1))) == {
+        "imaging_needed",
+        "neuro_exam_needed",
+        "pain_assessment_needed",
+    }

@@ -3,6 +3,7 @@
 Every expected value below was derived from the text of /work/shared/docs/pathway-spec.md (and, where the
 spec is ambiguous, the reading recorded in docs/clinical-rules.md §7), not from the engine's code. Times are
 days after T0 (2026-01-05 09:00 UTC); facts are written with various UTC offsets on purpose."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -64,8 +65,14 @@ def review(t: datetime, relief: bool = True, **extra: Any) -> dict[str, Any]:
 
 def first_line_history(baseline: int = 8) -> list[dict[str, Any]]:
     """Surgery at day 0; evaluation complete at day 1; NSAID day 2; active PT started day 3."""
-    return [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), baseline),
-            med(at(2), "nsaid"), pt(at(3), "started", modality="active")]
+    return [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), baseline),
+        med(at(2), "nsaid"),
+        pt(at(3), "started", modality="active"),
+    ]
 
 
 PT = at(3)  # the PT start of first_line_history
@@ -86,8 +93,7 @@ def stage(a: dict[str, Any]) -> tuple[str, datetime | None]:
 # ====================================================================== §0 conventions
 def test_time_offsets_are_instants_and_output_is_utc(api: SpecClient) -> None:
     # surgery written at +05:30, evaluation facts at -08:00: "+14 days" is 14 x 24 h after the instant
-    a = api.evaluate([surgery(at(0), 5.5), mri(at(20), -8), neuro(at(20), off=-8), pain(at(20), 6, -8)],
-                     at(30))
+    a = api.evaluate([surgery(at(0), 5.5), mri(at(20), -8), neuro(at(20), off=-8), pain(at(20), 6, -8)], at(30))
     assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied")]
     assert stage(a) == ("first_line", at(20))
     for d in a["deadlines"]:
@@ -99,8 +105,9 @@ def test_time_offsets_are_instants_and_output_is_utc(api: SpecClient) -> None:
 def test_time_day_arithmetic_ignores_offset_across_dst(api: SpecClient) -> None:
     # PT start written in New York winter time (-05:00); +28 d is exactly 672 h later in UTC
     start = datetime.fromisoformat("2026-02-20T09:00:00-05:00")
-    a = api.evaluate([surgery(start - DAY), u("therapy", start, -5, kind="physical_therapy", status="started")],
-                     start + 10 * DAY)
+    a = api.evaluate(
+        [surgery(start - DAY), u("therapy", start, -5, kind="physical_therapy", status="started")], start + 10 * DAY
+    )
     assert deadlines(a, "pt_follow_up") == [(start + 28 * DAY, "pending")]
 
 
@@ -195,12 +202,20 @@ def test_relief_stated_by_therapy_or_review_until_a_later_assessment_fails(api: 
     assert "responding_to_treatment" not in flags(api.evaluate(stated + [review(at(6), relief=False)], at(8)))
     # a later review saying true after a failing assessment restores it
     assert "responding_to_treatment" in flags(
-        api.evaluate(stated + [pain(at(7), 8), review(at(9), relief=True)], at(10)))
+        api.evaluate(stated + [pain(at(7), 8), review(at(9), relief=True)], at(10))
+    )
 
 
 def test_relief_does_not_carry_into_a_new_episode(api: SpecClient) -> None:
-    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10), pain(at(5), 3), surgery(at(10)),
-               pain(at(11), 3)]
+    history = [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 10),
+        pain(at(5), 3),
+        surgery(at(10)),
+        pain(at(11), 3),
+    ]
     # new baseline is the day-11 assessment (3): no relief in the new episode
     assert "responding_to_treatment" not in flags(api.evaluate(history, at(12)))
 
@@ -213,15 +228,17 @@ def test_course_dose_change_without_course_is_ignored(api: SpecClient) -> None:
 
 
 def test_course_start_while_open_changes_nothing(api: SpecClient) -> None:
-    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=20),
-                      med(at(10), "opioid_ir", mme_per_day=90)], at(20))
+    a = api.evaluate(
+        [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=20), med(at(10), "opioid_ir", mme_per_day=90)], at(20)
+    )
     assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
     assert "naloxone_indicated" not in flags(a)  # the second start's MME changes nothing
 
 
 def test_course_stop_and_start_same_instant_continue_the_course(api: SpecClient) -> None:
-    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(10), "opioid_ir", "stopped"),
-                      med(at(10), "opioid_ir")], at(40))
+    a = api.evaluate(
+        [surgery(at(0)), med(at(1), "opioid_ir"), med(at(10), "opioid_ir", "stopped"), med(at(10), "opioid_ir")], at(40)
+    )
     assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
     assert deadlines(a, "opioid_monitoring_plan") == [(at(1), "pending")]
     assert "opioid_tolerance_risk" in flags(a)  # continuously on opioids since day 1
@@ -229,13 +246,22 @@ def test_course_stop_and_start_same_instant_continue_the_course(api: SpecClient)
 
 def test_opioid_episode_spans_overlapping_and_handed_over_courses(api: SpecClient) -> None:
     # IR [1, 10), ER [10, 20): no instant without an open opioid course -> one opioid episode
-    a = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(10), "opioid_er"),
-                      med(at(10), "opioid_ir", "stopped"), med(at(20), "opioid_er", "stopped")], at(40))
+    a = api.evaluate(
+        [
+            surgery(at(0)),
+            med(at(1), "opioid_ir"),
+            med(at(10), "opioid_er"),
+            med(at(10), "opioid_ir", "stopped"),
+            med(at(20), "opioid_er", "stopped"),
+        ],
+        at(40),
+    )
     assert deadlines(a, "opioid_monitoring_plan") == [(at(1), "cancelled")]
     assert deadlines(a, "pdmp_review") == [(at(1), "cancelled")]
     # a gap makes a second episode
-    b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(5), "opioid_ir", "stopped"),
-                      med(at(6), "opioid_er")], at(7))
+    b = api.evaluate(
+        [surgery(at(0)), med(at(1), "opioid_ir"), med(at(5), "opioid_ir", "stopped"), med(at(6), "opioid_er")], at(7)
+    )
     assert deadlines(b, "opioid_monitoring_plan") == [(at(1), "cancelled"), (at(6), "pending")]
 
 
@@ -247,8 +273,9 @@ def test_current_mme_sums_open_courses_latest_dose(api: SpecClient) -> None:
     stopped = base + [med(at(4), "opioid_er", "stopped")]
     assert "naloxone_indicated" not in flags(api.evaluate(stopped, at(5)))  # 30
     # an open course without MME adds nothing; the other course's 60 still counts
-    assert "naloxone_indicated" in flags(api.evaluate(
-        [surgery(at(0)), med(at(1), "opioid_ir"), med(at(2), "opioid_er", mme_per_day=60)], at(3)))
+    assert "naloxone_indicated" in flags(
+        api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), med(at(2), "opioid_er", mme_per_day=60)], at(3))
+    )
 
 
 # ====================================================================== §2 stages
@@ -299,14 +326,28 @@ def test_second_line_needs_latest_assessment_without_relief(api: SpecClient) -> 
 
 
 def test_second_line_needs_active_pt(api: SpecClient) -> None:
-    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), med(at(2), "nsaid"),
-               pt(PT, "started", modality="passive"), pain(PT + 30 * DAY, 8)]
+    history = [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        med(at(2), "nsaid"),
+        pt(PT, "started", modality="passive"),
+        pain(PT + 30 * DAY, 8),
+    ]
     assert api.evaluate(history, at(80))["stage"] == "first_line"
 
 
 def test_second_line_non_opioid_course_open_at_episode_start_counts(api: SpecClient) -> None:
-    history = [med(at(-5), "gabapentinoid"), surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
-               pt(PT, "started"), pain(PT + 28 * DAY, 8)]
+    history = [
+        med(at(-5), "gabapentinoid"),
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        pt(PT, "started"),
+        pain(PT + 28 * DAY, 8),
+    ]
     assert stage(api.evaluate(history, at(80))) == ("second_line", SECOND)
     # stopped before the surgery: not open at the episode start, none started in it
     closed = history + [med(at(-1), "gabapentinoid", "stopped")]
@@ -328,9 +369,10 @@ def test_escalation_is_one_way_and_improvement_adds_responding(api: SpecClient) 
 
 
 def refractory_history(cbt_day: float = 10, proc_day: float = 50) -> list[dict[str, Any]]:
-    return second_line_history() + [therapy(at(cbt_day), "cbt", "started"),
-                                    procedure(at(proc_day), "epidural_steroid_injection",
-                                              approach="interlaminar", image_guided=True)]
+    return second_line_history() + [
+        therapy(at(cbt_day), "cbt", "started"),
+        procedure(at(proc_day), "epidural_steroid_injection", approach="interlaminar", image_guided=True),
+    ]
 
 
 def test_refractory_at_exactly_56_days_of_psychological_therapy(api: SpecClient) -> None:
@@ -350,21 +392,28 @@ def test_refractory_entry_is_latest_of_its_criteria(api: SpecClient) -> None:
     b = api.evaluate(refractory_history(cbt_day=4, proc_day=20), at(90))
     assert stage(b) == ("refractory", at(60))
     # all refractory criteria already held when second line was entered: entry is second line's entry
-    c = api.evaluate(first_line_history() + [therapy(at(1), "cbt", "started"),
-                                             procedure(at(2), "medial_branch_block", relief_percent=10),
-                                             pain(at(70), 8)], at(90))
+    c = api.evaluate(
+        first_line_history()
+        + [
+            therapy(at(1), "cbt", "started"),
+            procedure(at(2), "medial_branch_block", relief_percent=10),
+            pain(at(70), 8),
+        ],
+        at(90),
+    )
     assert stage(c) == ("refractory", at(70))
 
 
 def test_refractory_needs_interventional_procedure_and_no_relief(api: SpecClient) -> None:
-    no_proc = second_line_history() + [therapy(at(10), "cbt", "started"),
-                                       procedure(at(50), "scs_implant")]
+    no_proc = second_line_history() + [therapy(at(10), "cbt", "started"), procedure(at(50), "scs_implant")]
     assert api.evaluate(no_proc, at(90))["stage"] == "second_line"
     relief = refractory_history(cbt_day=10, proc_day=50) + [pain(at(60), 3)]
     a = api.evaluate(relief, at(90))
     assert a["stage"] == "second_line"
-    referred = second_line_history() + [therapy(at(10), "cbt", "referred"),
-                                        procedure(at(50), "medial_branch_block", relief_percent=20)]
+    referred = second_line_history() + [
+        therapy(at(10), "cbt", "referred"),
+        procedure(at(50), "medial_branch_block", relief_percent=20),
+    ]
     assert api.evaluate(referred, at(90))["stage"] == "second_line"
 
 
@@ -380,8 +429,15 @@ def test_urgent_comes_and_goes_with_stage_since(api: SpecClient) -> None:
 
 def test_urgent_pathway_keeps_evolving_underneath(api: SpecClient) -> None:
     # red exam completes the neuro part; under urgency the patient reaches first line then second line
-    history = [surgery(at(0)), mri(at(1)), neuro(at(1), red=True), pain(at(1), 8), med(at(2), "nsaid"),
-               pt(PT, "started"), pain(PT + 28 * DAY, 8)]
+    history = [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1), red=True),
+        pain(at(1), 8),
+        med(at(2), "nsaid"),
+        pt(PT, "started"),
+        pain(PT + 28 * DAY, 8),
+    ]
     a = api.evaluate(history, at(60))
     assert stage(a) == ("urgent_surgical_evaluation", at(1))
     b = api.evaluate(history + [neuro(at(58))], at(60))
@@ -490,18 +546,26 @@ def test_opioid_review_4w_merge_same_due(api: SpecClient) -> None:
 
 
 def test_opioid_review_dose_change(api: SpecClient) -> None:
-    base = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-            med(at(5), "opioid_ir", "dose_increased", mme_per_day=40)]
+    base = [
+        surgery(at(-1)),
+        med(at(0), "opioid_ir", mme_per_day=20),
+        med(at(5), "opioid_ir", "dose_increased", mme_per_day=40),
+    ]
     assert deadlines(api.evaluate(base, at(6)), "opioid_review_dose_change") == [(at(33), "pending")]
     assert deadlines(api.evaluate(base + [review(at(5))], at(6)), "opioid_review_dose_change") == [
-        (at(33), "pending")]  # not after the increase
+        (at(33), "pending")
+    ]  # not after the increase
     assert deadlines(api.evaluate(base + [review(at(7))], at(8)), "opioid_review_dose_change") == [
-        (at(33), "satisfied")]
+        (at(33), "satisfied")
+    ]
     ended = base + [med(at(8), "opioid_ir", "stopped"), review(at(9))]
     assert deadlines(api.evaluate(ended, at(10)), "opioid_review_dose_change") == [(at(33), "cancelled")]
     # a dose decrease makes no such deadline
-    dec = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-           med(at(5), "opioid_ir", "dose_decreased", mme_per_day=10)]
+    dec = [
+        surgery(at(-1)),
+        med(at(0), "opioid_ir", mme_per_day=20),
+        med(at(5), "opioid_ir", "dose_decreased", mme_per_day=10),
+    ]
     assert deadlines(api.evaluate(dec, at(6)), "opioid_review_dose_change") == []
 
 
@@ -525,8 +589,7 @@ def test_pdmp_chain(api: SpecClient) -> None:
     assert deadlines(a, "pdmp_review") == [(at(0), "pending")]
     b = api.evaluate(base + [monitoring(at(-30), pdmp_checked=True)], at(1))
     assert deadlines(b, "pdmp_review") == [(at(0), "satisfied"), (at(60), "pending")]
-    c = api.evaluate(base + [monitoring(at(-30), pdmp_checked=True), monitoring(at(30), pdmp_checked=True)],
-                     at(31))
+    c = api.evaluate(base + [monitoring(at(-30), pdmp_checked=True), monitoring(at(30), pdmp_checked=True)], at(31))
     # the day-30 check is exactly at 60 - 30 days: satisfies; it schedules day 120
     assert deadlines(c, "pdmp_review") == [(at(0), "satisfied"), (at(60), "satisfied"), (at(120), "pending")]
     d = api.evaluate(base + [monitoring(at(5), pdmp_checked=True), med(at(50), "opioid_ir", "stopped")], at(51))
@@ -547,31 +610,36 @@ def test_pt_start_check(api: SpecClient) -> None:
     base = [surgery(at(-1)), pt(at(0), "referred")]
     assert deadlines(api.evaluate(base, at(1)), "pt_start_check") == [(at(14), "pending")]
     assert deadlines(api.evaluate(base + [pt(at(0), "started")], at(1)), "pt_start_check") == [
-        (at(14), "satisfied")]  # at or after the referral
-    assert deadlines(api.evaluate(base + [pt(at(3), "stopped")], at(4)), "pt_start_check") == [
-        (at(14), "cancelled")]
-    assert deadlines(api.evaluate(base + [pt(at(3), "stopped"), pt(at(3), "started")], at(4)),
-                     "pt_start_check") == [(at(14), "satisfied")]
+        (at(14), "satisfied")
+    ]  # at or after the referral
+    assert deadlines(api.evaluate(base + [pt(at(3), "stopped")], at(4)), "pt_start_check") == [(at(14), "cancelled")]
+    assert deadlines(api.evaluate(base + [pt(at(3), "stopped"), pt(at(3), "started")], at(4)), "pt_start_check") == [
+        (at(14), "satisfied")
+    ]
     # other therapy kinds do not satisfy it
     assert deadlines(api.evaluate(base + [therapy(at(2), "cbt", "started")], at(4)), "pt_start_check") == [
-        (at(14), "pending")]
+        (at(14), "pending")
+    ]
 
 
 def test_pt_follow_up(api: SpecClient) -> None:
     base = [surgery(at(-1)), pt(at(0), "started")]
     assert deadlines(api.evaluate(base + [pt(at(10), "progress")], at(11)), "pt_follow_up") == [
-        (at(28), "satisfied"), (at(38), "pending")]
-    assert deadlines(api.evaluate(base + [pt(at(10), "completed")], at(11)), "pt_follow_up") == [
-        (at(28), "satisfied")]
-    assert deadlines(api.evaluate(base + [pt(at(10), "stopped")], at(11)), "pt_follow_up") == [
-        (at(28), "cancelled")]
+        (at(28), "satisfied"),
+        (at(38), "pending"),
+    ]
+    assert deadlines(api.evaluate(base + [pt(at(10), "completed")], at(11)), "pt_follow_up") == [(at(28), "satisfied")]
+    assert deadlines(api.evaluate(base + [pt(at(10), "stopped")], at(11)), "pt_follow_up") == [(at(28), "cancelled")]
     # stop and progress at one instant: the start's reminder is satisfied (same instant: satisfied wins);
     # the progress's own reminder is not cancelled by a stop at its own instant (clinical-rules §7.11)
-    assert deadlines(api.evaluate(base + [pt(at(10), "stopped"), pt(at(10), "progress")], at(11)),
-                     "pt_follow_up") == [(at(28), "satisfied"), (at(38), "pending")]
+    assert deadlines(api.evaluate(base + [pt(at(10), "stopped"), pt(at(10), "progress")], at(11)), "pt_follow_up") == [
+        (at(28), "satisfied"),
+        (at(38), "pending"),
+    ]
     # another therapy's progress is not a PT progress
     assert deadlines(api.evaluate(base + [therapy(at(10), "cbt", "progress")], at(11)), "pt_follow_up") == [
-        (at(28), "pending")]
+        (at(28), "pending")
+    ]
 
 
 def test_first_line_review(api: SpecClient) -> None:
@@ -588,10 +656,8 @@ def test_first_line_review(api: SpecClient) -> None:
 
 def test_procedure_follow_up(api: SpecClient) -> None:
     base = [surgery(at(-1)), procedure(at(0), "medial_branch_block", relief_percent=60)]
-    assert deadlines(api.evaluate(base + [pain(at(7) - SEC, 4)], at(8)), "procedure_follow_up") == [
-        (at(14), "pending")]
-    assert deadlines(api.evaluate(base + [pain(at(7), 4)], at(8)), "procedure_follow_up") == [
-        (at(14), "satisfied")]
+    assert deadlines(api.evaluate(base + [pain(at(7) - SEC, 4)], at(8)), "procedure_follow_up") == [(at(14), "pending")]
+    assert deadlines(api.evaluate(base + [pain(at(7), 4)], at(8)), "procedure_follow_up") == [(at(14), "satisfied")]
 
 
 def test_deadlines_every_instance_since_first_fact(api: SpecClient) -> None:
@@ -603,8 +669,15 @@ def test_deadlines_every_instance_since_first_fact(api: SpecClient) -> None:
 
 def test_second_line_waits_for_first_line_entry(api: SpecClient) -> None:
     # second-line criteria hold from day 43, but the MRI completing the evaluation comes only on day 60
-    history = [surgery(at(0)), neuro(at(1)), pain(at(1), 8), med(at(1), "nsaid"), pt(at(1), "started"),
-               pain(at(30), 8), mri(at(60))]
+    history = [
+        surgery(at(0)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        med(at(1), "nsaid"),
+        pt(at(1), "started"),
+        pain(at(30), 8),
+        mri(at(60)),
+    ]
     a = api.evaluate(history, at(59))
     assert stage(a) == ("initial_evaluation", at(0))
     assert utc(a["next_evaluation_at"]) == at(60)
@@ -612,8 +685,15 @@ def test_second_line_waits_for_first_line_entry(api: SpecClient) -> None:
 
 
 def test_pt_from_a_previous_episode_does_not_count(api: SpecClient) -> None:
-    history = [pt(at(-10), "started"), surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
-               med(at(2), "nsaid"), pain(at(40), 8)]
+    history = [
+        pt(at(-10), "started"),
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        med(at(2), "nsaid"),
+        pain(at(40), 8),
+    ]
     a = api.evaluate(history, at(80))
     assert a["stage"] == "first_line"
     assert deadlines(a, "first_line_review") == [(at(32), "cancelled")]
@@ -637,31 +717,56 @@ def test_next_evaluation_is_earliest_change_and_ignores_deadlines_falling_due(ap
 def test_urgent_run_spans_episodes_and_restarts_after_a_clear_exam(api: SpecClient) -> None:
     a = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(10)), neuro(at(12), red=True)], at(13))
     assert stage(a) == ("urgent_surgical_evaluation", at(5))
-    b = api.evaluate([surgery(at(0)), neuro(at(5), red=True), neuro(at(6)), neuro(at(6), red=True),
-                      neuro(at(8), red=True)], at(9))
+    b = api.evaluate(
+        [surgery(at(0)), neuro(at(5), red=True), neuro(at(6)), neuro(at(6), red=True), neuro(at(8), red=True)], at(9)
+    )
     # day 6 has both a clear and a red exam: the red one is the latest, so the run never broke
     assert stage(b) == ("urgent_surgical_evaluation", at(5))
 
 
 def test_dose_change_rules(api: SpecClient) -> None:
     # a dose increase of a class with no open course is ignored even while another opioid is open
-    a = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-                      med(at(5), "opioid_er", "dose_increased", mme_per_day=60)], at(6))
+    a = api.evaluate(
+        [
+            surgery(at(-1)),
+            med(at(0), "opioid_ir", mme_per_day=20),
+            med(at(5), "opioid_er", "dose_increased", mme_per_day=60),
+        ],
+        at(6),
+    )
     assert deadlines(a, "opioid_review_dose_change") == []
     assert "naloxone_indicated" not in flags(a)
     # an increase at the instant the course stops is ignored (half-open course)
-    b = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-                      med(at(5), "opioid_ir", "stopped"), med(at(5), "opioid_ir", "dose_increased")], at(6))
+    b = api.evaluate(
+        [
+            surgery(at(-1)),
+            med(at(0), "opioid_ir", mme_per_day=20),
+            med(at(5), "opioid_ir", "stopped"),
+            med(at(5), "opioid_ir", "dose_increased"),
+        ],
+        at(6),
+    )
     assert deadlines(b, "opioid_review_dose_change") == []
     # an increase at the instant the course starts counts
-    c = api.evaluate([surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-                      med(at(0), "opioid_ir", "dose_increased", mme_per_day=40)], at(1))
+    c = api.evaluate(
+        [
+            surgery(at(-1)),
+            med(at(0), "opioid_ir", mme_per_day=20),
+            med(at(0), "opioid_ir", "dose_increased", mme_per_day=40),
+        ],
+        at(1),
+    )
     assert deadlines(c, "opioid_review_dose_change") == [(at(28), "pending")]
 
 
 def test_second_opioid_episode_plan_window(api: SpecClient) -> None:
-    history = [surgery(at(-100)), monitoring(at(-5), plan=True), med(at(0), "opioid_ir"),
-               med(at(10), "opioid_ir", "stopped"), med(at(50), "opioid_ir")]
+    history = [
+        surgery(at(-100)),
+        monitoring(at(-5), plan=True),
+        med(at(0), "opioid_ir"),
+        med(at(10), "opioid_ir", "stopped"),
+        med(at(50), "opioid_ir"),
+    ]
     a = api.evaluate(history, at(51))
     # the day -5 plan is 55 days before the second episode: too early for it
     assert deadlines(a, "opioid_monitoring_plan") == [(at(0), "satisfied"), (at(50), "pending")]
@@ -671,8 +776,7 @@ def test_second_opioid_episode_plan_window(api: SpecClient) -> None:
 
 
 def test_pt_start_check_only_counts_starts_and_stops_after_the_referral(api: SpecClient) -> None:
-    a = api.evaluate([surgery(at(-10)), pt(at(-5), "started"), pt(at(-2), "stopped"), pt(at(0), "referred")],
-                     at(1))
+    a = api.evaluate([surgery(at(-10)), pt(at(-5), "started"), pt(at(-2), "stopped"), pt(at(0), "referred")], at(1))
     assert deadlines(a, "pt_start_check") == [(at(14), "pending")]
     dup = api.evaluate([surgery(at(-10)), pt(at(0), "referred"), pt(at(0), "referred", off=2)], at(1))
     assert deadlines(dup, "pt_start_check") == [(at(14), "pending")]
@@ -688,8 +792,15 @@ def test_order_same_instant_ties_compare_json_text_not_numbers(api: SpecClient) 
 
 def test_second_line_boundary_with_mixed_offsets(api: SpecClient) -> None:
     # PT start written at +05:30, the outcome assessment at -08:00, now at +09:00: only instants matter
-    history = [surgery(at(0), -8), mri(at(1), 5.5), neuro(at(1), off=9), pain(at(1), 8, -8),
-               med(at(2), "nsaid", off=5.5), pt(PT, "started", 5.5), pain(PT + 28 * DAY, 8, -8)]
+    history = [
+        surgery(at(0), -8),
+        mri(at(1), 5.5),
+        neuro(at(1), off=9),
+        pain(at(1), 8, -8),
+        med(at(2), "nsaid", off=5.5),
+        pt(PT, "started", 5.5),
+        pain(PT + 28 * DAY, 8, -8),
+    ]
     assert api.evaluate(history, SECOND - SEC)["stage"] == "first_line"
     assert stage(api.evaluate(history, SECOND)) == ("second_line", SECOND)
     late = history[:-1] + [pain(PT + 28 * DAY - SEC, 8, -8)]
@@ -744,28 +855,56 @@ def test_urgent_referral_of_a_red_exam_followed_by_red_exam_then_surgery(api: Sp
 def test_current_mme_after_stop_and_start_at_one_instant_is_the_restart_dose(api: SpecClient) -> None:
     # the course continues (no new 4-week review), and its latest mme_per_day is the restart's
     # (clinical-rules §7: a documented new dose is never ignored)
-    up = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=20), med(at(10), "opioid_ir", "stopped"),
-          med(at(10), "opioid_ir", mme_per_day=60)]
+    up = [
+        surgery(at(0)),
+        med(at(1), "opioid_ir", mme_per_day=20),
+        med(at(10), "opioid_ir", "stopped"),
+        med(at(10), "opioid_ir", mme_per_day=60),
+    ]
     a = api.evaluate(up, at(11))
     assert "naloxone_indicated" in flags(a)
     assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]
-    down = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=60), med(at(10), "opioid_ir", "stopped"),
-            med(at(10), "opioid_ir", mme_per_day=20)]
+    down = [
+        surgery(at(0)),
+        med(at(1), "opioid_ir", mme_per_day=60),
+        med(at(10), "opioid_ir", "stopped"),
+        med(at(10), "opioid_ir", mme_per_day=20),
+    ]
     assert "naloxone_indicated" not in flags(api.evaluate(down, at(11)))
     # without an MME on the restart the course keeps its last known dose
-    keep = [surgery(at(0)), med(at(1), "opioid_ir", mme_per_day=60), med(at(10), "opioid_ir", "stopped"),
-            med(at(10), "opioid_ir")]
+    keep = [
+        surgery(at(0)),
+        med(at(1), "opioid_ir", mme_per_day=60),
+        med(at(10), "opioid_ir", "stopped"),
+        med(at(10), "opioid_ir"),
+    ]
     assert "naloxone_indicated" in flags(api.evaluate(keep, at(11)))
 
 
 def test_relief_stated_before_the_baseline_is_ended_by_it(api: SpecClient) -> None:
     # the baseline assessment is later than the statement and is not 30 % below itself: no relief claimed
-    a = api.evaluate([surgery(at(0)), therapy(at(0.5), "cbt", "progress", meaningful_relief=True),
-                      mri(at(1)), neuro(at(1)), pain(at(1), 8)], at(2))
+    a = api.evaluate(
+        [
+            surgery(at(0)),
+            therapy(at(0.5), "cbt", "progress", meaningful_relief=True),
+            mri(at(1)),
+            neuro(at(1)),
+            pain(at(1), 8),
+        ],
+        at(2),
+    )
     assert "responding_to_treatment" not in flags(a)
     # a statement at or after the baseline stands
-    b = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
-                      therapy(at(1), "cbt", "progress", meaningful_relief=True)], at(2))
+    b = api.evaluate(
+        [
+            surgery(at(0)),
+            mri(at(1)),
+            neuro(at(1)),
+            pain(at(1), 8),
+            therapy(at(1), "cbt", "progress", meaningful_relief=True),
+        ],
+        at(2),
+    )
     assert "responding_to_treatment" in flags(b)
 
 
@@ -774,15 +913,27 @@ def test_order_same_instant_statements_by_type_name(
     api: SpecClient, review_says: bool, therapy_says: bool, relief: bool
 ) -> None:
     # at one instant "opioid_review" < "therapy": the therapy update is the latest statement
-    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8),
-               therapy(at(3), "cbt", "progress", meaningful_relief=therapy_says),
-               review(at(3), relief=review_says)]
+    history = [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        therapy(at(3), "cbt", "progress", meaningful_relief=therapy_says),
+        review(at(3), relief=review_says),
+    ]
     assert ("responding_to_treatment" in flags(api.evaluate(history, at(4)))) is relief
 
 
 def test_second_line_non_opioid_started_late_sets_the_entry(api: SpecClient) -> None:
-    history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), pt(PT, "started"),
-               pain(PT + 28 * DAY, 8), med(at(50), "snri")]
+    history = [
+        surgery(at(0)),
+        mri(at(1)),
+        neuro(at(1)),
+        pain(at(1), 8),
+        pt(PT, "started"),
+        pain(PT + 28 * DAY, 8),
+        med(at(50), "snri"),
+    ]
     assert stage(api.evaluate(history, at(80))) == ("second_line", at(50))
     # a non-opioid dose increase is no opioid dose change
     a = api.evaluate(history + [med(at(55), "snri", "dose_increased")], at(80))
@@ -824,8 +975,13 @@ def test_facts_at_a_new_surgery_instant_close_the_previous_episode(api: SpecClie
 def test_pdmp_deadlines_of_two_opioid_episodes_merge_on_the_same_due(api: SpecClient) -> None:
     # episode 1 [0, 50): the day -20 check satisfies its start and schedules day 70, cancelled at day 50;
     # episode 2 starts on day 70: its start deadline collides with that one (pending over cancelled)
-    history = [surgery(at(-100)), monitoring(at(-20), pdmp_checked=True), med(at(0), "opioid_ir"),
-               med(at(50), "opioid_ir", "stopped"), med(at(70), "opioid_ir")]
+    history = [
+        surgery(at(-100)),
+        monitoring(at(-20), pdmp_checked=True),
+        med(at(0), "opioid_ir"),
+        med(at(50), "opioid_ir", "stopped"),
+        med(at(70), "opioid_ir"),
+    ]
     a = api.evaluate(history, at(71))
     assert deadlines(a, "pdmp_review") == [(at(0), "satisfied"), (at(70), "pending")]
     # a check on day 60: too late for episode 1 (ended first), in time for episode 2 (satisfied over
@@ -837,8 +993,11 @@ def test_pdmp_deadlines_of_two_opioid_episodes_merge_on_the_same_due(api: SpecCl
 
 def test_now_written_with_an_offset_is_the_same_instant(api: SpecClient) -> None:
     history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(5), 7, -8)]
-    response = api.client.post("/v1/pathway:evaluate", headers=api.headers, json={
-        "updates": history, "now": at(5).astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()})
+    response = api.client.post(
+        "/v1/pathway:evaluate",
+        headers=api.headers,
+        json={"updates": history, "now": at(5).astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()},
+    )
     assert response.status_code == 200, response.text
     a = response.json()
     assert stage(a) == ("first_line", at(5))  # the fact written at -08:00 is exactly at now
@@ -849,18 +1008,36 @@ def test_now_written_with_an_offset_is_the_same_instant(api: SpecClient) -> None
 
 def test_deadlines_without_a_cancelling_event_are_never_cancelled(api: SpecClient) -> None:
     # procedure_follow_up has no "cancelled when": a new surgery or an opioid stop leaves it pending
-    a = api.evaluate([surgery(at(-10)), procedure(at(0), "epidural_steroid_injection", approach="caudal"),
-                      surgery(at(5)), pt(at(6), "stopped")], at(20))
+    a = api.evaluate(
+        [
+            surgery(at(-10)),
+            procedure(at(0), "epidural_steroid_injection", approach="caudal"),
+            surgery(at(5)),
+            pt(at(6), "stopped"),
+        ],
+        at(20),
+    )
     assert deadlines(a, "procedure_follow_up") == [(at(14), "pending")]
     # the follow-up assessment may come in the new episode
-    b = api.evaluate([surgery(at(-10)), procedure(at(0), "epidural_steroid_injection", approach="caudal"),
-                      surgery(at(5)), pain(at(8), 5)], at(20))
+    b = api.evaluate(
+        [
+            surgery(at(-10)),
+            procedure(at(0), "epidural_steroid_injection", approach="caudal"),
+            surgery(at(5)),
+            pain(at(8), 5),
+        ],
+        at(20),
+    )
     assert deadlines(b, "procedure_follow_up") == [(at(14), "satisfied")]
 
 
 def test_deadline_citations_of_the_spec_table(api: SpecClient) -> None:
-    history = [surgery(at(-1)), med(at(0), "opioid_ir", mme_per_day=20),
-               med(at(5), "opioid_ir", "dose_increased", mme_per_day=40), review(at(6))]
+    history = [
+        surgery(at(-1)),
+        med(at(0), "opioid_ir", mme_per_day=20),
+        med(at(5), "opioid_ir", "dose_increased", mme_per_day=40),
+        review(at(6)),
+    ]
     a = api.evaluate(history, at(7))
     cited = {d["kind"]: d for d in a["deadlines"]}
     assert "G3" in cited["opioid_review_4w"]["citation"]
@@ -873,8 +1050,10 @@ def test_deadline_citations_of_the_spec_table(api: SpecClient) -> None:
 def test_current_mme_of_two_starts_at_one_instant_is_the_latest_stated(api: SpecClient) -> None:
     # one opioid_ir course; at one instant {"…","mme_per_day":20} sorts before {"…","mme_per_day":60}, so 60 is
     # the course's latest mme_per_day (clinical-rules §7.30), whatever the arrival order
-    for pair in ([med(at(1), "opioid_ir", mme_per_day=60), med(at(1), "opioid_ir", mme_per_day=20)],
-                 [med(at(1), "opioid_ir", mme_per_day=20), med(at(1), "opioid_ir", mme_per_day=60)]):
+    for pair in (
+        [med(at(1), "opioid_ir", mme_per_day=60), med(at(1), "opioid_ir", mme_per_day=20)],
+        [med(at(1), "opioid_ir", mme_per_day=20), med(at(1), "opioid_ir", mme_per_day=60)],
+    ):
         a = api.evaluate([surgery(at(0))] + pair, at(2))
         assert "naloxone_indicated" in flags(a)
         assert deadlines(a, "opioid_review_4w") == [(at(29), "pending")]

@@ -1,6 +1,7 @@
 """Black-box acceptance of pathway-spec.md §1 validation through the real intake routes: every update
 type's fields (required/optional), enums, ranges, RFC 3339 timestamps with an offset. Bad input is 422 with
 a field-level message and nothing is stored (no update, no outbox event, no idempotency record)."""
+
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
 from shared.auth import create_token
 from shared.db.tables import IdempotencyRecord, OutboxMessage, PatientUpdate
 from shared.db.uow import UnitOfWork
@@ -25,15 +26,26 @@ FULL: dict[str, dict[str, Any]] = {
     "surgery": {"procedure": "laminectomy_foraminotomy", "levels": ["L4-L5", "L5-S1"]},
     "pain_assessment": {"pain_nrs": 7, "function_peg": 6.3, "distribution": "mixed", "facet_suspected": True},
     "neuro_exam": {"progressive_deficit": False, "cauda_equina_signs": False},
-    "imaging": {"modality": "mri", "findings": ["recurrent_disc_herniation", "instability"],
-                "indication": "new weakness"},
+    "imaging": {
+        "modality": "mri",
+        "findings": ["recurrent_disc_herniation", "instability"],
+        "indication": "new weakness",
+    },
     "medication": {"drug_class": "opioid_ir", "action": "started", "mme_per_day": 30, "name": "oxycodone"},
-    "opioid_monitoring": {"plan_documented": True, "pdmp_checked": True, "urine_drug_test": False,
-                          "naloxone_offered": True},
+    "opioid_monitoring": {
+        "plan_documented": True,
+        "pdmp_checked": True,
+        "urine_drug_test": False,
+        "naloxone_offered": True,
+    },
     "opioid_review": {"meaningful_relief": False, "pain_nrs": 6, "tolerance_or_hyperalgesia": True},
     "therapy": {"kind": "physical_therapy", "status": "started", "modality": "passive", "meaningful_relief": True},
-    "procedure": {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True,
-                  "relief_percent": 55.5},
+    "procedure": {
+        "kind": "epidural_steroid_injection",
+        "approach": "transforaminal",
+        "image_guided": True,
+        "relief_percent": 55.5,
+    },
     "psychosocial": {"factors": ["divorced", "high_motivation"], "symptom_months_before_surgery": 11.5},
 }
 # Only the required fields.
@@ -50,32 +62,82 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "psychosocial": {"factors": []},
 }
 REQUIRED = {
-    "surgery": ["procedure"], "pain_assessment": ["pain_nrs", "distribution"], "neuro_exam": ["progressive_deficit"],
-    "imaging": ["modality", "findings"], "medication": ["drug_class", "action"],
-    "opioid_monitoring": ["plan_documented"], "opioid_review": ["meaningful_relief"], "therapy": ["kind", "status"],
-    "procedure": ["kind"], "psychosocial": ["factors"],
+    "surgery": ["procedure"],
+    "pain_assessment": ["pain_nrs", "distribution"],
+    "neuro_exam": ["progressive_deficit"],
+    "imaging": ["modality", "findings"],
+    "medication": ["drug_class", "action"],
+    "opioid_monitoring": ["plan_documented"],
+    "opioid_review": ["meaningful_relief"],
+    "therapy": ["kind", "status"],
+    "procedure": ["kind"],
+    "psychosocial": ["factors"],
 }
 ENUMS = {
-    ("surgery", "procedure"): ["laminectomy", "foraminotomy", "laminectomy_foraminotomy", "discectomy", "fusion",
-                               "other"],
+    ("surgery", "procedure"): [
+        "laminectomy",
+        "foraminotomy",
+        "laminectomy_foraminotomy",
+        "discectomy",
+        "fusion",
+        "other",
+    ],
     ("pain_assessment", "distribution"): ["axial", "radicular", "mixed"],
     ("imaging", "modality"): ["mri", "ct", "xray"],
-    ("medication", "drug_class"): ["nsaid", "gabapentinoid", "sodium_channel_anticonvulsant", "tca", "snri",
-                                   "opioid_ir", "opioid_er", "benzodiazepine", "other"],
+    ("medication", "drug_class"): [
+        "nsaid",
+        "gabapentinoid",
+        "sodium_channel_anticonvulsant",
+        "tca",
+        "snri",
+        "opioid_ir",
+        "opioid_er",
+        "benzodiazepine",
+        "other",
+    ],
     ("medication", "action"): ["started", "dose_increased", "dose_decreased", "stopped"],
-    ("therapy", "kind"): ["physical_therapy", "cbt", "biofeedback", "relaxation_training", "supportive_psychotherapy",
-                          "psychological_evaluation", "multidisciplinary_rehab", "tens"],
+    ("therapy", "kind"): [
+        "physical_therapy",
+        "cbt",
+        "biofeedback",
+        "relaxation_training",
+        "supportive_psychotherapy",
+        "psychological_evaluation",
+        "multidisciplinary_rehab",
+        "tens",
+    ],
     ("therapy", "status"): ["referred", "started", "progress", "completed", "stopped"],
-    ("procedure", "kind"): ["epidural_steroid_injection", "medial_branch_block", "radiofrequency_denervation",
-                            "scs_trial", "scs_implant", "endoscopic_decompression", "repeat_surgery"],
+    ("procedure", "kind"): [
+        "epidural_steroid_injection",
+        "medial_branch_block",
+        "radiofrequency_denervation",
+        "scs_trial",
+        "scs_implant",
+        "endoscopic_decompression",
+        "repeat_surgery",
+    ],
     ("procedure", "approach"): ["transforaminal", "interlaminar", "caudal"],
 }
 LIST_ENUMS = {
-    ("imaging", "findings"): ["recurrent_disc_herniation", "inadequate_decompression", "instability",
-                              "adjacent_segment_disease", "nerve_entrapment_in_scar", "no_surgical_target"],
-    ("psychosocial", "factors"): ["high_motivation", "family_support", "good_function",
-                                  "moderate_psychological_factors", "divorced", "unemployed", "diffuse_complaints",
-                                  "predominant_psychological_factors", "secondary_gain"],
+    ("imaging", "findings"): [
+        "recurrent_disc_herniation",
+        "inadequate_decompression",
+        "instability",
+        "adjacent_segment_disease",
+        "nerve_entrapment_in_scar",
+        "no_surgical_target",
+    ],
+    ("psychosocial", "factors"): [
+        "high_motivation",
+        "family_support",
+        "good_function",
+        "moderate_psychological_factors",
+        "divorced",
+        "unemployed",
+        "diffuse_complaints",
+        "predominant_psychological_factors",
+        "secondary_gain",
+    ],
 }
 
 
@@ -108,12 +170,16 @@ class Intake:
         return self.client.post(f"/v1/patients/{self.patient}/updates", json=body, headers=headers)
 
     def batch(self, updates: list[Any]) -> Any:
-        return self.client.post(f"/v1/patients/{self.patient}/updates:batch", json={"updates": updates},
-                                headers=self.headers)
+        return self.client.post(
+            f"/v1/patients/{self.patient}/updates:batch", json={"updates": updates}, headers=self.headers
+        )
 
     def stored(self) -> tuple[int, int, int]:
-        return (count(self.settings, PatientUpdate), count(self.settings, OutboxMessage),
-                count(self.settings, IdempotencyRecord))
+        return (
+            count(self.settings, PatientUpdate),
+            count(self.settings, OutboxMessage),
+            count(self.settings, IdempotencyRecord),
+        )
 
     def assert_rejected(self, body: Any, field: str | None = None) -> None:
         before = self.stored()
@@ -136,6 +202,7 @@ def intake(settings: Settings) -> Intake:
 
 
 # ---------------------------------------------------------------- valid updates are accepted and stored
+
 
 def test_every_type_full_and_minimal_is_accepted(intake: Intake) -> None:
     bodies = [update(t, d) for t, d in FULL.items()] + [update(t, d) for t, d in MINIMAL.items()]
@@ -193,14 +260,17 @@ def test_boundary_values_are_accepted(intake: Intake) -> None:
 
 def test_defaults_and_offsets_are_kept_in_clinical_time(intake: Intake) -> None:
     """The what-if reads the same validated update: occurred_at with any offset is the same instant."""
-    body = {"updates": [update("surgery", {"procedure": "laminectomy"}, "2026-03-01T04:30:00-05:00")],
-            "now": "2026-03-01T10:30:00+01:00"}
+    body = {
+        "updates": [update("surgery", {"procedure": "laminectomy"}, "2026-03-01T04:30:00-05:00")],
+        "now": "2026-03-01T10:30:00+01:00",
+    }
     result = intake.client.post("/v1/pathway:evaluate", json=body, headers=intake.headers).json()
     assert result["evaluated_at"].startswith("2026-03-01T09:30:00")
     assert result["stage_since"].startswith("2026-03-01T09:30:00")
 
 
 # ---------------------------------------------------------------- rejected: required fields
+
 
 def test_missing_required_field(intake: Intake) -> None:
     for type_, fields in REQUIRED.items():
@@ -219,6 +289,7 @@ def test_missing_envelope_field(intake: Intake) -> None:
 
 # ---------------------------------------------------------------- rejected: unknown types and fields
 
+
 def test_unknown_type(intake: Intake) -> None:
     intake.assert_rejected(update("massage", {}), "type")
     intake.assert_rejected(update("Surgery", {"procedure": "laminectomy"}), "type")
@@ -235,6 +306,7 @@ def test_unknown_envelope_field(intake: Intake) -> None:
 
 # ---------------------------------------------------------------- rejected: enums
 
+
 def test_wrong_enum_value(intake: Intake) -> None:
     for type_, field in sorted(ENUMS):
         intake.assert_rejected(update(type_, {**FULL[type_], field: "not_a_value"}), field)
@@ -249,8 +321,9 @@ def test_wrong_list_enum_value(intake: Intake) -> None:
 
 
 def test_pt_modality_enum_and_scope(intake: Intake) -> None:
-    intake.assert_rejected(with_data("therapy", kind="physical_therapy", status="started", modality="mixed"),
-                           "modality")
+    intake.assert_rejected(
+        with_data("therapy", kind="physical_therapy", status="started", modality="mixed"), "modality"
+    )
     # modality is for physical_therapy started/progress only; a referral has none
     intake.assert_rejected(with_data("therapy", kind="physical_therapy", status="referred", modality="active"))
     intake.assert_rejected(with_data("therapy", kind="cbt", status="started", modality="active"))
@@ -259,23 +332,36 @@ def test_pt_modality_enum_and_scope(intake: Intake) -> None:
 # ---------------------------------------------------------------- rejected: ranges and kinds of value
 
 OUT_OF_RANGE = [
-    ("pain_assessment", "pain_nrs", 11), ("pain_assessment", "pain_nrs", -1), ("pain_assessment", "pain_nrs", 7.5),
-    ("pain_assessment", "pain_nrs", "7"), ("pain_assessment", "pain_nrs", True),
-    ("pain_assessment", "function_peg", 10.01), ("pain_assessment", "function_peg", -0.5),
+    ("pain_assessment", "pain_nrs", 11),
+    ("pain_assessment", "pain_nrs", -1),
+    ("pain_assessment", "pain_nrs", 7.5),
+    ("pain_assessment", "pain_nrs", "7"),
+    ("pain_assessment", "pain_nrs", True),
+    ("pain_assessment", "function_peg", 10.01),
+    ("pain_assessment", "function_peg", -0.5),
     ("pain_assessment", "function_peg", "5"),
-    ("pain_assessment", "facet_suspected", "yes"), ("pain_assessment", "facet_suspected", 1),
-    ("neuro_exam", "progressive_deficit", "false"), ("neuro_exam", "cauda_equina_signs", 0),
+    ("pain_assessment", "facet_suspected", "yes"),
+    ("pain_assessment", "facet_suspected", 1),
+    ("neuro_exam", "progressive_deficit", "false"),
+    ("neuro_exam", "cauda_equina_signs", 0),
     ("neuro_exam", "progressive_deficit", None),
-    ("opioid_review", "pain_nrs", 11), ("opioid_review", "pain_nrs", -1),
+    ("opioid_review", "pain_nrs", 11),
+    ("opioid_review", "pain_nrs", -1),
     ("opioid_review", "meaningful_relief", "true"),
-    ("opioid_monitoring", "pdmp_checked", "yes"), ("opioid_monitoring", "plan_documented", 1),
-    ("procedure", "relief_percent", 100.5), ("procedure", "relief_percent", -1),
-    ("procedure", "relief_percent", "50"), ("procedure", "image_guided", "true"),
-    ("medication", "mme_per_day", -1), ("medication", "mme_per_day", "30"),
+    ("opioid_monitoring", "pdmp_checked", "yes"),
+    ("opioid_monitoring", "plan_documented", 1),
+    ("procedure", "relief_percent", 100.5),
+    ("procedure", "relief_percent", -1),
+    ("procedure", "relief_percent", "50"),
+    ("procedure", "image_guided", "true"),
+    ("medication", "mme_per_day", -1),
+    ("medication", "mme_per_day", "30"),
     ("psychosocial", "symptom_months_before_surgery", -0.1),
     ("psychosocial", "symptom_months_before_surgery", "6"),
-    ("surgery", "levels", "L4-L5"), ("surgery", "levels", [45]),
-    ("imaging", "findings", None), ("imaging", "indication", 12),
+    ("surgery", "levels", "L4-L5"),
+    ("surgery", "levels", [45]),
+    ("imaging", "findings", None),
+    ("imaging", "indication", 12),
     ("therapy", "meaningful_relief", "no"),
 ]
 
@@ -293,18 +379,18 @@ def test_data_must_be_an_object(intake: Intake) -> None:
 # ---------------------------------------------------------------- rejected: timestamps
 
 BAD_TIMES = [
-    "2026-03-01T09:30:00",          # naive
-    "2026-03-01 09:30:00",          # naive
-    "2026-03-01",                   # date only
-    "2026-03-01T09:30+01:00",       # no seconds (not RFC 3339)
-    "2026-03-01T09:30:00+0100",     # offset without colon (not RFC 3339)
-    "2026-03-01T09:30:00+01",       # truncated offset
-    "09:30:00+01:00",               # time only
-    "2026-03-01T25:30:00+01:00",    # impossible hour
-    "2026-02-30T09:30:00Z",         # impossible date
+    "2026-03-01T09:30:00",  # naive
+    "2026-03-01 09:30:00",  # naive
+    "2026-03-01",  # date only
+    "2026-03-01T09:30+01:00",  # no seconds (not RFC 3339)
+    "2026-03-01T09:30:00+0100",  # offset without colon (not RFC 3339)
+    "2026-03-01T09:30:00+01",  # truncated offset
+    "09:30:00+01:00",  # time only
+    "2026-03-01T25:30:00+01:00",  # impossible hour
+    "2026-02-30T09:30:00Z",  # impossible date
     "yesterday",
     "",
-    1772353800,                     # epoch seconds
+    1772353800,  # epoch seconds
     None,
 ]
 
@@ -325,6 +411,7 @@ def test_what_if_now_must_have_an_offset(intake: Intake) -> None:
 
 
 # ---------------------------------------------------------------- batches: all or nothing, located errors
+
 
 def test_batch_with_one_bad_update_stores_nothing(intake: Intake) -> None:
     good = update("surgery", {"procedure": "laminectomy"})

@@ -1,6 +1,7 @@
 """The worklist in real headless Chromium (Debian's /usr/bin/chromium via Playwright), against the
 notifications app under a real uvicorn process on the test database. JavaScript is disabled in the page:
 everything must work as plain HTML forms."""
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,15 @@ from tests.integration.channels.support import free_port, seed_reminder
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture
@@ -31,9 +39,22 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
     log_path = tmp_path / "uvicorn.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "services.notifications.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "carepath.apps:create_notifications_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=dict(os.environ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -139,8 +160,9 @@ def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str)
             browser.close()
 
     headers = {"Authorization": f"Bearer {token}"}
-    statuses = {r.id: httpx.get(f"{server}/v1/reminders/{r.id}", headers=headers).json()
-                for r in (opioid, pdmp, urine, future)}
+    statuses = {
+        r.id: httpx.get(f"{server}/v1/reminders/{r.id}", headers=headers).json() for r in (opioid, pdmp, urine, future)
+    }
     assert statuses[opioid.id]["status"] == "snoozed"
     assert statuses[opioid.id]["snoozed_until"].startswith(until)
     assert statuses[pdmp.id]["status"] == "acknowledged"

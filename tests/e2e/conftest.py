@@ -1,4 +1,5 @@
 """Real processes: `carepath up` (or single parts) against the selected backend, driven over HTTP."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ def free_port() -> int:
 
 def carepath_command() -> list[str]:
     found = shutil.which("carepath", path=str(Path(sys.executable).parent))
-    return [found] if found else [sys.executable, "-m", "shared.cli"]
+    return [found] if found else [sys.executable, "-m", "carepath.cli"]
 
 
 @dataclass
@@ -41,9 +42,13 @@ class Stack:
 
     def start(self, *parts: str) -> None:
         for part in parts:
-            log = open(self.workdir / f"{part}.log", "ab")
+            log = open(self.workdir / f"{part}.log", "ab")  # noqa: SIM115 - the child process owns it
             self.processes[part] = subprocess.Popen(
-                [*carepath_command(), part], env=self.env, cwd=self.workdir, stdout=log, stderr=log,
+                [*carepath_command(), part],
+                env=self.env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=log,
                 start_new_session=True,
             )
 
@@ -62,8 +67,9 @@ class Stack:
             self.stop(part)
 
     def run(self, *args: str) -> str:
-        done = subprocess.run([*carepath_command(), *args], env=self.env, cwd=self.workdir, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [*carepath_command(), *args], env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
@@ -118,13 +124,15 @@ def wait_for(probe: Callable[[], Any], timeout: float = 60, interval: float = 0.
 
 def _base_env(workdir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_") or k.startswith("CAREPATH_TEST_")}
-    env.update({
-        "CAREPATH_VAR_DIR": str(workdir / "var"),
-        "CAREPATH_INTAKE_PORT": str(free_port()),
-        "CAREPATH_NOTIFICATIONS_PORT": str(free_port()),
-        "CAREPATH_ALLOW_PRIVATE_WEBHOOKS": "true",
-        "CAREPATH_LOG_LEVEL": "INFO",
-    })
+    env.update(
+        {
+            "CAREPATH_VAR_DIR": str(workdir / "var"),
+            "CAREPATH_INTAKE_PORT": str(free_port()),
+            "CAREPATH_NOTIFICATIONS_PORT": str(free_port()),
+            "CAREPATH_ALLOW_PRIVATE_WEBHOOKS": "true",
+            "CAREPATH_LOG_LEVEL": "INFO",
+        }
+    )
     return env
 
 

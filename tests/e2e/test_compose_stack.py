@@ -1,5 +1,6 @@
 """compose.yaml's own commands and environment, run as local processes against the local PostgreSQL and
 Redis (there is no Docker engine here): the distributed deployment as compose describes it."""
+
 from __future__ import annotations
 
 import secrets
@@ -35,8 +36,14 @@ def test_compose_commands_run_the_distributed_stack(stack_factory: Stack) -> Non
     stack = stack_factory
     stack.env["CAREPATH_SECRET_KEY"] = secrets.token_urlsafe(48)
     migrate = COMPOSE["migrate"]["command"]
-    done = subprocess.run([*carepath_command(), *migrate[1:]], env=_service_env("migrate", stack), cwd=stack.workdir,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*carepath_command(), *migrate[1:]],
+        env=_service_env("migrate", stack),
+        cwd=stack.workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     for name in ("intake", "notifications", "worker", "relay", "scheduler"):
         env = _service_env(name, stack)
@@ -46,11 +53,19 @@ def test_compose_commands_run_the_distributed_stack(stack_factory: Stack) -> Non
     stack.wait_ready()
     headers = stack.token("org-compose", "client")
     patient = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-C"}, headers=headers).json()
-    update = {"type": "neuro_exam", "occurred_at": "2026-11-01T09:00:00-05:00",
-              "data": {"progressive_deficit": True}}
-    assert httpx.post(f"{stack.intake_url}/v1/patients/{patient['id']}/updates", json=update,
-                      headers=headers).status_code == 202
-    pathway = wait_for(lambda: (p := httpx.get(f"{stack.intake_url}/v1/patients/{patient['id']}/pathway",
-                                               headers=headers).json())["updates_evaluated"] == 1 and p,
-                       what="the distributed stack to evaluate the update")
+    update = {"type": "neuro_exam", "occurred_at": "2026-11-01T09:00:00-05:00", "data": {"progressive_deficit": True}}
+    assert (
+        httpx.post(f"{stack.intake_url}/v1/patients/{patient['id']}/updates", json=update, headers=headers).status_code
+        == 202
+    )
+    pathway = wait_for(
+        lambda: (
+            (p := httpx.get(f"{stack.intake_url}/v1/patients/{patient['id']}/pathway", headers=headers).json())[
+                "updates_evaluated"
+            ]
+            == 1
+            and p
+        ),
+        what="the distributed stack to evaluate the update",
+    )
     assert pathway["stage"] == "urgent_surgical_evaluation"

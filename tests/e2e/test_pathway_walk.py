@@ -1,6 +1,7 @@
 """One patient walked over HTTP through the whole pathway — initial evaluation, first line, second line,
 refractory — with the opioid track (monitoring plan, 4-week review, dose increase, periodic review, stop)
 and the PT track (referral, start, follow-ups), checked after each step against pathway-spec.md."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,21 +24,26 @@ class Patient:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.headers = stack.token("org-walk", "client")
-        response = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-WALK"},
-                              headers=self.headers)
+        response = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-WALK"}, headers=self.headers)
         assert response.status_code == 201, response.text
         self.id = response.json()["id"]
         self.posted = 0
 
     def post(self, *updates: tuple[str, float, dict]) -> dict:
-        body = {"updates": [
-            # each fact written with a different offset: the engine must compute in UTC regardless
-            {"type": t, "occurred_at": day(d).astimezone(timezone(timedelta(hours=(i % 3) - 1))).isoformat(),
-             "data": data}
-            for i, (t, d, data) in enumerate(updates)
-        ]}
-        response = httpx.post(f"{self.stack.intake_url}/v1/patients/{self.id}/updates:batch", json=body,
-                              headers=self.headers, timeout=10)
+        body = {
+            "updates": [
+                # each fact written with a different offset: the engine must compute in UTC regardless
+                {
+                    "type": t,
+                    "occurred_at": day(d).astimezone(timezone(timedelta(hours=(i % 3) - 1))).isoformat(),
+                    "data": data,
+                }
+                for i, (t, d, data) in enumerate(updates)
+            ]
+        }
+        response = httpx.post(
+            f"{self.stack.intake_url}/v1/patients/{self.id}/updates:batch", json=body, headers=self.headers, timeout=10
+        )
         assert response.status_code == 202, response.text
         self.posted += len(updates)
         return wait_for(self._caught_up, what=f"the pathway to include {self.posted} updates")
@@ -55,8 +61,9 @@ def flags(pathway: dict) -> set[str]:
 
 
 def deadline(pathway: dict, kind: str, due: datetime) -> str:
-    found = [d["status"] for d in pathway["deadlines"]
-             if d["kind"] == kind and datetime.fromisoformat(d["due_at"]) == due]
+    found = [
+        d["status"] for d in pathway["deadlines"] if d["kind"] == kind and datetime.fromisoformat(d["due_at"]) == due
+    ]
     assert len(found) == 1, f"{kind} due {due.isoformat()} not in {pathway['deadlines']}"
     return found[0]
 
@@ -133,8 +140,16 @@ def test_patient_walks_the_whole_pathway(stack: Stack) -> None:
     # 8. CBT started, an image-guided transforaminal ESI, and the review after the dose change.
     p = patient.post(
         ("therapy", 62, {"kind": "cbt", "status": "started"}),
-        ("procedure", 70, {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True,
-                           "relief_percent": 20}),
+        (
+            "procedure",
+            70,
+            {
+                "kind": "epidural_steroid_injection",
+                "approach": "transforaminal",
+                "image_guided": True,
+                "relief_percent": 20,
+            },
+        ),
         ("opioid_review", 71, {"meaningful_relief": False}),
     )
     assert "psychological_therapy_recommended" not in flags(p)

@@ -1,4 +1,5 @@
 """The same stack with RabbitMQ as the broker, chosen by URL alone (the distributed pass runs it)."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ def _purge() -> None:
         for queue in QUEUES:
             try:
                 channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - the queue does not exist yet
+            except Exception:
                 channel = connection.channel()
 
 
@@ -34,14 +35,26 @@ def test_stack_runs_on_rabbitmq(stack_factory: Stack) -> None:
     headers = stack.token("org-amqp", "client")
     patient = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-R"}, headers=headers).json()
     update = {"type": "surgery", "occurred_at": "2026-11-01T09:00:00+01:00", "data": {"procedure": "laminectomy"}}
-    assert httpx.post(f"{stack.intake_url}/v1/patients/{patient['id']}/updates", json=update,
-                      headers=headers).status_code == 202
-    pathway = wait_for(lambda: (p := httpx.get(f"{stack.intake_url}/v1/patients/{patient['id']}/pathway",
-                                               headers=headers).json())["updates_evaluated"] == 1 and p,
-                       what="the worker to evaluate through RabbitMQ")
+    assert (
+        httpx.post(f"{stack.intake_url}/v1/patients/{patient['id']}/updates", json=update, headers=headers).status_code
+        == 202
+    )
+    pathway = wait_for(
+        lambda: (
+            (p := httpx.get(f"{stack.intake_url}/v1/patients/{patient['id']}/pathway", headers=headers).json())[
+                "updates_evaluated"
+            ]
+            == 1
+            and p
+        ),
+        what="the worker to evaluate through RabbitMQ",
+    )
     assert pathway["stage"] == "initial_evaluation"
     coordinator = stack.token("org-amqp", "coordinator")
-    reminders = wait_for(lambda: httpx.get(f"{stack.notifications_url}/v1/reminders",
-                                           params={"patient_id": patient["id"]}, headers=coordinator).json()["items"],
-                         what="reconciled reminders")
+    reminders = wait_for(
+        lambda: httpx.get(
+            f"{stack.notifications_url}/v1/reminders", params={"patient_id": patient["id"]}, headers=coordinator
+        ).json()["items"],
+        what="reconciled reminders",
+    )
     assert {r["kind"] for r in reminders} == {"initial_evaluation_overdue"}

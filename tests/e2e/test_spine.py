@@ -1,4 +1,5 @@
 """The whole path of one patient update through real processes (acceptance of the event spine)."""
+
 from __future__ import annotations
 
 import os
@@ -59,16 +60,21 @@ def test_opioid_review_reminder_reaches_due_through_every_process(stack: Stack) 
     for type_, days_ago, data in OPIOID_HISTORY:
         _post(stack, client, patient_id, type_, days_ago, data)
 
-    pathway = wait_for(lambda: (p := _pathway(stack, client, patient_id))["updates_evaluated"] == 7 and p,
-                       what="the worker to evaluate all 7 updates")
+    pathway = wait_for(
+        lambda: (p := _pathway(stack, client, patient_id))["updates_evaluated"] == 7 and p,
+        what="the worker to evaluate all 7 updates",
+    )
     assert pathway["stage"] == "first_line"
     review = [d for d in pathway["deadlines"] if d["kind"] == "opioid_review_4w"]
     assert [d["status"] for d in review] == ["pending"]
 
     def due_reminder() -> dict | None:
-        response = httpx.get(f"{stack.notifications_url}/v1/reminders",
-                             params={"patient_id": patient_id, "kind": "opioid_review_4w"},
-                             headers=coordinator, timeout=10)
+        response = httpx.get(
+            f"{stack.notifications_url}/v1/reminders",
+            params={"patient_id": patient_id, "kind": "opioid_review_4w"},
+            headers=coordinator,
+            timeout=10,
+        )
         assert response.status_code == 200, response.text
         items = [i for i in response.json()["items"] if i["status"] == "due"]
         return items[0] if items else None
@@ -96,8 +102,10 @@ def test_update_committed_while_relay_is_down_is_not_lost(stack_factory: Stack) 
     stack.stop("intake", sig=signal.SIGKILL)  # the intake dies; its committed update must survive
     stack.start("relay", "intake")
     stack.wait_ready()
-    pathway = wait_for(lambda: (p := _pathway(stack, client, patient_id))["updates_evaluated"] == 1 and p,
-                       what="the relay to publish the committed update")
+    pathway = wait_for(
+        lambda: (p := _pathway(stack, client, patient_id))["updates_evaluated"] == 1 and p,
+        what="the relay to publish the committed update",
+    )
     assert pathway["stage"] == "initial_evaluation"
 
 
@@ -115,10 +123,14 @@ def test_up_restarts_a_part_that_dies(stack: Stack) -> None:
     patient_id = _new_patient(stack, client, "MRN-E2E-3")
     os.kill(stack.child_pid("up", "relay"), signal.SIGKILL)
     _post(stack, client, patient_id, "surgery", 3, {"procedure": "laminectomy"})
-    wait_for(lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 1,
-             what="the restarted relay to publish the update")
+    wait_for(
+        lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 1,
+        what="the restarted relay to publish the update",
+    )
     os.kill(stack.child_pid("up", "worker"), signal.SIGKILL)
     _post(stack, client, patient_id, "neuro_exam", 2, {"progressive_deficit": False})
-    wait_for(lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 2,
-             what="the restarted worker to evaluate the update")
+    wait_for(
+        lambda: _pathway(stack, client, patient_id)["updates_evaluated"] == 2,
+        what="the restarted worker to evaluate the update",
+    )
     stack.assert_running()

@@ -1,4 +1,5 @@
 """A due reminder leaves the whole stack as a signed Standard Webhooks delivery to a real local receiver."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ class Receiver:
         received = self.received
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(204)
@@ -40,8 +41,9 @@ def test_due_reminder_reaches_a_webhook_receiver_signed_and_without_phi(stack: S
     receiver = Receiver()
     try:
         coordinator = stack.token("org-hooks", "coordinator")
-        created = httpx.post(f"{stack.notifications_url}/v1/webhook-endpoints", json={"url": receiver.url},
-                             headers=coordinator)
+        created = httpx.post(
+            f"{stack.notifications_url}/v1/webhook-endpoints", json={"url": receiver.url}, headers=coordinator
+        )
         assert created.status_code == 201, created.text
         secret = created.json()["secret"]
 

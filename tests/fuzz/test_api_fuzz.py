@@ -10,6 +10,7 @@ Bounded and deterministic: a few examples per operation, derandomized, no exampl
 By hand: FUZZ_EXAMPLES=200 searches deeper (every phase for every operation); FUZZ_ALL_CHECKS=1 adds
 schemathesis' other checks (see docs/security.md for what they report).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,8 +37,8 @@ from schemathesis.checks import (
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
-from services.intake.app import create_app as intake_app
-from services.notifications.app import create_app as notifications_app
+from carepath.apps import create_intake_app as intake_app
+from carepath.apps import create_notifications_app as notifications_app
 from services.pathway.rules.params import params_for
 from shared.auth import create_token
 from shared.clock import utcnow
@@ -71,19 +72,37 @@ FUZZ_SETTINGS = hypothesis_settings(
 )
 PARAMETERS = sorted(name for name in params_for().as_json_dict() if name != "profile")
 # A what-if run after every accepted configuration: the organisation's parameters must still evaluate.
-WHAT_IF = {"updates": [
-    {"type": "surgery", "occurred_at": "2025-01-01T00:00:00Z", "data": {"procedure": "laminectomy"}},
-    {"type": "pain_assessment", "occurred_at": "2025-06-01T00:00:00Z",
-     "data": {"pain_nrs": 7, "distribution": "axial"}},
-    {"type": "therapy", "occurred_at": "2025-06-02T00:00:00Z",
-     "data": {"kind": "physical_therapy", "status": "started", "modality": "active"}},
-    {"type": "medication", "occurred_at": "2025-06-02T00:00:00Z",
-     "data": {"drug_class": "opioid_ir", "action": "started", "mme_per_day": 30}},
-    {"type": "medication", "occurred_at": "2025-07-02T00:00:00Z",
-     "data": {"drug_class": "opioid_ir", "action": "dose_increased", "mme_per_day": 60}},
-    {"type": "procedure", "occurred_at": "2025-06-03T00:00:00Z",
-     "data": {"kind": "medial_branch_block", "relief_percent": 80}},
-], "now": "2199-12-31T00:00:00Z"}
+WHAT_IF = {
+    "updates": [
+        {"type": "surgery", "occurred_at": "2025-01-01T00:00:00Z", "data": {"procedure": "laminectomy"}},
+        {
+            "type": "pain_assessment",
+            "occurred_at": "2025-06-01T00:00:00Z",
+            "data": {"pain_nrs": 7, "distribution": "axial"},
+        },
+        {
+            "type": "therapy",
+            "occurred_at": "2025-06-02T00:00:00Z",
+            "data": {"kind": "physical_therapy", "status": "started", "modality": "active"},
+        },
+        {
+            "type": "medication",
+            "occurred_at": "2025-06-02T00:00:00Z",
+            "data": {"drug_class": "opioid_ir", "action": "started", "mme_per_day": 30},
+        },
+        {
+            "type": "medication",
+            "occurred_at": "2025-07-02T00:00:00Z",
+            "data": {"drug_class": "opioid_ir", "action": "dose_increased", "mme_per_day": 60},
+        },
+        {
+            "type": "procedure",
+            "occurred_at": "2025-06-03T00:00:00Z",
+            "data": {"kind": "medial_branch_block", "relief_percent": 80},
+        },
+    ],
+    "now": "2199-12-31T00:00:00Z",
+}
 # The seeded rows; path parameters of these names are sometimes replaced by one of them.
 SEEDED: dict[str, list[str]] = {}
 
@@ -95,10 +114,19 @@ def _seed(settings: Settings) -> None:
         uow.session.add(patient)
         uow.session.flush()
         reminders = [
-            Reminder(org=ORG, patient_id=patient.id, kind="pt_follow_up", due_at=now + timedelta(hours=hours),
-                     status=status, text="PT follow-up due", citation="G1", fact_ids=["f-1"],
-                     next_action_at=now + timedelta(hours=hours) if status == "scheduled" else None,
-                     created_at=now, updated_at=now)
+            Reminder(
+                org=ORG,
+                patient_id=patient.id,
+                kind="pt_follow_up",
+                due_at=now + timedelta(hours=hours),
+                status=status,
+                text="PT follow-up due",
+                citation="G1",
+                fact_ids=["f-1"],
+                next_action_at=now + timedelta(hours=hours) if status == "scheduled" else None,
+                created_at=now,
+                updated_at=now,
+            )
             for hours, status in ((-2, "due"), (-1, "acknowledged"), (3, "scheduled"), (-5, "completed"))
         ]
         uow.session.add_all(reminders)
@@ -109,8 +137,7 @@ def _seed(settings: Settings) -> None:
 
 
 def _seed_channels(client: Any, headers: dict[str, str]) -> None:
-    endpoint = client.post("/v1/webhook-endpoints", json={"url": "https://127.0.0.1:9/carepath"},
-                           headers=headers)
+    endpoint = client.post("/v1/webhook-endpoints", json={"url": "https://127.0.0.1:9/carepath"}, headers=headers)
     recipient = client.post("/v1/email-recipients", json={"address": "coordinators@example.org"}, headers=headers)
     assert endpoint.status_code == 201 and recipient.status_code == 201, (endpoint.text, recipient.text)
     SEEDED["endpoint_id"] = [endpoint.json()["id"]]
@@ -130,17 +157,18 @@ def _schema(create_app: Callable[[], Any], *, coverage: bool) -> Any:
         if not swaps:
             return st.just(path_parameters)
         real = {**path_parameters, **{name: SEEDED[name][0] for name in swaps}}
-        choices = [path_parameters, real] + [
-            {**real, name: value} for name in swaps for value in SEEDED[name][1:]
-        ]
+        choices = [path_parameters, real] + [{**real, name: value} for name in swaps for value in SEEDED[name][1:]]
         return st.sampled_from(choices)
 
     @schema.hook
     def flatmap_body(context: Any, body: Any) -> Any:
         """Pathway-config overrides with the real parameter names (random names are only ever 422), and
         values around the limits first."""
-        if not (context.operation.path.endswith("/pathway-config") and isinstance(body, dict)
-                and set(body) <= {"profile", "overrides"}):
+        if not (
+            context.operation.path.endswith("/pathway-config")
+            and isinstance(body, dict)
+            and set(body) <= {"profile", "overrides"}
+        ):
             return st.just(body)
         values = st.sampled_from([10**9, 36_500, 36_501, 28, 0, -1, 1.5, "1/3", None])
         overrides = st.dictionaries(st.sampled_from(PARAMETERS), values, min_size=1, max_size=3)

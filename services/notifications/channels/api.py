@@ -1,4 +1,5 @@
 """Channel configuration routes (thin: parse, check identity, call one handler, map errors)."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -45,8 +46,15 @@ def create_endpoint(body: EndpointIn, principal: Manager) -> dict[str, Any]:
     settings = get_settings()
     with UnitOfWork(settings) as uow:
         try:
-            endpoint = config.create_endpoint(uow, principal.org, body.url, body.description, body.escalation,
-                                              utcnow(), allow_private=settings.allow_private_webhooks)
+            endpoint = config.create_endpoint(
+                uow,
+                principal.org,
+                body.url,
+                body.description,
+                body.escalation,
+                utcnow(),
+                allow_private=settings.allow_private_webhooks,
+            )
         except config.InvalidChannel as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
         uow.commit()

@@ -4,6 +4,7 @@ Everything is looked up within the caller's organisation; another organisation's
 Deleting is a soft delete (the delivery history keeps its target) that cancels pending deliveries.
 Nothing here commits.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,27 +50,47 @@ def endpoint_view(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> di
 
 
 def recipient_view(recipient: EmailRecipient) -> dict[str, Any]:
-    return {"id": recipient.id, "address": recipient.address, "escalation": recipient.escalation,
-            "created_at": isoformat(recipient.created_at)}
+    return {
+        "id": recipient.id,
+        "address": recipient.address,
+        "escalation": recipient.escalation,
+        "created_at": isoformat(recipient.created_at),
+    }
 
 
 def create_endpoint(
-    uow: UnitOfWork, org: str, url: str, description: str, escalation: bool, now: datetime,
-    *, allow_private: bool, resolver: Resolver = resolve,
+    uow: UnitOfWork,
+    org: str,
+    url: str,
+    description: str,
+    escalation: bool,
+    now: datetime,
+    *,
+    allow_private: bool,
+    resolver: Resolver = resolve,
 ) -> WebhookEndpoint:
     try:
         checked = check_url(url, allow_private, resolver)
     except ValueError as exc:
         raise InvalidChannel(str(exc)) from None
-    endpoint = WebhookEndpoint(org=org, url=checked, description=description, escalation=escalation,
-                               secret=new_secret(), created_at=now, updated_at=now)
+    endpoint = WebhookEndpoint(
+        org=org,
+        url=checked,
+        description=description,
+        escalation=escalation,
+        secret=new_secret(),
+        created_at=now,
+        updated_at=now,
+    )
     uow.session.add(endpoint)
     uow.session.flush()
     return endpoint
 
 
 def list_endpoints(uow: UnitOfWork, org: str) -> list[WebhookEndpoint]:
-    statement = select(WebhookEndpoint).where(col(WebhookEndpoint.org) == org, col(WebhookEndpoint.status) != store.DELETED)
+    statement = select(WebhookEndpoint).where(
+        col(WebhookEndpoint.org) == org, col(WebhookEndpoint.status) != store.DELETED
+    )
     return list(uow.session.execute(statement.order_by(col(WebhookEndpoint.created_at))).scalars())
 
 
@@ -122,7 +143,9 @@ def create_recipient(uow: UnitOfWork, org: str, address: str, escalation: bool, 
 
 
 def list_recipients(uow: UnitOfWork, org: str) -> list[EmailRecipient]:
-    statement = select(EmailRecipient).where(col(EmailRecipient.org) == org, col(EmailRecipient.status) != store.DELETED)
+    statement = select(EmailRecipient).where(
+        col(EmailRecipient.org) == org, col(EmailRecipient.status) != store.DELETED
+    )
     return list(uow.session.execute(statement.order_by(col(EmailRecipient.created_at))).scalars())
 
 

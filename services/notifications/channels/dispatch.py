@@ -3,6 +3,7 @@ the dispatcher's job, from the rows (time lives in the database; the consumer's 
 
 The worklist needs no delivery: it is the reminder table itself, which the scheduler already marked due.
 """
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 `dispatch_due` is one pass (tests drive `now` forward through it); `run_dispatcher` repeats it until
 `stop` is set (the `carepath scheduler` command runs it in a thread).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ def dispatch_due(settings: Settings | None = None, now: datetime | None = None, 
         return 0
     with ThreadPoolExecutor(max_workers=min(PARALLEL_SENDS, len(jobs))) as pool:
         outcomes = list(pool.map(lambda job: _send(job, senders, settings), jobs))
-    for job, outcome in zip(jobs, outcomes):
+    for job, outcome in zip(jobs, outcomes, strict=True):
         _record(settings, job, outcome, now, token)
     return len(jobs)
 
@@ -84,10 +85,24 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
         return None
     if isinstance(target, WebhookEndpoint):
         secrets = policy.signing_secrets(target.secret, target.previous_secret, target.previous_secret_expires_at, now)
-        return Job(delivery.id, store.WEBHOOK, target.id, delivery.message_id, webhook_body(delivery.payload), url=target.url,
-                   signing_secrets=tuple(secrets))
+        return Job(
+            delivery.id,
+            store.WEBHOOK,
+            target.id,
+            delivery.message_id,
+            webhook_body(delivery.payload),
+            url=target.url,
+            signing_secrets=tuple(secrets),
+        )
     assert isinstance(target, EmailRecipient)
-    return Job(delivery.id, store.EMAIL, target.id, delivery.message_id, webhook_body(delivery.payload), recipient=target.address)
+    return Job(
+        delivery.id,
+        store.EMAIL,
+        target.id,
+        delivery.message_id,
+        webhook_body(delivery.payload),
+        recipient=target.address,
+    )
 
 
 def _send(job: Job, senders: Senders, settings: Settings) -> Outcome:
@@ -147,7 +162,9 @@ def _update_endpoint_health(
     endpoint.failing_since = endpoint.failing_since or now
     asked_to_stop = isinstance(decision, GiveUp) and decision.disable_target
     if endpoint.status == store.ACTIVE and (asked_to_stop or policy.should_disable(endpoint.failing_since, now)):
-        reason = "receiver answered 410 Gone" if asked_to_stop else f"failing since {endpoint.failing_since.isoformat()}"
+        reason = (
+            "receiver answered 410 Gone" if asked_to_stop else f"failing since {endpoint.failing_since.isoformat()}"
+        )
         endpoint.status = store.DISABLED
         endpoint.disabled_at = now
         endpoint.disabled_reason = reason

@@ -1,5 +1,6 @@
 """Official fakes of the outbound ports, for tests that exercise the dispatcher without a network:
 they record what would have been sent and answer with scripted outcomes (default: success)."""
+
 from __future__ import annotations
 
 from collections import deque

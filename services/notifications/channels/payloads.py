@@ -3,6 +3,7 @@
 The receiver fetches details through the authenticated API (GET /v1/reminders?patient_id=…).
 An allow-list, not a deny-list: a field added to the event later does not leak by default.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Retries use exponential backoff with "equal jitter" (half fixed, half random) so
 together do not retry together, capped at MAX_DELAY, and go on until RETRY_WINDOW has passed since the
 event was recorded: a receiver down for a weekend still gets every delivery afterwards.
 """
+
 from __future__ import annotations
 
 import random

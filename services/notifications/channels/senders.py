@@ -1,5 +1,6 @@
 """The outbound ports: send one webhook, send one email. Each returns an Outcome value; none raises for
 a receiver's failure (that is the policy's business), and none touches the database."""
+
 from __future__ import annotations
 
 import smtplib
@@ -70,7 +71,9 @@ class SmtpEmailSender:
                 smtp.send_message(message)
         except smtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.smtp_code < 600
-            return Outcome(ok=False, status_code=exc.smtp_code, error=_short(f"SMTP {exc.smtp_code}"), permanent=permanent)
+            return Outcome(
+                ok=False, status_code=exc.smtp_code, error=_short(f"SMTP {exc.smtp_code}"), permanent=permanent
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             permanent = all(500 <= code < 600 for code in codes)

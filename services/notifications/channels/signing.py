@@ -3,6 +3,7 @@
 During a secret rotation the signature header carries one signature per live secret, space-separated,
 so a receiver verifies with whichever secret it currently holds.
 """
+
 from __future__ import annotations
 
 import base64

@@ -5,6 +5,7 @@ uses: `PinnedBackend` resolves the host itself, checks every address and connect
 a DNS answer that changes between the check and the connection (rebinding) cannot reach inside.
 TLS still verifies the certificate against the host name (httpcore passes it as server_hostname).
 """
+
 from __future__ import annotations
 
 import ipaddress

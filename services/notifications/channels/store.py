@@ -1,4 +1,5 @@
 """Database access of the channels: targets of an event, the due-delivery claim, outcomes. Never commits."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ HMAC(key, nonce | hash of the session token). A cross-site page can neither read
 the HMAC, and a token minted for one session is worthless in another. The key is derived from the
 service's signing key, so it is never the JWT key itself.
 """
+
 from __future__ import annotations
 
 import hashlib

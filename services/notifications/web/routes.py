@@ -4,6 +4,7 @@ Login pastes a token into a form; it is kept in an HttpOnly, SameSite=Strict coo
 reads as a fallback to the bearer header. Every POST checks a CSRF token (web/csrf.py) and answers with a
 303 back to the worklist carrying a flash code (a fixed message, never reflected text).
 """
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -36,8 +37,14 @@ FLASHES: dict[str, tuple[str, str]] = {
     "snoozed": ("ok", "Reminder snoozed."),
     "dismissed": ("ok", "Reminder dismissed; the reason was recorded."),
     "not_found": ("error", "That reminder no longer exists in your organisation."),
-    "conflict": ("error", "That change is not possible from the reminder's current status (someone may have acted on it)."),
-    "invalid": ("error", "That change was not accepted: check the snooze time is in the future and the reason is chosen."),
+    "conflict": (
+        "error",
+        "That change is not possible from the reminder's current status (someone may have acted on it).",
+    ),
+    "invalid": (
+        "error",
+        "That change was not accepted: check the snooze time is in the future and the reason is chosen.",
+    ),
     "logged_out": ("ok", "You have signed out."),
 }
 DISMISS_LABELS = {
@@ -127,11 +134,13 @@ def login(
     except jwt.PyJWTError:  # malformed, expired or forged: simply "not accepted"
         return _render(request, "login.html", {"error": "That token was not accepted."}, status_code=401)
     if principal.role not in WORKLIST_ROLES:
-        return _render(request, "login.html", {"error": "Only coordinator or ops tokens can use the worklist."},
-                       status_code=403)
+        return _render(
+            request, "login.html", {"error": "Only coordinator or ops tokens can use the worklist."}, status_code=403
+        )
     response = _redirect("/worklist")
-    response.set_cookie(csrf.TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", secure=_secure(request),
-                        path="/")
+    response.set_cookie(
+        csrf.TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", secure=_secure(request), path="/"
+    )
     return response
 
 
@@ -159,14 +168,21 @@ def worklist_page(
     status = status if status in worklist.WORKLIST_STATUSES else None
     now = utcnow()
     with UnitOfWork(read_only=True) as uow:
-        rows = worklist.rows(uow, principal.org, now, kind=kind or None,
-                             statuses=(status,) if status else worklist.WORKLIST_STATUSES)
+        rows = worklist.rows(
+            uow, principal.org, now, kind=kind or None, statuses=(status,) if status else worklist.WORKLIST_STATUSES
+        )
         kinds = sorted(set(worklist.kinds(uow, principal.org)) | ({kind} if kind else set()))
     context = {
-        "principal": principal, "rows": rows, "kinds": kinds, "kind": kind or "", "status": status or "",
-        "statuses": worklist.WORKLIST_STATUSES, "flash": _flash(flash), "kind_label": worklist.kind_label,
-        "iso": isoformat, "dismiss_reasons": [(r.value, DISMISS_LABELS.get(r.value, r.value))
-                                               for r in lifecycle.DismissReason],
+        "principal": principal,
+        "rows": rows,
+        "kinds": kinds,
+        "kind": kind or "",
+        "status": status or "",
+        "statuses": worklist.WORKLIST_STATUSES,
+        "flash": _flash(flash),
+        "kind_label": worklist.kind_label,
+        "iso": isoformat,
+        "dismiss_reasons": [(r.value, DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
         "min_until": now.strftime("%Y-%m-%dT%H:%M"),
     }
     return _render(request, "worklist.html", context)

@@ -3,6 +3,7 @@
 The order is a pure function of (reminder, now) so it is easy to state and test; the page shows at most
 MAX_ROWS rows (a coordinator narrows with the filters beyond that).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -53,6 +53,4 @@ class Context:
 def build_context(timeline: Timeline, params: Params) -> Context:
     courses = build_courses(timeline.of_type("medication"))
     stages = [episode_stages(episode, courses, params) for episode in timeline.episodes]
-    return Context(
-        timeline, params, timeline.now, courses, opioid_episodes(courses), stages, urgent_run(timeline)
-    )
+    return Context(timeline, params, timeline.now, courses, opioid_episodes(courses), stages, urgent_run(timeline))

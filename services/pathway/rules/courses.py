@@ -136,7 +136,5 @@ def _episode(group: list[Course]) -> OpioidEpisode:
 
 def current_mme(courses: Iterable[Course], now: int) -> float | None:
     """Sum of the latest known MME of each open opioid course; None if none of them has one."""
-    known = [
-        c.mme for c in courses if c.drug_class in OPIOID_CLASSES and c.open_at(now) and c.mme is not None
-    ]
+    known = [c.mme for c in courses if c.drug_class in OPIOID_CLASSES and c.open_at(now) and c.mme is not None]
     return sum(known) if known else None

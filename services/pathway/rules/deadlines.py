@@ -56,10 +56,7 @@ def merge(drafts: Iterable[Draft]) -> list[Deadline]:
             entry[1].update(draft.source_ids)
         if decided is not None and decided.fact_id:
             entry[1].add(decided.fact_id)
-    return [
-        _deadline(kind, due, status, ids)
-        for (kind, due), (status, ids) in sorted(merged.items(), key=_by_due)
-    ]
+    return [_deadline(kind, due, status, ids) for (kind, due), (status, ids) in sorted(merged.items(), key=_by_due)]
 
 
 def _by_due(item: tuple[tuple[str, int], list]) -> tuple[int, str]:

@@ -81,9 +81,7 @@ def recurring_checks(ctx: Context) -> Iterator[Draft]:
                 for c in checks.events
                 if c.t >= episode.start - lookback and (episode.end is None or c.t < episode.end)
             ]
-            dues = [(episode.start, episode.start_ids)] + [
-                (c.t + interval_days * DAY_US, (c.id,)) for c in in_scope
-            ]
+            dues = [(episode.start, episode.start_ids)] + [(c.t + interval_days * DAY_US, (c.id,)) for c in in_scope]
             for due, ids in dues:
                 yield Draft(
                     kind,

@@ -14,9 +14,7 @@ from .timeline import Event, Instants
 FlagHit = tuple[str, tuple[str, ...]]
 SURGICAL_TARGETS = frozenset({"recurrent_disc_herniation", "inadequate_decompression", "instability"})
 INDEX_SURGERIES = frozenset({"laminectomy", "foraminotomy", "laminectomy_foraminotomy"})
-GOOD_FACTORS = frozenset(
-    {"high_motivation", "family_support", "good_function", "moderate_psychological_factors"}
-)
+GOOD_FACTORS = frozenset({"high_motivation", "family_support", "good_function", "moderate_psychological_factors"})
 POOR_FACTORS = frozenset(
     {"divorced", "unemployed", "diffuse_complaints", "predominant_psychological_factors", "secondary_gain"}
 )
@@ -117,9 +115,7 @@ def _course_starts(ctx: Context, drug_class: str) -> list[tuple[int, str]]:
 def _repeat_surgery(ctx: Context, events: Sequence[Event]) -> Iterator[FlagHit]:
     current = ctx.current
     assert current is not None
-    targets = Instants(
-        e for e in events if e.type == "imaging" and SURGICAL_TARGETS & set(e.get("findings") or ())
-    )
+    targets = Instants(e for e in events if e.type == "imaging" and SURGICAL_TARGETS & set(e.get("findings") or ()))
     unmet = [
         e
         for e in events
@@ -160,9 +156,7 @@ def procedure_flags(ctx: Context) -> Iterator[FlagHit]:
 
 def _therapy_flags(ctx: Context) -> Iterator[FlagHit]:
     pt_sessions = [
-        e
-        for e in ctx.events("therapy", kind="physical_therapy")
-        if e.get("status") in ("started", "progress")
+        e for e in ctx.events("therapy", kind="physical_therapy") if e.get("status") in ("started", "progress")
     ]
     if pt_sessions and all(e.get("modality") == "passive" for e in pt_sessions):
         yield "passive_pt_only", _ids(pt_sessions)
@@ -213,8 +207,7 @@ def prognosis_flags(ctx: Context) -> Iterator[FlagHit]:
     factors = set(latest.get("factors") or ())
     with_duration = [e for e in records if e.get("symptom_months_before_surgery") is not None]
     short = (
-        bool(with_duration)
-        and with_duration[-1].get("symptom_months_before_surgery") < ctx.params.symptom_months_good
+        bool(with_duration) and with_duration[-1].get("symptom_months_before_surgery") < ctx.params.symptom_months_good
     )
     if factors & POOR_FACTORS:
         yield "poor_prognostic_factors", (latest.id,)

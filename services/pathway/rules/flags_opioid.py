@@ -80,8 +80,10 @@ def _mme_sources(ctx: Context) -> tuple[str, ...]:
             e
             for e in of_class
             if e.get("mme_per_day") is not None
-            and (e.get("action") in ("dose_increased", "dose_decreased") or e.get("action") == "started"
-                 and e.t in restarts)
+            and (
+                e.get("action") in ("dose_increased", "dose_decreased")
+                or (e.get("action") == "started" and e.t in restarts)
+            )
         ]
         if dosed:
             ids.append(dosed[-1].id)

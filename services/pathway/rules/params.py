@@ -102,7 +102,7 @@ def _checked(name: str, raw: Any) -> Any:
     if name == "relief_fraction":
         return _checked_fraction(raw)
     if isinstance(raw, bool) or not isinstance(raw, (int, float, Decimal, Fraction)):
-        raise ValueError(f"parameter {name!r} must be a number, got {raw!r}")  # noqa: TRY004
+        raise ValueError(f"parameter {name!r} must be a number, got {raw!r}")
     value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
     if value < 0 or value.denominator != 1:
         raise ValueError(f"parameter {name!r} must be a whole number >= 0, got {raw!r}")
@@ -115,7 +115,7 @@ def _checked(name: str, raw: Any) -> Any:
 
 def _checked_fraction(raw: Any) -> Fraction:
     if isinstance(raw, bool):
-        raise ValueError("parameter 'relief_fraction' must be a number")  # noqa: TRY004
+        raise ValueError("parameter 'relief_fraction' must be a number")
     try:
         value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
     except (TypeError, ValueError, ZeroDivisionError) as exc:

@@ -72,9 +72,7 @@ class ReliefTimeline:
             self._record(event.t, latest_result is True, stated, failed_after_stated)
 
     def _record(self, t: int, by_assessment: bool, stated: Event | None, failed_after_stated: bool) -> None:
-        by_statement = (
-            stated is not None and stated.get("meaningful_relief") is True and not failed_after_stated
-        )
+        by_statement = stated is not None and stated.get("meaningful_relief") is True and not failed_after_stated
         sources: tuple[str, ...] = ()
         if by_assessment and self.latest_assessment is not None and self.baseline is not None:
             sources = (self.baseline.id, self.latest_assessment.id)

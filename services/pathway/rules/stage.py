@@ -34,11 +34,7 @@ def is_active_pt_start(event: Event) -> bool:
 
 
 def is_psych_therapy_start(event: Event) -> bool:
-    return (
-        event.type == "therapy"
-        and event.get("kind") in PSYCHOLOGICAL_THERAPIES
-        and event.get("status") == "started"
-    )
+    return event.type == "therapy" and event.get("kind") in PSYCHOLOGICAL_THERAPIES and event.get("status") == "started"
 
 
 def is_initial_imaging(event: Event) -> bool:
@@ -127,15 +123,11 @@ def _second_line_entry(
     return relief.first_without_relief(ready)
 
 
-def _refractory_entry(
-    episode: Episode, second: int | None, relief: ReliefTimeline, params: Params
-) -> int | None:
+def _refractory_entry(episode: Episode, second: int | None, relief: ReliefTimeline, params: Params) -> int | None:
     if second is None:
         return None
     psych = _first_time(episode.events, is_psych_therapy_start)
-    procedure = _first_time(
-        episode.events, lambda e: e.type == "procedure" and e.get("kind") in INTERVENTIONAL
-    )
+    procedure = _first_time(episode.events, lambda e: e.type == "procedure" and e.get("kind") in INTERVENTIONAL)
     if psych is None or procedure is None:
         return None
     ready = max(second, psych + params.psych_therapy_days * DAY_US, procedure)

@@ -44,9 +44,7 @@ def ordered(events: list[Event]) -> list[Event]:
     start = 0
     while start < len(events):
         end = start + 1
-        while (
-            end < len(events) and events[end].t == events[start].t and events[end].type == events[start].type
-        ):
+        while end < len(events) and events[end].t == events[start].t and events[end].type == events[start].type:
             end += 1
         if end - start > 1:  # JSON only for real ties: keeps evaluate() fast
             events[start:end] = sorted(events[start:end], key=_tie_key)

@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the config (set by shared.db.schema) or the settings."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,4 +1,5 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
+
 from shared.db.tables.base import metadata
 from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (

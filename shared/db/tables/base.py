@@ -1,4 +1,5 @@
 """Shared column helpers and the metadata naming convention (stable constraint names for Alembic)."""
+
 from __future__ import annotations
 
 import uuid

@@ -3,10 +3,11 @@
 A delivery is one event for one target. Time lives here: `next_attempt_at` says when the dispatcher
 should (re)try it, and a claim pushes it forward by a lease so a crashed dispatcher's work comes back.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -25,11 +26,11 @@ class WebhookEndpoint(SQLModel, table=True):
     escalation: bool = False
     status: str = Field(default="active", max_length=20)  # active | disabled | deleted
     secret: str = Field(max_length=100)  # whsec_…; HMAC needs the secret itself, so it cannot be hashed
-    previous_secret: Optional[str] = Field(default=None, max_length=100)
-    previous_secret_expires_at: Optional[datetime] = utc_field(nullable=True)
-    failing_since: Optional[datetime] = utc_field(nullable=True)
-    disabled_at: Optional[datetime] = utc_field(nullable=True)
-    disabled_reason: Optional[str] = Field(default=None, max_length=200)
+    previous_secret: str | None = Field(default=None, max_length=100)
+    previous_secret_expires_at: datetime | None = utc_field(nullable=True)
+    failing_since: datetime | None = utc_field(nullable=True)
+    disabled_at: datetime | None = utc_field(nullable=True)
+    disabled_reason: str | None = Field(default=None, max_length=200)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
 
@@ -55,21 +56,21 @@ class ChannelDelivery(SQLModel, table=True):
         Index("ix_channel_delivery_pending", "status", "next_attempt_at"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     message_id: str = Field(max_length=64, unique=True)  # the webhook-id: the same on every retry
     org: str = Field(max_length=100)
     channel: str = Field(max_length=20)  # webhook | email
     target_id: str = Field(max_length=36)  # webhook_endpoint.id or email_recipient.id
     event_id: str = Field(max_length=64)
     event_type: str = Field(max_length=80)
-    reminder_id: Optional[str] = Field(default=None, max_length=36, index=True)
+    reminder_id: str | None = Field(default=None, max_length=36, index=True)
     payload: dict[str, Any] = json_field()
     status: str = Field(default="pending", max_length=20)  # pending | delivered | failed | cancelled
     attempts: int = 0
-    next_attempt_at: Optional[datetime] = utc_field(nullable=True)
-    claimed_by: Optional[str] = Field(default=None, max_length=80)
-    last_attempt_at: Optional[datetime] = utc_field(nullable=True)
-    last_error: Optional[str] = Field(default=None, max_length=300)
-    last_status_code: Optional[int] = None
-    delivered_at: Optional[datetime] = utc_field(nullable=True)
+    next_attempt_at: datetime | None = utc_field(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=80)
+    last_attempt_at: datetime | None = utc_field(nullable=True)
+    last_error: str | None = Field(default=None, max_length=300)
+    last_status_code: int | None = None
+    delivered_at: datetime | None = utc_field(nullable=True)
     created_at: datetime = utc_field()

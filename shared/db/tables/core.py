@@ -1,8 +1,9 @@
 """Patients, their updates (facts), assessments, idempotency, outbox and consumer de-duplication."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -19,7 +20,7 @@ class Patient(SQLModel, table=True):
     external_id: str = Field(max_length=200)
     created_at: datetime = utc_field()
     # When the engine said the result changes with no new fact; the scheduler re-evaluates then.
-    next_evaluation_at: Optional[datetime] = utc_field(nullable=True, index=True)
+    next_evaluation_at: datetime | None = utc_field(nullable=True, index=True)
 
 
 class PatientUpdate(SQLModel, table=True):
@@ -46,8 +47,8 @@ class IdempotencyRecord(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=255)
     request_hash: str = Field(max_length=64)
     state: str = Field(max_length=16)  # in_flight | done
-    status_code: Optional[int] = None
-    response: Optional[dict[str, Any]] = Field(default=None, sa_type=JSON)
+    status_code: int | None = None
+    response: dict[str, Any] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = utc_field()
 
 
@@ -60,7 +61,7 @@ class OutboxMessage(SQLModel, table=True):
         Index("ix_outbox_message_pending", "done_at", "available_at"),
     )
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=64)
     event_type: str = Field(max_length=80)
     consumer: str = Field(max_length=40)
@@ -68,8 +69,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = utc_field()
     available_at: datetime = utc_field()
     attempts: int = 0
-    published_at: Optional[datetime] = utc_field(nullable=True)
-    done_at: Optional[datetime] = utc_field(nullable=True)
+    published_at: datetime | None = utc_field(nullable=True)
+    done_at: datetime | None = utc_field(nullable=True)
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -89,7 +90,7 @@ class Assessment(SQLModel, table=True):
     __tablename__ = "assessment"
     __table_args__ = (UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),)
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     patient_id: str = Field(foreign_key="patient.id", max_length=36, index=True)
     org: str = Field(max_length=100)
     seq: int

@@ -7,10 +7,10 @@ last committed batch: nobody is enqueued twice and nobody is skipped.
 The newest run of an organisation that was not superseded also records what was last applied to it: the
 rule set version and the digest of its parameters (services/pathway/reevaluation.py compares them).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
@@ -39,7 +39,7 @@ class ReevaluationRun(SQLModel, table=True):
     params_digest: str = Field(max_length=64)
     status: str = Field(default=RUN_RUNNING, max_length=20)
     # The last patient id enqueued (patients are walked in id order); None before the first batch.
-    cursor: Optional[str] = Field(default=None, max_length=36)
+    cursor: str | None = Field(default=None, max_length=36)
     enqueued: int = 0
     # Patients of the organisation when the run started (progress display only; new patients may join).
     total: int = 0
@@ -48,4 +48,4 @@ class ReevaluationRun(SQLModel, table=True):
     requested_by: str = Field(default="system", max_length=160)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
-    finished_at: Optional[datetime] = utc_field(nullable=True)
+    finished_at: datetime | None = utc_field(nullable=True)

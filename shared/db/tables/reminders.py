@@ -1,8 +1,9 @@
 """Reminders (one per patient, kind, due_at) and their transition history."""
+
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -36,15 +37,15 @@ class Reminder(SQLModel, table=True):
     citation: str = Field(max_length=200)
     fact_ids: list[str] = json_field(default_factory=list)
     # scheduled: due_at; snoozed: until; due/acknowledged: escalation time; else NULL.
-    next_action_at: Optional[datetime] = utc_field(nullable=True)
-    delivered_at: Optional[datetime] = utc_field(nullable=True)
-    snoozed_until: Optional[datetime] = utc_field(nullable=True)
-    escalated_at: Optional[datetime] = utc_field(nullable=True)
-    claimed_by: Optional[str] = Field(default=None, max_length=80)
-    claim_expires_at: Optional[datetime] = utc_field(nullable=True)
-    dismiss_reason: Optional[str] = Field(default=None, max_length=60)
-    dismiss_comment: Optional[str] = Field(default=None, max_length=1000)
-    closed_by: Optional[str] = Field(default=None, max_length=20)
+    next_action_at: datetime | None = utc_field(nullable=True)
+    delivered_at: datetime | None = utc_field(nullable=True)
+    snoozed_until: datetime | None = utc_field(nullable=True)
+    escalated_at: datetime | None = utc_field(nullable=True)
+    claimed_by: str | None = Field(default=None, max_length=80)
+    claim_expires_at: datetime | None = utc_field(nullable=True)
+    dismiss_reason: str | None = Field(default=None, max_length=60)
+    dismiss_comment: str | None = Field(default=None, max_length=1000)
+    closed_by: str | None = Field(default=None, max_length=20)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
     version: int = 1
@@ -55,13 +56,13 @@ class ReminderTransition(SQLModel, table=True):
 
     __tablename__ = "reminder_transition"
 
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     reminder_id: str = Field(foreign_key="reminder.id", max_length=36, index=True)
-    from_status: Optional[str] = Field(default=None, max_length=20)
+    from_status: str | None = Field(default=None, max_length=20)
     to_status: str = Field(max_length=20)
     actor: str = Field(max_length=120)  # "pathway", "scheduler", or "user:<sub>"
-    reason: Optional[str] = Field(default=None, max_length=60)
-    comment: Optional[str] = Field(default=None, max_length=1000)
+    reason: str | None = Field(default=None, max_length=60)
+    comment: str | None = Field(default=None, max_length=1000)
     at: datetime = utc_field()
     details: dict[str, Any] = json_field()
 

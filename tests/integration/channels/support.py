@@ -1,5 +1,6 @@
 """Helpers of the channel tests: a real HTTP receiver that verifies Standard Webhooks signatures, seeded
 reminders, tokens, free ports."""
+
 from __future__ import annotations
 
 import socket
@@ -46,8 +47,16 @@ def seed_reminder(
         uow.session.add(patient)
         uow.session.flush()
         reminder = Reminder(
-            org=org, patient_id=patient.id, kind=kind, due_at=due_at, status=status, text=text, citation=citation,
-            delivered_at=now if status != "scheduled" else None, created_at=now, updated_at=now,
+            org=org,
+            patient_id=patient.id,
+            kind=kind,
+            due_at=due_at,
+            status=status,
+            text=text,
+            citation=citation,
+            delivered_at=now if status != "scheduled" else None,
+            created_at=now,
+            updated_at=now,
             next_action_at=next_action_at,
         )
         uow.session.add(reminder)

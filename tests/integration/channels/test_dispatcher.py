@@ -1,5 +1,6 @@
 """The dispatcher with the official fake senders: the scheduler's events, leases, parallel passes, the loop,
 and the retry policy's values."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,15 @@ def add_targets(settings: Settings, org: str = "org-a", endpoints: int = 1, emai
     now = utcnow()
     with UnitOfWork(settings) as uow:
         for n in range(endpoints):
-            uow.session.add(WebhookEndpoint(org=org, url=f"https://hooks.example.org/{n}", secret="whsec_" + "A" * 43,
-                                            created_at=now, updated_at=now))
+            uow.session.add(
+                WebhookEndpoint(
+                    org=org,
+                    url=f"https://hooks.example.org/{n}",
+                    secret="whsec_" + "A" * 43,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         for n in range(emails):
             uow.session.add(EmailRecipient(org=org, address=f"team{n}@example.org", created_at=now))
         uow.commit()
@@ -59,15 +67,16 @@ def test_scheduler_events_reach_the_channels(settings: Settings) -> None:
     """The reminders scheduler's own carepath.reminder.due event, through the consumer, to a webhook."""
     add_targets(settings, endpoints=1, emails=1)
     now = utcnow()
-    reminder = seed_reminder(settings, status="scheduled", due_at=now - timedelta(minutes=1),
-                             next_action_at=now - timedelta(minutes=1))
+    reminder = seed_reminder(
+        settings, status="scheduled", due_at=now - timedelta(minutes=1), next_action_at=now - timedelta(minutes=1)
+    )
     assert deliver_due(settings, now, worker_id="test", limit=10)["delivered"] == 1
     (row,) = channel_outbox(settings)
     assert row.event_type == events.REMINDER_DUE
     assert consume(CHANNELS, row.envelope, row.id, handle_event, settings) == "handled"
     senders, webhooks, emails = recording_senders()
     assert dispatch_due(settings, utcnow(), senders) == 2
-    (_url, body, headers), = webhooks.sent
+    ((_url, body, headers),) = webhooks.sent
     payload = json.loads(body)
     assert payload["data"]["reminder_id"] == reminder.id and payload["data"]["kind"] == "opioid_review_4w"
     assert set(payload["data"]) <= {"reminder_id", "patient_id", "org", "kind", "due_at", "delivered_at"}
@@ -79,9 +88,20 @@ def test_scheduler_events_reach_the_channels(settings: Settings) -> None:
 @pytest.mark.integration
 def test_a_dead_dispatchers_claim_comes_back_after_the_lease(settings: Settings) -> None:
     add_targets(settings)
-    consume(CHANNELS, events.to_envelope(events.Event(
-        type=events.REMINDER_DUE, source=events.SOURCE_SCHEDULER, subject="p",
-        data={"reminder_id": seed_reminder(settings).id})), None, handle_event, settings)
+    consume(
+        CHANNELS,
+        events.to_envelope(
+            events.Event(
+                type=events.REMINDER_DUE,
+                source=events.SOURCE_SCHEDULER,
+                subject="p",
+                data={"reminder_id": seed_reminder(settings).id},
+            )
+        ),
+        None,
+        handle_event,
+        settings,
+    )
     now = utcnow()
     with UnitOfWork(settings) as uow:  # a dispatcher claims, then dies before sending
         assert len(store.claim_due(uow, now, now + policy.CLAIM_LEASE, "dead", 10)) == 1
@@ -97,9 +117,20 @@ def test_parallel_passes_send_each_delivery_once(settings: Settings) -> None:
     add_targets(settings, endpoints=3)
     for kind in ("opioid_review_4w", "pdmp_review", "urine_drug_test", "pt_follow_up", "pt_start_check"):
         reminder = seed_reminder(settings, kind=kind)
-        consume(CHANNELS, events.to_envelope(events.Event(
-            type=events.REMINDER_DUE, source=events.SOURCE_SCHEDULER, subject=reminder.patient_id,
-            data={"reminder_id": reminder.id})), None, handle_event, settings)
+        consume(
+            CHANNELS,
+            events.to_envelope(
+                events.Event(
+                    type=events.REMINDER_DUE,
+                    source=events.SOURCE_SCHEDULER,
+                    subject=reminder.patient_id,
+                    data={"reminder_id": reminder.id},
+                )
+            ),
+            None,
+            handle_event,
+            settings,
+        )
     senders, webhooks, _ = recording_senders()
     now = utcnow()
 
@@ -121,8 +152,9 @@ def test_run_dispatcher_loop_delivers_and_stops(settings: Settings) -> None:
     try:
         now = utcnow()
         with UnitOfWork(settings) as uow:
-            endpoint = WebhookEndpoint(org="org-a", url=receiver.url, secret="whsec_" + "B" * 43,
-                                       created_at=now, updated_at=now)
+            endpoint = WebhookEndpoint(
+                org="org-a", url=receiver.url, secret="whsec_" + "B" * 43, created_at=now, updated_at=now
+            )
             uow.session.add(endpoint)
             uow.commit()
         receiver.secret = endpoint.secret
@@ -130,9 +162,20 @@ def test_run_dispatcher_loop_delivers_and_stops(settings: Settings) -> None:
         thread = threading.Thread(target=run_dispatcher, args=(stop, settings), daemon=True)
         thread.start()
         reminder = seed_reminder(settings)
-        consume(CHANNELS, events.to_envelope(events.Event(
-            type=events.REMINDER_DUE, source=events.SOURCE_SCHEDULER, subject=reminder.patient_id,
-            data={"reminder_id": reminder.id})), None, handle_event, settings)
+        consume(
+            CHANNELS,
+            events.to_envelope(
+                events.Event(
+                    type=events.REMINDER_DUE,
+                    source=events.SOURCE_SCHEDULER,
+                    subject=reminder.patient_id,
+                    data={"reminder_id": reminder.id},
+                )
+            ),
+            None,
+            handle_event,
+            settings,
+        )
         deadline = time.monotonic() + 10
         while not receiver.received and time.monotonic() < deadline:
             time.sleep(0.05)

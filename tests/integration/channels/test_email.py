@@ -1,4 +1,5 @@
 """Email through a real SMTP server (aiosmtpd on a free local port)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from services.notifications.app import create_app
+from carepath.apps import create_notifications_app as create_app
 from services.notifications.channels.dispatch import handle_event
 from services.notifications.channels.dispatcher import dispatch_due
 from shared import events
@@ -49,14 +50,26 @@ def test_due_and_escalated_reminders_are_emailed_without_phi(smtp_settings: Sett
     settings = smtp_settings
     client = TestClient(create_app())
     for address, escalation in (("team@clinic.example", False), ("lead@clinic.example", True)):
-        response = client.post("/v1/email-recipients", json={"address": address, "escalation": escalation},
-                               headers=auth(settings, "org-a", "coordinator"))
+        response = client.post(
+            "/v1/email-recipients",
+            json={"address": address, "escalation": escalation},
+            headers=auth(settings, "org-a", "coordinator"),
+        )
         assert response.status_code == 201
     reminder = seed_reminder(settings)
     for event_type in (events.REMINDER_DUE, events.REMINDER_ESCALATED):
-        event = Event(type=event_type, source=events.SOURCE_SCHEDULER, subject=reminder.patient_id,
-                      data={"reminder_id": reminder.id, "patient_id": reminder.patient_id, "org": "org-a",
-                            "kind": reminder.kind, "due_at": isoformat(reminder.due_at)})
+        event = Event(
+            type=event_type,
+            source=events.SOURCE_SCHEDULER,
+            subject=reminder.patient_id,
+            data={
+                "reminder_id": reminder.id,
+                "patient_id": reminder.patient_id,
+                "org": "org-a",
+                "kind": reminder.kind,
+                "due_at": isoformat(reminder.due_at),
+            },
+        )
         assert consume(CHANNELS, to_envelope(event), None, handle_event, settings) == "handled"
 
     # The SMTP server is down at first: the attempt fails and is retried later.
@@ -100,8 +113,12 @@ def test_permanent_smtp_refusal_gives_up(smtp_settings: Settings) -> None:
     client = TestClient(create_app())
     client.post("/v1/email-recipients", json={"address": "gone@clinic.example"}, headers=auth(settings, "org-a"))
     reminder = seed_reminder(settings)
-    event = Event(type=events.REMINDER_DUE, source=events.SOURCE_SCHEDULER, subject=reminder.patient_id,
-                  data={"reminder_id": reminder.id, "org": "org-a"})
+    event = Event(
+        type=events.REMINDER_DUE,
+        source=events.SOURCE_SCHEDULER,
+        subject=reminder.patient_id,
+        data={"reminder_id": reminder.id, "org": "org-a"},
+    )
     consume(CHANNELS, to_envelope(event), None, handle_event, settings)
     controller = Controller(Refusing(), hostname="127.0.0.1", port=settings.smtp_port)
     controller.start()

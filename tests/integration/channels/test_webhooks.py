@@ -1,4 +1,5 @@
 """Outbound webhooks against a real local receiver that verifies with the standardwebhooks library."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from services.notifications.app import create_app
+from carepath.apps import create_notifications_app as create_app
 from services.notifications.channels.dispatch import handle_event
 from services.notifications.channels.dispatcher import dispatch_due
 from shared import events
@@ -41,8 +42,14 @@ def reminder_event(reminder: Reminder, event_type: str = events.REMINDER_DUE, **
         type=event_type,
         source=events.SOURCE_SCHEDULER,
         subject=reminder.patient_id,
-        data={"reminder_id": reminder.id, "patient_id": reminder.patient_id, "org": reminder.org,
-              "kind": reminder.kind, "due_at": isoformat(reminder.due_at), **data},
+        data={
+            "reminder_id": reminder.id,
+            "patient_id": reminder.patient_id,
+            "org": reminder.org,
+            "kind": reminder.kind,
+            "due_at": isoformat(reminder.due_at),
+            **data,
+        },
     )
 
 
@@ -173,9 +180,17 @@ def test_loopback_and_private_destinations_are_refused_unless_allowed(
 
         get_settings.cache_clear()
         strict = get_settings()
-        for url in (receiver.url, "https://127.0.0.1/x", "https://localhost/x", "https://10.1.2.3/x",
-                    "https://169.254.169.254/latest", "https://[::1]/x", "https://[::ffff:127.0.0.1]/x",
-                    "http://example.com/x", "https://user:pw@example.com/x"):
+        for url in (
+            receiver.url,
+            "https://127.0.0.1/x",
+            "https://localhost/x",
+            "https://10.1.2.3/x",
+            "https://169.254.169.254/latest",
+            "https://[::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "http://example.com/x",
+            "https://user:pw@example.com/x",
+        ):
             response = client.post("/v1/webhook-endpoints", json={"url": url}, headers=auth(strict, "org-a"))
             assert response.status_code == 422, (url, response.text)
 
@@ -250,8 +265,12 @@ def test_escalations_go_to_the_escalation_channel_only(settings: Settings, clien
 
 def test_unknown_reminder_and_duplicate_events(settings: Settings, client: TestClient) -> None:
     register(client, settings, Receiver().url)
-    ghost = Event(type=events.REMINDER_DUE, source=events.SOURCE_SCHEDULER, subject="p",
-                  data={"reminder_id": "no-such-reminder", "org": "org-a", "kind": "x", "due_at": "2026-01-01T00:00:00Z"})
+    ghost = Event(
+        type=events.REMINDER_DUE,
+        source=events.SOURCE_SCHEDULER,
+        subject="p",
+        data={"reminder_id": "no-such-reminder", "org": "org-a", "kind": "x", "due_at": "2026-01-01T00:00:00Z"},
+    )
     assert deliver_event(settings, ghost) == "handled"
     assert deliveries(settings) == []
     event = reminder_event(seed_reminder(settings))
@@ -263,9 +282,11 @@ def test_unknown_reminder_and_duplicate_events(settings: Settings, client: TestC
 def test_configuration_is_scoped_to_the_organisation(settings: Settings, client: TestClient) -> None:
     endpoint = register(client, settings, Receiver().url)
     other = auth(settings, "org-b")
-    for method, path in (("get", f"/v1/webhook-endpoints/{endpoint['id']}"),
-                         ("delete", f"/v1/webhook-endpoints/{endpoint['id']}"),
-                         ("post", f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret")):
+    for method, path in (
+        ("get", f"/v1/webhook-endpoints/{endpoint['id']}"),
+        ("delete", f"/v1/webhook-endpoints/{endpoint['id']}"),
+        ("post", f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret"),
+    ):
         assert client.request(method, path, headers=other).status_code == 404
     assert client.get("/v1/webhook-endpoints", headers=other).json() == {"items": []}
     assert client.get("/v1/webhook-endpoints", headers=auth(settings, "org-a", "client")).status_code == 403
@@ -274,7 +295,9 @@ def test_configuration_is_scoped_to_the_organisation(settings: Settings, client:
     assert client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(settings, "org-a")).status_code == 204
     assert client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth(settings, "org-a")).status_code == 404
 
-    recipient = client.post("/v1/email-recipients", json={"address": "team@example.org"}, headers=auth(settings, "org-a"))
+    recipient = client.post(
+        "/v1/email-recipients", json={"address": "team@example.org"}, headers=auth(settings, "org-a")
+    )
     assert recipient.status_code == 201
     rid = recipient.json()["id"]
     assert client.delete(f"/v1/email-recipients/{rid}", headers=other).status_code == 404

@@ -1,4 +1,5 @@
 """The worklist page through the ASGI app: login, CSRF, order, filters and the four actions as plain POSTs."""
+
 from __future__ import annotations
 
 import re
@@ -7,7 +8,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from services.notifications.app import create_app
+from carepath.apps import create_notifications_app as create_app
 from shared.auth import create_token
 from shared.clock import utcnow
 from shared.settings import Settings
@@ -27,10 +28,14 @@ def signed_in(settings: Settings, org: str = "org-a", role: str = "coordinator")
     client = TestClient(create_app(), follow_redirects=False)
     page = client.get("/login")
     assert page.status_code == 200
-    response = client.post("/login", data={"token": create_token(settings, org, role), "csrf_token": csrf_of(page.text)})
+    response = client.post(
+        "/login", data={"token": create_token(settings, org, role), "csrf_token": csrf_of(page.text)}
+    )
     assert response.status_code == 303 and response.headers["location"] == "/worklist"
     cookie = response.headers["set-cookie"]
-    assert "carepath_token=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert (
+        "carepath_token=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    )
     return client
 
 
@@ -41,7 +46,9 @@ def test_order_filters_and_markup(settings: Settings) -> None:
     urgent = seed_reminder(settings, kind="urgent_surgical_referral", due_at=now - timedelta(hours=1))
     urgent_soon = seed_reminder(settings, kind="urgent_surgical_referral", due_at=now + timedelta(hours=1))
     seed_reminder(settings, kind="pt_follow_up", status="completed")
-    acknowledged = seed_reminder(settings, kind="urine_drug_test", status="acknowledged", due_at=now + timedelta(days=9))
+    acknowledged = seed_reminder(
+        settings, kind="urine_drug_test", status="acknowledged", due_at=now + timedelta(days=9)
+    )
     seed_reminder(settings, org="org-b", kind="opioid_review_4w")
     client = signed_in(settings)
     page = client.get("/worklist")
@@ -74,18 +81,23 @@ def test_actions_redirect_with_flash_and_change_status(settings: Settings) -> No
         (reminders[2].id, "dismiss", {"reason": "already_done", "comment": "done at GP"}, "dismissed"),
     ]
     for reminder_id, action, data, flash in posts:
-        response = client.post(f"/worklist/reminders/{reminder_id}/{action}",
-                               data={"csrf_token": token, "filter_kind": "", **data})
+        response = client.post(
+            f"/worklist/reminders/{reminder_id}/{action}", data={"csrf_token": token, "filter_kind": "", **data}
+        )
         assert response.status_code == 303, response.text
         assert response.headers["location"] == f"/worklist?flash={flash}"
-    api = {item["id"]: item["status"]
-           for item in client.get("/v1/reminders", headers=auth(settings, "org-a")).json()["items"]}
+    api = {
+        item["id"]: item["status"]
+        for item in client.get("/v1/reminders", headers=auth(settings, "org-a")).json()["items"]
+    }
     assert [api[r.id] for r in reminders] == ["snoozed", "acknowledged", "dismissed"]
     assert "Reminder dismissed" in client.get("/worklist?flash=dismissed").text
 
     again = client.post(f"/worklist/reminders/{reminders[2].id}/acknowledge", data={"csrf_token": token})
     assert again.headers["location"] == "/worklist?flash=conflict"
-    past = client.post(f"/worklist/reminders/{reminders[1].id}/snooze", data={"csrf_token": token, "until": "2001-01-01T00:00"})
+    past = client.post(
+        f"/worklist/reminders/{reminders[1].id}/snooze", data={"csrf_token": token, "until": "2001-01-01T00:00"}
+    )
     assert past.headers["location"] == "/worklist?flash=invalid"
 
 
@@ -97,8 +109,9 @@ def test_csrf_and_login_are_enforced(settings: Settings) -> None:
     login_page = anonymous.get("/login")
     refused = anonymous.post("/login", data={"token": "not-a-token", "csrf_token": csrf_of(login_page.text)})
     assert refused.status_code == 401 and "not accepted" in refused.text
-    client_role = anonymous.post("/login", data={"token": create_token(settings, "org-a", "client"),
-                                                 "csrf_token": csrf_of(login_page.text)})
+    client_role = anonymous.post(
+        "/login", data={"token": create_token(settings, "org-a", "client"), "csrf_token": csrf_of(login_page.text)}
+    )
     assert client_role.status_code == 403
 
     client = signed_in(settings)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from reminder_testkit import T0
 
-from services.notifications.app import create_app
+from carepath.apps import create_notifications_app as create_app
 from shared.auth import create_token
 from shared.db.tables import Patient, Reminder
 from shared.db.uow import UnitOfWork
@@ -22,9 +22,7 @@ from shared.settings import Settings
 def make_patient(settings: Settings) -> Callable[..., str]:
     def make(org: str = "org-a", external_id: str | None = None) -> str:
         with UnitOfWork(settings) as uow:
-            patient = Patient(
-                org=org, external_id=external_id or f"MRN-{uuid.uuid4().hex[:10]}", created_at=T0
-            )
+            patient = Patient(org=org, external_id=external_id or f"MRN-{uuid.uuid4().hex[:10]}", created_at=T0)
             uow.session.add(patient)
             uow.commit()
             return patient.id

@@ -44,9 +44,7 @@ def deadline(kind: str, due_at: datetime, status: str = "pending", **extra: Any)
 
 def reminders_of(settings: Settings, patient_id: str) -> list[Reminder]:
     with UnitOfWork(settings, read_only=True) as uow:
-        statement = (
-            select(Reminder).where(Reminder.patient_id == patient_id).order_by(Reminder.due_at, Reminder.kind)
-        )
+        statement = select(Reminder).where(Reminder.patient_id == patient_id).order_by(Reminder.due_at, Reminder.kind)
         reminders = list(uow.session.execute(statement).scalars())
         uow.session.expunge_all()  # keep the loaded values after the unit of work rolls back
         return reminders

@@ -45,9 +45,7 @@ CASES = [(start, action) for start in ALLOWED for action in ACTIONS]
 
 def _post(client, auth, reminder_id, action, role="coordinator", org="org-a"):  # type: ignore[no-untyped-def]
     body = ACTIONS[action]
-    return client.post(
-        f"/v1/reminders/{reminder_id}/{action}", json=body() if body else None, headers=auth(org, role)
-    )
+    return client.post(f"/v1/reminders/{reminder_id}/{action}", json=body() if body else None, headers=auth(org, role))
 
 
 @pytest.mark.parametrize(("start", "action"), CASES, ids=[f"{s}-{a}" for s, a in CASES])
@@ -100,9 +98,7 @@ def test_snooze_needs_an_aware_future_instant(client, auth, make_reminder, until
 def test_snoozed_reminder_returns_to_due_at_until(settings, client, auth, make_reminder):  # type: ignore[no-untyped-def]
     reminder = make_reminder(status="due", delivered_at=T0, next_action_at=T0 + timedelta(days=2))
     until = utcnow() + timedelta(hours=3)
-    response = client.post(
-        f"/v1/reminders/{reminder.id}/snooze", json={"until": isoformat(until)}, headers=auth()
-    )
+    response = client.post(f"/v1/reminders/{reminder.id}/snooze", json={"until": isoformat(until)}, headers=auth())
     assert response.status_code == 200
     assert response.json()["snoozed_until"] == isoformat(until)
     assert deliver_due(settings, until - timedelta(seconds=1), worker_id="w", limit=10)["unsnoozed"] == 0
@@ -162,9 +158,7 @@ def test_list_filters_and_stable_cursor_paging(client, auth, make_patient, make_
     assert seen == [r.id for r in created]
     due = client.get("/v1/reminders", params={"patient_id": patient, "status": "due"}, headers=auth()).json()
     assert [i["id"] for i in due["items"]] == [created[1].id, created[2].id]
-    kinds = client.get(
-        "/v1/reminders", params={"patient_id": patient, "kind": "pdmp_review"}, headers=auth()
-    ).json()
+    kinds = client.get("/v1/reminders", params={"patient_id": patient, "kind": "pdmp_review"}, headers=auth()).json()
     assert [i["id"] for i in kinds["items"]] == [created[1].id, created[3].id]
     before = client.get(
         "/v1/reminders",

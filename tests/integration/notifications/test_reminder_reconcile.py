@@ -42,9 +42,7 @@ def test_pending_deadlines_become_scheduled_reminders_once(settings, make_patien
     envelope = assessed_envelope(patient, 1, deadlines)
     assert _send(settings, envelope) == "handled"
     assert _send(settings, envelope) == "duplicate"  # the same event delivered twice
-    assert (
-        _send(settings, assessed_envelope(patient, 1, deadlines)) == "handled"
-    )  # same content, new event id
+    assert _send(settings, assessed_envelope(patient, 1, deadlines)) == "handled"  # same content, new event id
     reminders = reminders_of(settings, patient)
     assert [(r.kind, r.status, r.next_action_at) for r in reminders] == [
         ("pt_follow_up", "scheduled", T0),
@@ -66,9 +64,7 @@ def test_satisfied_completes_and_cancelled_or_absent_cancels(settings, make_pati
     _send(settings, assessed_envelope(patient, 1, [deadline(k, T0) for k in kinds]))
     lifecycle_ids = {r.kind: r.id for r in reminders_of(settings, patient)}
     deliver_due(settings, T0, worker_id="w", limit=100)
-    with UnitOfWork(
-        settings
-    ) as uow:  # a coordinator's acknowledgement does not stop the pathway completing it
+    with UnitOfWork(settings) as uow:  # a coordinator's acknowledgement does not stop the pathway completing it
         lifecycle.acknowledge(uow, COORDINATOR, lifecycle_ids["pdmp_review"])
         uow.commit()
     _send(
@@ -138,21 +134,15 @@ def test_pending_again_reopens_what_the_pathway_closed(settings, make_patient): 
 
 def test_coordinator_decisions_are_never_overridden(settings, make_patient):  # type: ignore[no-untyped-def]
     patient = make_patient()
-    _send(
-        settings, assessed_envelope(patient, 1, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)])
-    )
+    _send(settings, assessed_envelope(patient, 1, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)]))
     ids = {r.kind: r.id for r in reminders_of(settings, patient)}
     with UnitOfWork(settings) as uow:
         lifecycle.dismiss(uow, COORDINATOR, ids["pt_follow_up"], "not_applicable", "PT elsewhere")
         lifecycle.complete(uow, COORDINATOR, ids["pdmp_review"])
         uow.commit()
-    _send(
-        settings, assessed_envelope(patient, 2, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)])
-    )
+    _send(settings, assessed_envelope(patient, 2, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)]))
     _send(settings, assessed_envelope(patient, 3, []))
-    _send(
-        settings, assessed_envelope(patient, 4, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)])
-    )
+    _send(settings, assessed_envelope(patient, 4, [deadline("pt_follow_up", T0), deadline("pdmp_review", T0)]))
     assert _statuses(settings, patient) == {
         ("pt_follow_up", T0): "dismissed",
         ("pdmp_review", T0): "completed",
@@ -164,9 +154,7 @@ def test_stale_assessment_is_ignored(settings, make_patient):  # type: ignore[no
     patient = make_patient()
     _send(
         settings,
-        assessed_envelope(
-            patient, 5, [deadline("pt_follow_up", T0, "satisfied"), deadline("pdmp_review", T0)]
-        ),
+        assessed_envelope(patient, 5, [deadline("pt_follow_up", T0, "satisfied"), deadline("pdmp_review", T0)]),
     )
     assert _send(settings, assessed_envelope(patient, 4, [deadline("pt_follow_up", T0)])) == "handled"
     assert _statuses(settings, patient) == {("pdmp_review", T0): "scheduled"}
@@ -221,9 +209,7 @@ def test_malformed_payload_is_refused_and_not_recorded(settings, make_patient): 
 def test_concurrent_reconciliations_create_no_duplicates(settings, make_patient):  # type: ignore[no-untyped-def]
     patients = [make_patient() for _ in range(3)]
     deadlines = [
-        deadline(kind, T0 + timedelta(days=day))
-        for kind in ("pt_follow_up", "pdmp_review")
-        for day in range(5)
+        deadline(kind, T0 + timedelta(days=day)) for kind in ("pt_follow_up", "pdmp_review") for day in range(5)
     ]
     distinct = [assessed_envelope(p, seq, deadlines) for p in patients for seq in (1, 1, 2)]
     envelopes = distinct + distinct  # every event also delivered twice at the same time
@@ -235,7 +221,7 @@ def test_concurrent_reconciliations_create_no_duplicates(settings, make_patient)
         barrier.wait()
         try:
             outcomes.append(_send(settings, envelope))
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=run, args=(e,)) for e in envelopes]

@@ -51,9 +51,7 @@ def _coordinator(settings, state, action, key):  # type: ignore[no-untyped-def]
         return
     with UnitOfWork(settings) as uow:
         try:
-            getattr(lifecycle, action)(
-                uow, COORDINATOR, state[key][0], *(["other"] if action == "dismiss" else [])
-            )
+            getattr(lifecycle, action)(uow, COORDINATOR, state[key][0], *(["other"] if action == "dismiss" else []))
         except lifecycle.InvalidTransition:
             return
         uow.commit()
@@ -73,9 +71,7 @@ def _check(state, desired, user_closed, ever_pending):  # type: ignore[no-untype
             assert key in state
 
 
-@hypothesis_settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=steps)
 @example(
     script=[

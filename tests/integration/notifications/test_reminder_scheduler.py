@@ -27,9 +27,7 @@ pytestmark = pytest.mark.integration
 
 def _outbox(settings, event_type):  # type: ignore[no-untyped-def]
     with UnitOfWork(settings, read_only=True) as uow:
-        rows = uow.session.execute(
-            select(OutboxMessage).where(OutboxMessage.event_type == event_type)
-        ).scalars()
+        rows = uow.session.execute(select(OutboxMessage).where(OutboxMessage.event_type == event_type)).scalars()
         return [row.envelope for row in rows]
 
 
@@ -73,10 +71,7 @@ def test_unacknowledged_urgent_reminder_escalates_after_an_hour(settings, make_r
     escalated = _get(settings, urgent.id)
     assert (escalated.status, escalated.escalated_at) == ("due", T0 + timedelta(hours=1))
     (envelope,) = _outbox(settings, REMINDER_ESCALATED)
-    assert (
-        envelope["data"]["reminder_id"] == urgent.id
-        and envelope["data"]["kind"] == "urgent_surgical_referral"
-    )
+    assert envelope["data"]["reminder_id"] == urgent.id and envelope["data"]["kind"] == "urgent_surgical_referral"
 
 
 def test_other_kinds_escalate_after_two_business_days(settings, make_reminder):  # type: ignore[no-untyped-def]
@@ -136,9 +131,7 @@ def test_a_claimed_reminder_completed_meanwhile_is_not_delivered(settings, make_
 def _run(settings, **changes):  # type: ignore[no-untyped-def]
     stop = threading.Event()
     configured = settings.model_copy(update=changes)
-    thread = threading.Thread(
-        target=run_scheduler, args=(stop, configured), kwargs={"worker_id": "loop"}, daemon=True
-    )
+    thread = threading.Thread(target=run_scheduler, args=(stop, configured), kwargs={"worker_id": "loop"}, daemon=True)
     thread.start()
     return stop, thread
 

@@ -39,8 +39,7 @@ LEASE_SECONDS = 3.0
 def _seed(url: str, due_at: datetime) -> None:
     engine = create_engine(url)
     patients = [
-        {"id": f"p-{i:05d}", "org": "org-a", "external_id": f"x{i}", "created_at": due_at}
-        for i in range(PATIENTS)
+        {"id": f"p-{i:05d}", "org": "org-a", "external_id": f"x{i}", "created_at": due_at} for i in range(PATIENTS)
     ]
     reminders = [
         {
@@ -93,9 +92,7 @@ def _scalar(engine, statement):  # type: ignore[no-untyped-def]
 def _kill_mid_batch(engine, victim: subprocess.Popen[str], worker: str) -> dict[str, datetime]:  # type: ignore[no-untyped-def]
     """SIGKILL the victim while it holds claimed, undelivered reminders; returns them with their lease end."""
     held = (
-        select(func.count())
-        .select_from(Reminder)
-        .where(Reminder.claimed_by == worker, Reminder.status == "scheduled")
+        select(func.count()).select_from(Reminder).where(Reminder.claimed_by == worker, Reminder.status == "scheduled")
     )
     stranded = select(Reminder.id, Reminder.claim_expires_at).where(
         Reminder.claimed_by == worker, Reminder.status == "scheduled"
@@ -175,9 +172,7 @@ def _assert_exactly_once(engine) -> None:  # type: ignore[no-untyped-def]
     )
     with engine.connect() as connection:
         assert connection.execute(reminders_in_events, {"t": REMINDER_DUE}).scalar_one() == TOTAL
-    deliveries = (
-        select(func.count()).select_from(ReminderTransition).where(ReminderTransition.to_status == "due")
-    )
+    deliveries = select(func.count()).select_from(ReminderTransition).where(ReminderTransition.to_status == "due")
     assert _scalar(engine, deliveries) == TOTAL
 
 

@@ -1,11 +1,12 @@
 """Helpers for the configuration and re-evaluation tests: patients with facts in the real database, the
 outbox drained in process (relay -> official in-memory publisher -> pathway consumer), and counts."""
+
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -28,17 +29,24 @@ class Kit:
 
     def patients(self, org: str, count: int, *, evaluate: bool = True) -> list[str]:
         """`count` patients with one surgery fact each, evaluated once under the current configuration."""
-        surgery_at = datetime.now(timezone.utc) - timedelta(days=30)
+        surgery_at = datetime.now(UTC) - timedelta(days=30)
         with UnitOfWork(self.settings) as uow:
             ids = []
             for _ in range(count):
                 patient = Patient(org=org, external_id=f"MRN-{uuid.uuid4().hex[:12]}", created_at=surgery_at)
                 uow.session.add(patient)
                 uow.session.flush()
-                uow.session.add(PatientUpdate(
-                    patient_id=patient.id, org=org, type="surgery", occurred_at=surgery_at,
-                    occurred_at_text=surgery_at.isoformat(), data={"procedure": "laminectomy"},
-                    received_at=surgery_at))
+                uow.session.add(
+                    PatientUpdate(
+                        patient_id=patient.id,
+                        org=org,
+                        type="surgery",
+                        occurred_at=surgery_at,
+                        occurred_at_text=surgery_at.isoformat(),
+                        data={"procedure": "laminectomy"},
+                        received_at=surgery_at,
+                    )
+                )
                 ids.append(patient.id)
             uow.session.flush()
             if evaluate:
@@ -61,8 +69,7 @@ class Kit:
 
     def reevaluation_events(self) -> Counter[str]:
         """Queued re-evaluation events per patient id (all runs, handled or not)."""
-        query = select(OutboxMessage.envelope).where(
-            OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
+        query = select(OutboxMessage.envelope).where(OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
         with UnitOfWork(self.settings, read_only=True) as uow:
             return Counter(envelope["subject"] for envelope in uow.session.execute(query).scalars())
 
@@ -82,4 +89,3 @@ class Kit:
 @pytest.fixture
 def kit(settings: Settings) -> Kit:
     return Kit(settings)
-

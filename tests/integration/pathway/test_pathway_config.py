@@ -1,5 +1,6 @@
 """Per-organisation pathway configuration through `carepath config` and the ops-only HTTP route: validation,
 organisation scoping, and a change re-evaluating exactly that organisation's patients."""
+
 from __future__ import annotations
 
 import json
@@ -9,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
+from carepath.cli import main
 from services.pathway.reevaluation import drive_runs
 from services.pathway.rules import params_for
 from shared.auth import create_token
-from shared.cli import main
 from shared.db.tables import OrgConfig, ReevaluationRun
 from shared.db.uow import UnitOfWork
 from shared.settings import Settings
@@ -42,8 +43,23 @@ def test_cli_change_reevaluates_every_patient_of_that_org_only(settings: Setting
     ours, theirs = kit.patients("org-a", 12), kit.patients("org-b", 5)
     assert {kit.latest(p).params_digest for p in ours + theirs} == {DEFAULT_DIGEST}
 
-    assert main(["config", "set", "--org", "org-a", "--profile", "us-medicare-lcd",
-                 "--param", "first_line_trial_days=35", "--param", "relief_fraction=0.25"]) == 0
+    assert (
+        main(
+            [
+                "config",
+                "set",
+                "--org",
+                "org-a",
+                "--profile",
+                "us-medicare-lcd",
+                "--param",
+                "first_line_trial_days=35",
+                "--param",
+                "relief_fraction=0.25",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     expected = params_for("us-medicare-lcd", {"first_line_trial_days": 35, "relief_fraction": "1/4"}).digest()
     assert shown["overrides"] == {"first_line_trial_days": 35, "relief_fraction": "1/4"}
@@ -52,7 +68,7 @@ def test_cli_change_reevaluates_every_patient_of_that_org_only(settings: Setting
 
     assert _drive(settings) == 12
     assert kit.drain() == 12
-    assert kit.reevaluation_events() == {p: 1 for p in ours}
+    assert kit.reevaluation_events() == dict.fromkeys(ours, 1)
     for patient_id in ours:
         latest = kit.latest(patient_id)
         assert (latest.profile, latest.params_digest) == ("us-medicare-lcd", expected)
@@ -65,15 +81,18 @@ def test_cli_change_reevaluates_every_patient_of_that_org_only(settings: Setting
     assert (run.status, run.enqueued, run.total, run.requested_by) == ("done", 12, 12, "cli")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--param", "no_such_days=3"], "unknown pathway parameter 'no_such_days'"),
-    (["--param", "pt_follow_up_days=-1"], "whole number"),
-    (["--param", "relief_fraction=2"], "relief_fraction"),
-    (["--param", "mbb_relief_percent=120"], "percentage"),
-    (["--param", "first_line_trial_days"], "expected name=value"),
-    (["--clear-param", "no_such_days"], "unknown pathway parameter"),
-    (["--profile", "uk-nice"], "unknown policy profile"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--param", "no_such_days=3"], "unknown pathway parameter 'no_such_days'"),
+        (["--param", "pt_follow_up_days=-1"], "whole number"),
+        (["--param", "relief_fraction=2"], "relief_fraction"),
+        (["--param", "mbb_relief_percent=120"], "percentage"),
+        (["--param", "first_line_trial_days"], "expected name=value"),
+        (["--clear-param", "no_such_days"], "unknown pathway parameter"),
+        (["--profile", "uk-nice"], "unknown policy profile"),
+    ],
+)
 def test_cli_refuses_invalid_configuration_with_exit_2(settings: Settings, kit, capsys, argv, message):
     kit.patients("org-a", 2)
     assert main(["config", "set", "--org", "org-a", *argv]) == 2
@@ -105,8 +124,12 @@ def test_http_route_is_ops_only_and_scoped_to_the_token_org(settings: Settings, 
     for role in ("client", "coordinator"):
         headers = _headers(settings, "org-a", role)
         assert client.get("/v1/organisation/pathway-config", headers=headers).status_code == 403
-        assert client.put("/v1/organisation/pathway-config", json={"overrides": {"tolerance_days": 1}},
-                          headers=headers).status_code == 403
+        assert (
+            client.put(
+                "/v1/organisation/pathway-config", json={"overrides": {"tolerance_days": 1}}, headers=headers
+            ).status_code
+            == 403
+        )
     assert client.get("/v1/organisation/pathway-config").status_code == 401
 
     body = {"profile": "us-medicare-lcd", "overrides": {"naloxone_mme_threshold": 90}}
@@ -117,23 +140,25 @@ def test_http_route_is_ops_only_and_scoped_to_the_token_org(settings: Settings, 
     other = client.get("/v1/organisation/pathway-config", headers=_headers(settings, "org-b")).json()
     assert (other["org"], other["profile"], other["overrides"]) == ("org-b", "asra-2020", {})
     assert other["params_digest"] == DEFAULT_DIGEST and other["reevaluation"] is None
-    again = client.put("/v1/organisation/pathway-config", json=body,
-                       headers=_headers(settings, "org-a")).json()
+    again = client.put("/v1/organisation/pathway-config", json=body, headers=_headers(settings, "org-a")).json()
     assert again["changed"] is False and again["reevaluation_run_id"] is None
 
     assert _drive(settings) == 4 and kit.drain() == 4
     assert {kit.latest(p).params_digest for p in ours} == {changed["params_digest"]}
     assert all(kit.assessment_count(p) == 1 for p in theirs)
-    assert kit.reevaluation_events() == {p: 1 for p in ours}
+    assert kit.reevaluation_events() == dict.fromkeys(ours, 1)
 
 
-@pytest.mark.parametrize("body", [
-    {"overrides": {"no_such_days": 3}},
-    {"overrides": {"tolerance_days": "soon"}},
-    {"overrides": {"tolerance_days": True}},
-    {"profile": "uk-nice"},
-    {"overrides": {}, "org": "org-b"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"overrides": {"no_such_days": 3}},
+        {"overrides": {"tolerance_days": "soon"}},
+        {"overrides": {"tolerance_days": True}},
+        {"profile": "uk-nice"},
+        {"overrides": {}, "org": "org-b"},
+    ],
+)
 def test_http_refuses_invalid_configuration_with_422(settings: Settings, body) -> None:
     client = TestClient(create_app())
     response = client.put("/v1/organisation/pathway-config", json=body, headers=_headers(settings, "org-a"))
@@ -149,8 +174,12 @@ def test_history_shows_the_reevaluation_newest_first_with_what_changed(settings:
     [patient_id] = kit.patients("org-a", 1)
     client = TestClient(create_app())
     ops = _headers(settings, "org-a")
-    assert client.put("/v1/organisation/pathway-config", json={"overrides": {"pt_start_check_days": 10}},
-                      headers=ops).status_code == 200
+    assert (
+        client.put(
+            "/v1/organisation/pathway-config", json={"overrides": {"pt_start_check_days": 10}}, headers=ops
+        ).status_code
+        == 200
+    )
     _drive(settings)
     kit.drain()
     reader = _headers(settings, "org-a", "client")
@@ -180,8 +209,7 @@ def test_a_stored_configuration_that_no_longer_validates_is_shown_skipped_and_fi
     kit.patients("org-a", 2)
     kit.patients("org-b", 2)
     with UnitOfWork(settings) as uow:  # as if a new rule set had dropped this parameter
-        uow.session.add(OrgConfig(org="org-a", profile="asra-2020", overrides={"retired_days": 5},
-                                  updated_at=utcnow()))
+        uow.session.add(OrgConfig(org="org-a", profile="asra-2020", overrides={"retired_days": 5}, updated_at=utcnow()))
         uow.commit()
     assert main(["config", "show", "--org", "org-a"]) == 0
     shown = json.loads(capsys.readouterr().out)

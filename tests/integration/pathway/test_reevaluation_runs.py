@@ -1,5 +1,6 @@
 """Re-evaluation runs: resumable after a SIGKILL, never enqueuing a patient twice, started by themselves when
 the rules or an organisation's parameters change, superseded by a newer change, safe with two drivers."""
+
 from __future__ import annotations
 
 import os
@@ -51,27 +52,33 @@ def _runs(settings: Settings, org: str) -> list[ReevaluationRun]:
 
 def _queued(settings: Settings) -> int:
     with UnitOfWork(settings, read_only=True) as uow:
-        query = select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
+        query = (
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.event_type == PATHWAY_REEVALUATION_REQUESTED)
+        )
         return int(uow.session.execute(query).scalar_one())
 
 
-def _set_overrides(settings: Settings, org: str, overrides: dict[str, object], *,
-                   with_run: bool = True) -> str | None:
+def _set_overrides(settings: Settings, org: str, overrides: dict[str, object], *, with_run: bool = True) -> str | None:
     with UnitOfWork(settings) as uow:
         if with_run:
             run_id = replace_config(uow, org, "asra-2020", overrides, requested_by="test").run_id
         else:  # changed behind the service's back (restored backup, manual SQL): no run recorded
-            uow.session.merge(OrgConfig(org=org, profile="asra-2020", overrides=overrides,
-                                        updated_at=utcnow()))
+            uow.session.merge(OrgConfig(org=org, profile="asra-2020", overrides=overrides, updated_at=utcnow()))
             run_id = None
         uow.commit()
     return run_id
 
 
 def _cli(*args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "reevaluate", *args], cwd=ROOT,
-                            env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "carepath.cli", "reevaluate", *args],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_reevaluate_killed_mid_run_resumes_without_duplicates_or_gaps(settings: Settings, kit) -> None:
@@ -100,7 +107,7 @@ def test_reevaluate_killed_mid_run_resumes_without_duplicates_or_gaps(settings: 
     assert [r.id for r in _runs(settings, "org-a")] == [run.id]  # resumed, not restarted
     finished = _run(settings, run.id)
     assert (finished.status, finished.enqueued) == ("done", 240)
-    assert kit.reevaluation_events() == {patient_id: 1 for patient_id in patients}
+    assert kit.reevaluation_events() == dict.fromkeys(patients, 1)
 
     assert kit.drain() == 240
     expected = params_for("asra-2020", {"pt_follow_up_days": 21}).digest()
@@ -115,7 +122,7 @@ def test_two_drivers_of_one_run_enqueue_each_patient_once(settings: Settings, ki
     def driver() -> None:
         try:
             drive_runs(threading.Event(), settings=settings, max_backlog=0)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=driver) for _ in range(3)]
@@ -124,7 +131,7 @@ def test_two_drivers_of_one_run_enqueue_each_patient_once(settings: Settings, ki
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert kit.reevaluation_events() == {patient_id: 1 for patient_id in patients}
+    assert kit.reevaluation_events() == dict.fromkeys(patients, 1)
 
 
 def test_ensure_current_rules_starts_resumes_and_records(settings: Settings, kit) -> None:
@@ -144,8 +151,9 @@ def test_ensure_current_rules_starts_resumes_and_records(settings: Settings, kit
     assert ensure_current_rules(settings) == []
 
     with UnitOfWork(settings) as uow:  # as if this run had applied an older rule set
-        uow.session.execute(update(ReevaluationRun).where(ReevaluationRun.id == started)
-                            .values(rule_set_version="lbp-postlam-2025.9"))
+        uow.session.execute(
+            update(ReevaluationRun).where(ReevaluationRun.id == started).values(rule_set_version="lbp-postlam-2025.9")
+        )
         uow.commit()
     [upgraded] = ensure_current_rules(settings)
     run = _run(settings, upgraded)
@@ -197,7 +205,7 @@ def test_scheduler_loop_applies_a_change_by_itself(settings: Settings, kit) -> N
         stop.set()
         loop.join(timeout=10)
     assert not loop.is_alive()
-    assert kit.reevaluation_events() == {p: 1 for p in patients}
+    assert kit.reevaluation_events() == dict.fromkeys(patients, 1)
     assert [r.status for r in _runs(settings, "org-a")] == ["done"]
 
 

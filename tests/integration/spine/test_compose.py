@@ -1,5 +1,6 @@
 """compose.yaml, checked without a Docker engine: every command is a real `carepath` subcommand, every
 CAREPATH_* variable a real setting, and the commands run as local processes against local services."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,12 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.cli import _parser
+from carepath.cli import _parser
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
-CAREPATH_SERVICES = {name: svc for name, svc in COMPOSE["services"].items() if svc.get("image", "").startswith("carepath")}
+CAREPATH_SERVICES = {
+    name: svc for name, svc in COMPOSE["services"].items() if svc.get("image", "").startswith("carepath")
+}
 
 
 def _subcommands() -> set[str]:
@@ -25,9 +28,15 @@ def _subcommands() -> set[str]:
 
 def test_compose_validates_against_the_compose_specification() -> None:
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema",
-         "vendor.compose-spec", str(ROOT / "compose.yaml")],
-        capture_output=True, text=True, check=False,
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / "compose.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

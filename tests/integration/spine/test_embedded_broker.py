@@ -1,6 +1,7 @@
 """The embedded broker (filesystem transport) under a concurrent producer and consumer: every message
 arrives whole. Upstream kombu's transport let a consumer read a half-written file, and Celery then stopped
 the worker with an unrecoverable JSONDecodeError."""
+
 from __future__ import annotations
 
 import threading
@@ -18,8 +19,12 @@ MESSAGES = 600
 def _connection(root: Path) -> Connection:
     for folder in ("data", "control"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    options = {"data_folder_in": str(root / "data"), "data_folder_out": str(root / "data"),
-               "control_folder": str(root / "control"), "polling_interval": 0.001}
+    options = {
+        "data_folder_in": str(root / "data"),
+        "data_folder_out": str(root / "data"),
+        "control_folder": str(root / "control"),
+        "polling_interval": 0.001,
+    }
     return Connection("filesystem://", transport=EMBEDDED_TRANSPORT, transport_options=options)
 
 
@@ -36,7 +41,7 @@ def test_consumer_never_sees_a_partial_message(tmp_path: Path) -> None:
                     message = queue.get(timeout=30)
                     received.append(message.payload)
                     message.ack()
-            except BaseException as error:  # noqa: BLE001 - reported below
+            except BaseException as error:
                 errors.append(error)
 
     with _connection(tmp_path) as connection:

@@ -1,4 +1,5 @@
 """Intake over HTTP against the real database: validation, idempotency, organisation scoping."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
 from shared.auth import create_token
 from shared.db.tables import IdempotencyRecord, OutboxMessage, PatientUpdate
 from shared.db.uow import UnitOfWork
@@ -49,21 +50,29 @@ def test_patient_created_once_per_organisation(client: TestClient, settings: Set
 
 BAD_INPUTS = {
     "naive timestamp": {**SURGERY, "occurred_at": "2026-10-01T10:00:00"},
-    "out-of-range number": {"type": "pain_assessment", "occurred_at": "2026-10-01T10:00:00Z",
-                            "data": {"pain_nrs": 11, "distribution": "axial"}},
+    "out-of-range number": {
+        "type": "pain_assessment",
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "data": {"pain_nrs": 11, "distribution": "axial"},
+    },
     "unknown enum": {**SURGERY, "data": {"procedure": "laminoplasty"}},
     "unknown type": {"type": "massage", "occurred_at": "2026-10-01T10:00:00Z", "data": {}},
     "extra field": {**SURGERY, "data": {"procedure": "laminectomy", "surgeon": "x"}},
     "extra top-level field": {**SURGERY, "note": "x"},
     "missing field": {"type": "neuro_exam", "occurred_at": "2026-10-01T10:00:00Z", "data": {}},
-    "number as string": {"type": "pain_assessment", "occurred_at": "2026-10-01T10:00:00Z",
-                         "data": {"pain_nrs": "7", "distribution": "axial"}},
+    "number as string": {
+        "type": "pain_assessment",
+        "occurred_at": "2026-10-01T10:00:00Z",
+        "data": {"pain_nrs": "7", "distribution": "axial"},
+    },
     "epoch timestamp": {**SURGERY, "occurred_at": 1790000000},
 }
 
 
 @pytest.mark.parametrize("body", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_update_is_422_with_field_errors_and_stores_nothing(client: TestClient, settings: Settings, body: dict) -> None:
+def test_bad_update_is_422_with_field_errors_and_stores_nothing(
+    client: TestClient, settings: Settings, body: dict
+) -> None:
     headers = auth(settings)
     patient_id = new_patient(client, headers)
     response = client.post(f"/v1/patients/{patient_id}/updates", json=body, headers={**headers, "Idempotency-Key": "k"})
@@ -85,11 +94,16 @@ def test_malformed_json_is_422_and_stores_nothing(client: TestClient, settings: 
 def test_batch_is_all_or_nothing(client: TestClient, settings: Settings) -> None:
     headers = auth(settings)
     patient_id = new_patient(client, headers)
-    bad = client.post(f"/v1/patients/{patient_id}/updates:batch",
-                      json={"updates": [SURGERY, BAD_INPUTS["unknown enum"]]}, headers=headers)
+    bad = client.post(
+        f"/v1/patients/{patient_id}/updates:batch",
+        json={"updates": [SURGERY, BAD_INPUTS["unknown enum"]]},
+        headers=headers,
+    )
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == ["body", "updates", 1]
     assert count(settings, PatientUpdate) == 0
-    good = client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": [SURGERY, SURGERY]}, headers=headers)
+    good = client.post(
+        f"/v1/patients/{patient_id}/updates:batch", json={"updates": [SURGERY, SURGERY]}, headers=headers
+    )
     assert good.status_code == 202
     assert len(good.json()["updates"]) == 2
     assert count(settings, PatientUpdate) == 2
@@ -104,7 +118,9 @@ def test_idempotency_key_replays_and_rejects_other_bodies(client: TestClient, se
     again = client.post(url, json=SURGERY, headers={**headers, "Idempotency-Key": "key-1"})
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
-    other = client.post(url, json={**SURGERY, "data": {"procedure": "fusion"}}, headers={**headers, "Idempotency-Key": "key-1"})
+    other = client.post(
+        url, json={**SURGERY, "data": {"procedure": "fusion"}}, headers={**headers, "Idempotency-Key": "key-1"}
+    )
     assert other.status_code == 422
     assert count(settings, PatientUpdate) == 1 and count(settings, OutboxMessage) == 1
 
@@ -132,8 +148,12 @@ def test_other_organisation_gets_404_never_data(client: TestClient, settings: Se
     assert client.get(f"/v1/patients/{patient_id}/pathway", headers=intruder).status_code == 404
     assert client.get(f"/v1/patients/{patient_id}/pathway/history", headers=intruder).status_code == 404
     assert client.post(f"/v1/patients/{patient_id}/updates", json=SURGERY, headers=intruder).status_code == 404
-    assert client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": [SURGERY]},
-                       headers=intruder).status_code == 404
+    assert (
+        client.post(
+            f"/v1/patients/{patient_id}/updates:batch", json={"updates": [SURGERY]}, headers=intruder
+        ).status_code
+        == 404
+    )
     assert count(settings, PatientUpdate) == 0
     assert client.get(f"/v1/patients/{patient_id}/pathway", headers=auth(settings, "org-a")).status_code == 200
 
@@ -141,8 +161,12 @@ def test_other_organisation_gets_404_never_data(client: TestClient, settings: Se
 def test_every_route_but_health_needs_a_token(client: TestClient, settings: Settings) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.post("/v1/patients", json={"external_id": "x"}).status_code == 401
-    assert client.post("/v1/patients", json={"external_id": "x"},
-                       headers={"Authorization": "Bearer not-a-token"}).status_code == 401
+    assert (
+        client.post(
+            "/v1/patients", json={"external_id": "x"}, headers={"Authorization": "Bearer not-a-token"}
+        ).status_code
+        == 401
+    )
     assert client.post("/v1/pathway:evaluate", json={"updates": []}).status_code == 401
 
 

@@ -1,5 +1,6 @@
 """Outbox → relay → consumers, in process against the real database (the broker replaced by the official
 in-memory publisher, so deliveries can be duplicated, dropped and reordered at will)."""
+
 from __future__ import annotations
 
 import threading
@@ -9,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from services.intake.app import create_app
+from carepath.apps import create_intake_app as create_app
 from services.notifications.reconcile import handle_event as reconcile
 from services.pathway.consumer import handle_event as evaluate_event
 from shared.auth import create_token
@@ -43,8 +44,10 @@ def patient(settings: Settings) -> tuple[TestClient, dict[str, str], str]:
         {"type": "surgery", "occurred_at": _at(60), "data": {"procedure": "laminectomy"}},
         {"type": "medication", "occurred_at": _at(35), "data": {"drug_class": "opioid_ir", "action": "started"}},
     ]
-    assert client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": updates},
-                       headers=headers).status_code == 202
+    assert (
+        client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": updates}, headers=headers).status_code
+        == 202
+    )
     return client, headers, patient_id
 
 
@@ -75,7 +78,9 @@ def test_concurrent_duplicate_deliveries_are_handled_once(settings: Settings, pa
     [(consumer, envelope, outbox_id)] = publisher.drain()
     results: list[str] = []
     threads = [
-        threading.Thread(target=lambda: results.append(consume(consumer, envelope, outbox_id, evaluate_event, settings)))
+        threading.Thread(
+            target=lambda: results.append(consume(consumer, envelope, outbox_id, evaluate_event, settings))
+        )
         for _ in range(4)
     ]
     for thread in threads:
@@ -116,9 +121,13 @@ def test_stale_assessed_event_does_not_undo_a_newer_one(settings: Settings, pati
     _deliver(settings, publisher)  # assessment 2 reconciled: the review is cancelled
     consume(older[0], older[1], older[2], reconcile, settings)  # the old event arrives late
     with UnitOfWork(settings, read_only=True) as uow:
-        statuses = uow.session.execute(
-            select(Reminder.status).where(Reminder.patient_id == patient_id, Reminder.kind == "opioid_review_4w")
-        ).scalars().all()
+        statuses = (
+            uow.session.execute(
+                select(Reminder.status).where(Reminder.patient_id == patient_id, Reminder.kind == "opioid_review_4w")
+            )
+            .scalars()
+            .all()
+        )
     assert not set(statuses) & set(ACTIVE_STATUSES), statuses  # the late, older event revived nothing
 
 

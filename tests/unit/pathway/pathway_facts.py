@@ -117,9 +117,7 @@ def procedure(
     return fact("procedure", day, data, id_, seconds)
 
 
-def psychosocial(
-    day: float, factors: Iterable[str], months: float | None = None, id_: str | None = None
-) -> Fact:
+def psychosocial(day: float, factors: Iterable[str], months: float | None = None, id_: str | None = None) -> Fact:
     data: dict[str, Any] = {"factors": list(factors)}
     if months is not None:
         data["symptom_months_before_surgery"] = months

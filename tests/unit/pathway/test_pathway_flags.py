@@ -485,9 +485,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("facts", "day", "code", "present"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("facts", "day", "code", "present"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_flag_row(facts, day, code, present):
     assert (code in flag_codes(assess(facts, day))) is present
 

@@ -86,9 +86,7 @@ NEXT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("facts", "day", "expected_day"), [c[1:] for c in NEXT_CASES], ids=[c[0] for c in NEXT_CASES]
-)
+@pytest.mark.parametrize(("facts", "day", "expected_day"), [c[1:] for c in NEXT_CASES], ids=[c[0] for c in NEXT_CASES])
 def test_next_evaluation_at(facts, day, expected_day):
     result = assess(facts, day)
     assert result.next_evaluation_at == (None if expected_day is None else at(expected_day))

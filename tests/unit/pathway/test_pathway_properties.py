@@ -91,9 +91,7 @@ DATA = {
         {"plan_documented": booleans},
         {"pdmp_checked": booleans, "urine_drug_test": booleans, "naloxone_offered": booleans},
     ),
-    "opioid_review": _fixed(
-        {"meaningful_relief": booleans}, {"pain_nrs": nrs, "tolerance_or_hyperalgesia": booleans}
-    ),
+    "opioid_review": _fixed({"meaningful_relief": booleans}, {"pain_nrs": nrs, "tolerance_or_hyperalgesia": booleans}),
     "therapy": _fixed(
         {
             "kind": st.sampled_from(
@@ -185,7 +183,10 @@ def _skeleton_fact(index, type_, day, data):
 def clinical_histories(draw):
     """A plausible escalating pathway (evaluation, PT + NSAID, outcome, CBT, ESI, opioids) with jittered
     days, plus random extra facts: stage transitions, relief and opioid rules get exercised."""
-    day = lambda low, high: draw(st.integers(low, high))
+
+    def day(low: int, high: int) -> int:
+        return draw(st.integers(low, high))
+
     skeleton = [
         ("surgery", day(-5, 0), {"procedure": "laminectomy"}),
         ("imaging", day(0, 20), {"modality": "mri", "findings": ["no_surgical_target"]}),
@@ -201,7 +202,9 @@ def clinical_histories(draw):
     ]
     mostly = st.sampled_from([True, True, True, True, False])
     keep = draw(st.lists(mostly, min_size=len(skeleton), max_size=len(skeleton)))
-    raws = [_skeleton_fact(i, *item) for i, (item, kept) in enumerate(zip(skeleton, keep)) if kept or i < 4]
+    raws = [
+        _skeleton_fact(i, *item) for i, (item, kept) in enumerate(zip(skeleton, keep, strict=True)) if kept or i < 4
+    ]
     raws += draw(st.lists(raw_fact().filter(lambda raw: raw[0] != "surgery"), max_size=8))
     return [Fact(f"f{index}", type_, moment, data) for index, (type_, moment, data) in enumerate(raws)]
 

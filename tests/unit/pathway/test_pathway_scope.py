@@ -95,9 +95,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("facts", "day", "shown", "hidden"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize(("facts", "day", "shown", "hidden"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_scope_row(facts, day, shown, hidden):
     codes = flag_codes(assess(facts, day))
     assert shown <= codes and not hidden & codes

@@ -1,4 +1,5 @@
 """The `carepath` command: run the stack or any one part of it, migrate, issue tokens, re-evaluate."""
+
 from __future__ import annotations
 
 import argparse
@@ -67,36 +68,45 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
-    uvicorn.run(app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(),
-                access_log=False)
+    uvicorn.run(
+        app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(), access_log=False
+    )
     return 0
 
 
 def cmd_intake(_: argparse.Namespace) -> int:
     settings = get_settings()
-    return _serve("services.intake.app:create_app", settings.intake_port, settings.intake_host)
+    return _serve("carepath.apps:create_intake_app", settings.intake_port, settings.intake_host)
 
 
 def cmd_notifications(_: argparse.Namespace) -> int:
     settings = get_settings()
-    return _serve("services.notifications.app:create_app", settings.notifications_port, settings.notifications_host)
+    return _serve("carepath.apps:create_notifications_app", settings.notifications_port, settings.notifications_host)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from carepath.apps import TASK_MODULES
     from shared.messaging.celery_app import get_celery
     from shared.messaging.routing import QUEUES
 
     settings = get_settings()
+    celery = get_celery()
+    celery.conf.include = list(TASK_MODULES)
     argv = [
         "worker",
-        "--queues", args.queues or ",".join(QUEUES),
-        "--concurrency", str(args.concurrency or settings.worker_concurrency),
-        "--loglevel", settings.log_level,
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--queues",
+        args.queues or ",".join(QUEUES),
+        "--concurrency",
+        str(args.concurrency or settings.worker_concurrency),
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     ]
     if args.hostname:
         argv += ["--hostname", args.hostname]
-    get_celery().worker_main(argv)
+    celery.worker_main(argv)
     return 0
 
 
@@ -115,16 +125,18 @@ def cmd_scheduler(_: argparse.Namespace) -> int:
     from services.pathway.reevaluation import run_reevaluations
     from services.pathway.scheduling import run_reevaluation_scheduler
 
-    return _run_loops([
-        ("reminders", run_scheduler),
-        ("channels", run_dispatcher),
-        ("timed-reevaluation", run_reevaluation_scheduler),
-        ("rule-change-reevaluation", run_reevaluations),
-    ])
+    return _run_loops(
+        [
+            ("reminders", run_scheduler),
+            ("channels", run_dispatcher),
+            ("timed-reevaluation", run_reevaluation_scheduler),
+            ("rule-change-reevaluation", run_reevaluations),
+        ]
+    )
 
 
 def cmd_up(_: argparse.Namespace) -> int:
-    from shared.supervisor import run_stack
+    from carepath.supervisor import run_stack
 
     return run_stack()
 
@@ -142,8 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--hostname", help="Celery node name")
     worker.set_defaults(func=cmd_worker)
     sub.add_parser("relay", help="publish the outbox to the broker").set_defaults(func=cmd_relay)
-    sub.add_parser("scheduler", help="deliver due reminders, channel deliveries and timed re-evaluations") \
-        .set_defaults(func=cmd_scheduler)
+    sub.add_parser("scheduler", help="deliver due reminders, channel deliveries and timed re-evaluations").set_defaults(
+        func=cmd_scheduler
+    )
     token = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="print a bearer token")
     create.add_argument("--org", required=True)

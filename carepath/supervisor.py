@@ -1,6 +1,7 @@
 """`carepath up`: migrate, then run every part as a child process in the foreground; Ctrl-C (or SIGTERM)
 stops them all cleanly. A part that dies is restarted with backoff (the database holds every update and
 reminder, so a restart costs seconds, never data); a part that keeps dying takes the stack down."""
+
 from __future__ import annotations
 
 import logging
@@ -24,7 +25,7 @@ RESTART_WINDOW_SECONDS = 60.0
 
 def _spawn(part: str) -> subprocess.Popen[bytes]:
     # Own session: the terminal's Ctrl-C reaches only us, and we stop the children in order.
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", part], env=os.environ.copy(), start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "carepath.cli", part], env=os.environ.copy(), start_new_session=True)
 
 
 @dataclass
@@ -73,8 +74,13 @@ def run_stack() -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     children = [Child(part, _spawn(part)) for part in PARTS]
-    log.info("carepath is up: intake http://%s:%s  notifications http://%s:%s  (Ctrl-C stops)",
-             settings.intake_host, settings.intake_port, settings.notifications_host, settings.notifications_port)
+    log.info(
+        "carepath is up: intake http://%s:%s  notifications http://%s:%s  (Ctrl-C stops)",
+        settings.intake_host,
+        settings.intake_port,
+        settings.notifications_host,
+        settings.notifications_port,
+    )
     healthy = True
     while healthy and not stop.is_set():
         stop.wait(0.5)

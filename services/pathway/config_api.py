@@ -1,4 +1,5 @@
 """The organisation's pathway configuration, for ops tokens only; the organisation is always the token's."""
+
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -11,9 +12,7 @@ from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.web import no_nul_characters
 
-router = APIRouter(
-    prefix="/v1/organisation", tags=["configuration"], dependencies=[Depends(no_nul_characters)]
-)
+router = APIRouter(prefix="/v1/organisation", tags=["configuration"], dependencies=[Depends(no_nul_characters)])
 Ops = Annotated[Principal, Depends(require("ops"))]
 AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
 INVALID = {422: {"description": "unknown profile or parameter, or a bad value"}}
@@ -46,8 +45,7 @@ def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
             raise HTTPException(422, detail=f"parameter {name!r} is at most {MAX_PARAMETER}, got {value!r}")
     with UnitOfWork() as uow:
         try:
-            change = replace_config(uow, principal.org, body.profile, body.overrides,
-                                    requested_by=principal.actor)
+            change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
         except ConfigError as exc:
             raise HTTPException(422, detail=str(exc)) from None
         uow.commit()

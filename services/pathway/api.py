@@ -1,0 +1,71 @@
+"""Pathway HTTP routes (mounted on the intake process by the composition root): the current assessment, its
+history and the what-if. Thin adapters: parse, check identity, call one query, map errors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import Field
+
+from services.pathway import queries
+from services.pathway.mapping import facts_from_updates, org_params
+from services.pathway.rules import evaluate
+from shared.auth import Principal, require
+from shared.clock import utcnow
+from shared.db.uow import UnitOfWork
+from shared.patients import PatientNotFound, find_patient
+from shared.updates import Instant, Strict, UpdateIn
+from shared.web import check_instant, no_nul_characters
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(no_nul_characters)])
+Caller = Annotated[Principal, Depends(require())]
+NOT_FOUND = {404: {"description": "no such patient in your organisation"}}
+AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+
+
+class EvaluateIn(Strict):
+    updates: list[UpdateIn] = Field(max_length=2000)  # type: ignore[valid-type]
+    now: Instant | None = None
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(404, detail="patient not found")
+
+
+@router.get("/patients/{patient_id}/pathway", responses={**AUTH, **NOT_FOUND})
+def get_pathway(patient_id: str, principal: Caller) -> dict[str, Any]:
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            patient = find_patient(uow, principal.org, patient_id)
+        except PatientNotFound:
+            raise _not_found() from None
+        return queries.current_pathway(uow, patient)
+
+
+@router.get(
+    "/patients/{patient_id}/pathway/history",
+    responses={**AUTH, **NOT_FOUND, 422: {"description": "bad cursor or limit"}},
+)
+def get_pathway_history(
+    patient_id: str, principal: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+) -> dict[str, Any]:
+    """The stored assessments, newest first, each with what changed; `next_cursor` pages to older ones."""
+    with UnitOfWork(read_only=True) as uow:
+        try:
+            patient = find_patient(uow, principal.org, patient_id)
+            return queries.pathway_history_page(uow, patient, limit=limit, cursor=cursor)
+        except PatientNotFound:
+            raise _not_found() from None
+        except queries.BadCursor:
+            raise HTTPException(422, detail="cursor is not one this service issued") from None
+
+
+@router.post("/pathway:evaluate", responses={**AUTH, 422: {"description": "invalid updates"}})
+def what_if(body: EvaluateIn, principal: Caller) -> dict[str, Any]:
+    check_instant(body.now, ("body", "now"))
+    for index, update in enumerate(body.updates):
+        check_instant(update.occurred_at, ("body", "updates", index, "occurred_at"))
+    with UnitOfWork(read_only=True) as uow:
+        params = org_params(uow, principal.org)
+    return evaluate(facts_from_updates(body.updates), body.now or utcnow(), params).to_dict()
