@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from shared.clock import utcnow
 from shared.db.tables import OutboxMessage, Reminder
@@ -44,13 +45,15 @@ class BacklogCollector(Collector):
         now = utcnow()
         with UnitOfWork(read_only=True) as uow:
             unfinished = uow.session.execute(
-                select(OutboxMessage.consumer, func.count(), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.done_at.is_(None))
-                .group_by(OutboxMessage.consumer)
+                select(col(OutboxMessage.consumer), func.count(), func.min(col(OutboxMessage.created_at)))
+                .where(col(OutboxMessage.done_at).is_(None))
+                .group_by(col(OutboxMessage.consumer))
             ).all()
-            by_status = uow.session.execute(select(Reminder.status, func.count()).group_by(Reminder.status)).all()
+            by_status = uow.session.execute(
+                select(col(Reminder.status), func.count()).group_by(col(Reminder.status))
+            ).all()
             late = uow.session.execute(
-                select(func.count()).where(Reminder.status == "scheduled", Reminder.due_at < now)
+                select(func.count()).where(col(Reminder.status) == "scheduled", col(Reminder.due_at) < now)
             ).scalar_one()
         for consumer, count, first in unfinished:
             outbox.add_metric([consumer], count)
