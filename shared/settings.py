@@ -10,6 +10,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_BROKER = "filesystem://"
+# The CDC opioid guideline's RxNorm value sets and MME factors (shared/data/opioid-cds beside the checkout).
+DEFAULT_OPIOID_CDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "opioid-cds"
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,10 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "carepath@localhost"
+    opioid_cds_dir: Path = Field(
+        DEFAULT_OPIOID_CDS_DIR,
+        description="folder with valuesets/*.json and mme_conversion_factors.csv (FHIR medication mapping)",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -11,6 +11,7 @@ from shared.db.tables.core import (
     PatientUpdate,
     ProcessedEvent,
 )
+from shared.db.tables.fhir import FhirPatientLink, FhirResourceLink
 from shared.db.tables.reevaluation import ReevaluationRun
 from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
 
@@ -18,6 +19,8 @@ __all__ = [
     "Assessment",
     "ChannelDelivery",
     "EmailRecipient",
+    "FhirPatientLink",
+    "FhirResourceLink",
     "IdempotencyRecord",
     "OrgConfig",
     "OutboxMessage",
