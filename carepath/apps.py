@@ -16,12 +16,15 @@ TASK_MODULES = ("services.pathway.tasks", "services.notifications.tasks")
 
 def create_intake_app() -> FastAPI:
     from services.intake import api as intake_api
+    from services.intake.fhir import routes as fhir_routes
     from services.pathway import api as pathway_api
     from services.pathway import config_api as pathway_config_api
 
     app = FastAPI(title="carepath intake", version="1")
     install_common(app, "intake")
     app.include_router(intake_api.router)
+    fhir_routes.opioid_cds()  # the value sets and MME factors are read at start: a missing folder fails here
+    app.include_router(fhir_routes.router)
     app.include_router(pathway_api.router)
     app.include_router(pathway_config_api.router)
     return app

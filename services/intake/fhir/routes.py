@@ -1,0 +1,115 @@
+"""FHIR R4 routes of the intake service: POST /fhir/r4 (transaction/batch Bundles), GET /fhir/r4/metadata,
+GET /fhir/r4/CarePlan?patient=…. Thin adapters: parse, check identity, call one use case, map errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from services.intake.fhir import bundle, capability, careplan, terminology
+from services.intake.fhir.outcome import error, operation_outcome
+from shared.auth import Principal, require
+from shared.db.uow import UnitOfWork
+from shared.settings import get_settings
+from shared.web import Responses, no_nul_characters
+
+log = logging.getLogger("carepath.fhir")
+FHIR_JSON = "application/fhir+json"
+router = APIRouter(prefix="/fhir/r4", tags=["fhir"], dependencies=[Depends(no_nul_characters)])
+Caller = Annotated[Principal, Depends(require())]
+Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
+
+AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+_OBJECT = {"type": "object", "additionalProperties": True}
+_FHIR_CONTENT = {FHIR_JSON: {"schema": _OBJECT}, "application/json": {"schema": _OBJECT}}
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+def opioid_cds() -> terminology.OpioidCds:
+    """The value sets and MME factors of the configured folder (read once per folder)."""
+    return terminology.load_cached(get_settings().opioid_cds_dir.resolve())
+
+
+def _outcome(status_code: int, expression: str, message: str, code: str) -> FhirResponse:
+    return FhirResponse(operation_outcome([error(expression, message, code)]), status_code=status_code)
+
+
+@router.post(
+    "",
+    response_class=FhirResponse,
+    responses={
+        200: {"description": "transaction-response or batch-response Bundle", "content": _FHIR_CONTENT},
+        **AUTH,
+        409: {"description": "a concurrent request recorded the same resource or patient; retry", "content": _FHIR_CONTENT},
+        415: {"description": "not application/fhir+json or application/json", "content": _FHIR_CONTENT},
+        422: {"description": "OperationOutcome: invalid Bundle, invalid transaction entry, or nothing maps", "content": _FHIR_CONTENT},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": _FHIR_CONTENT}},
+)
+async def post_bundle(request: Request, principal: Writer) -> Any:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in (FHIR_JSON, "application/json"):
+        return _outcome(415, "Bundle", "send the Bundle as application/fhir+json or application/json", "not-supported")
+    raw = await request.body()
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return _outcome(422, "Bundle", "the body is not JSON", "structure")
+    cds = opioid_cds()
+
+    def work() -> bundle.Result:
+        with UnitOfWork() as uow:
+            try:
+                result = bundle.process(uow, principal, cds, document)
+            except bundle.BundleRefused as refused:
+                return bundle.Result(422, operation_outcome(refused.issues))
+            if result.status_code == 200:
+                uow.commit()
+            return result
+
+    try:
+        result = await run_in_threadpool(work)
+    except IntegrityError:
+        log.info("fhir bundle raced another request on the same resource or patient")
+        return _outcome(409, "Bundle", "a concurrent request recorded the same resource or patient; retry", "conflict")
+    return FhirResponse(result.body, status_code=result.status_code)
+
+
+@router.get(
+    "/metadata",
+    response_class=FhirResponse,
+    responses={200: {"description": "CapabilityStatement", "content": _FHIR_CONTENT}},
+)
+def metadata() -> Any:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        software = version("carepath")
+    except PackageNotFoundError:
+        software = "0"
+    return FhirResponse(capability.capability_statement(software))
+
+
+@router.get(
+    "/CarePlan",
+    response_class=FhirResponse,
+    responses={
+        200: {"description": "searchset Bundle: the patient's current pathway CarePlan (none for an unknown patient)", "content": _FHIR_CONTENT},
+        **AUTH,
+        422: {"description": "patient parameter missing or invalid"},
+    },
+)
+def search_careplan(principal: Caller, patient: Annotated[str, Query(min_length=1, max_length=200)]) -> Any:
+    with UnitOfWork(read_only=True) as uow:
+        found = careplan.find_patient_for_search(uow, principal.org, patient)
+        plan = careplan.careplan(uow, found) if found is not None else None
+        return FhirResponse(careplan.searchset([plan] if plan else []))
