@@ -286,7 +286,7 @@ def _read_medication(resource: Any, ctx: Context) -> tuple[_Medication, list[Iss
     notes: list[Issue] = []
     concept, element = _medication_concept(resource, ctx)
     drug_class, name = _drug_class(ctx, concept, element)
-    if resource.resource_type == "MedicationRequest":
+    if resource.get_resource_type() == "MedicationRequest":
         status = _status(ctx, resource, ("active", "completed", "stopped", "on-hold"))
         intent = str(resource.intent or "")
         if intent not in _REQUEST_INTENTS:
@@ -308,7 +308,7 @@ def _read_medication(resource: Any, ctx: Context) -> tuple[_Medication, list[Iss
         if mme_per_day is None:
             notes.append(
                 warning(
-                    f"{ctx.prefix}.{'dosageInstruction' if resource.resource_type == 'MedicationRequest' else 'dosage'}",
+                    f"{ctx.prefix}.{'dosageInstruction' if resource.get_resource_type() == 'MedicationRequest' else 'dosage'}",
                     f"opioid recorded without mme_per_day: {result.reason}",
                     "incomplete",
                 )
