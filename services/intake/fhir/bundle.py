@@ -124,7 +124,11 @@ def _parse(entries: list[Any]) -> list[Entry]:
                 get_fhir_model_class(str(resource_type))
             except (ValueError, KeyError, AttributeError):
                 entry.issues.append(
-                    error(f"{prefix}.resourceType", f"{str(resource_type)[:40]!r} is not a FHIR resource type", "structure")
+                    error(
+                        f"{prefix}.resourceType",
+                        f"{str(resource_type)[:40]!r} is not a FHIR resource type",
+                        "structure",
+                    )
                 )
                 entry.outcome = "invalid"
                 continue
@@ -160,12 +164,22 @@ def _subject(entry: Entry, by_reference: dict[str, Entry]) -> linking.PatientKey
     target = reference.reference
     if target:
         patient_entry = by_reference.get(target)
-        if patient_entry is not None and patient_entry.resource_type == "Patient" and patient_entry.resource is not None:
+        if (
+            patient_entry is not None
+            and patient_entry.resource_type == "Patient"
+            and patient_entry.resource is not None
+        ):
             return _patient_keys(patient_entry.resource)
         if target.startswith("Patient/") and len(target) > len("Patient/"):
             return linking.PatientKeys([], target.removeprefix("Patient/").split("/_history/")[0])
         raise mapping.Invalid(
-            [error(f"{entry.prefix}.subject.reference", "subject must reference a Patient (Patient/<id> or a Patient entry)", "value")]
+            [
+                error(
+                    f"{entry.prefix}.subject.reference",
+                    "subject must reference a Patient (Patient/<id> or a Patient entry)",
+                    "value",
+                )
+            ]
         )
     key = linking.identifier_key(reference.identifier) if reference.identifier is not None else None
     if key:
@@ -181,11 +195,17 @@ def _check_update(entry: Entry, candidate: dict[str, Any]) -> Any:
         for item in invalid.errors():
             loc = ".".join(str(p) for p in item.get("loc", ()) if not str(p).startswith("function-"))
             issues.append(
-                error(entry.prefix, f"maps to a {candidate['type']} update that is refused at {loc}: {item.get('msg')}", "value")
+                error(
+                    entry.prefix,
+                    f"maps to a {candidate['type']} update that is refused at {loc}: {item.get('msg')}",
+                    "value",
+                )
             )
         raise mapping.Invalid(issues) from None
     if not EARLIEST <= update.occurred_at < LATEST:
-        raise mapping.Invalid([error(entry.prefix, f"the instant must be between {EARLIEST.year} and {LATEST.year - 1}", "value")])
+        raise mapping.Invalid(
+            [error(entry.prefix, f"the instant must be between {EARLIEST.year} and {LATEST.year - 1}", "value")]
+        )
     return update
 
 
@@ -200,7 +220,7 @@ class _TherapyStarts:
         def started(kind: str, when: datetime) -> bool:
             if any(k == kind and at <= when for k, at in self.pending.get(patient_id, [])):
                 return True
-            query = select(PatientUpdate.data, PatientUpdate.occurred_at).where(
+            query = select(col(PatientUpdate.data), col(PatientUpdate.occurred_at)).where(
                 col(PatientUpdate.patient_id) == patient_id,
                 col(PatientUpdate.type) == "therapy",
                 col(PatientUpdate.occurred_at) <= when,
@@ -251,7 +271,9 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
             same_in_bundle = (str(entry.resource_type), identity[0], identity[2])
             if same_in_bundle in seen:
                 entry.outcome = "duplicate"
-                entry.issues.append(information(entry.prefix, f"the same resource version as entry {seen[same_in_bundle]}", "duplicate"))
+                entry.issues.append(
+                    information(entry.prefix, f"the same resource version as entry {seen[same_in_bundle]}", "duplicate")
+                )
                 continue
             seen[same_in_bundle] = entry.index
             earlier = linking.recorded_versions(uow, principal.org, str(entry.resource_type), identity[0], identity[1])
@@ -282,15 +304,17 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
             entry.outcome = "unmappable"
             entry.issues.append(unmappable.issue)
 
-    invalid = [entry for entry in entries if entry.outcome == "invalid"]
+    failed = [entry for entry in entries if entry.outcome == "invalid"]
     mapped = [entry for entry in entries if entry.outcome in ("recorded", "duplicate")]
-    if (bundle_type == "transaction" and invalid) or not mapped:
+    if (bundle_type == "transaction" and failed) or not mapped:
         uow.rollback()
         issues = [issue for entry in entries for issue in entry.issues]
-        if not mapped and not invalid:
+        if not mapped and not failed:
             issues.append(error("Bundle.entry", "no entry of this Bundle maps to a carepath update", "not-supported"))
         # In a refused Bundle every problem is an error: nothing was stored.
-        refused = [Issue("error", i.code, i.diagnostics, i.expression) if i.severity == "warning" else i for i in issues]
+        refused = [
+            Issue("error", i.code, i.diagnostics, i.expression) if i.severity == "warning" else i for i in issues
+        ]
         return Result(422, operation_outcome(refused))
     _record(uow, principal, entries)
     return Result(200, _response(bundle_type, entries))

@@ -33,7 +33,9 @@ def capability_statement(software_version: str) -> dict[str, Any]:
         }
     ]
     for name in ("Patient", *mapping.SUPPORTED, "Medication"):
-        resources.append({"type": name, "documentation": "accepted in transaction/batch Bundles: " + _DOCUMENTATION[name]})
+        resources.append(
+            {"type": name, "documentation": "accepted in transaction/batch Bundles: " + _DOCUMENTATION[name]}
+        )
     tables = "; ".join(f"{t.name}: {t.used_for}" for t in codes.ALL_TABLES)
     model = CapabilityStatement.model_validate(
         {

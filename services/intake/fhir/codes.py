@@ -51,7 +51,9 @@ class CodeTable:
 
 
 def _table(name: str, used_for: str, source: str, rows: list[tuple[str, str, Any, str]], **kw: Any) -> CodeTable:
-    return CodeTable(name, used_for, source, {(system, code): (value, display) for system, code, value, display in rows}, **kw)
+    return CodeTable(
+        name, used_for, source, {(system, code): (value, display) for system, code, value, display in rows}, **kw
+    )
 
 
 # --- Procedure -----------------------------------------------------------------------------------------------
@@ -67,12 +69,27 @@ PROCEDURES = _table(
     [
         (CPT, "63005", _LAMI, "Laminectomy, 1-2 vertebral segments; lumbar, except for spondylolisthesis"),
         (CPT, "63011", _LAMI, "Laminectomy, 1-2 vertebral segments; sacral"),
-        (CPT, "63012", _LAMI, "Laminectomy with removal of abnormal facets and/or pars inter-articularis, lumbar (Gill type)"),
+        (
+            CPT,
+            "63012",
+            _LAMI,
+            "Laminectomy with removal of abnormal facets and/or pars inter-articularis, lumbar (Gill type)",
+        ),
         (CPT, "63015", _LAMI, "Laminectomy, more than 2 vertebral segments; cervical"),
         (CPT, "63016", _LAMI, "Laminectomy, more than 2 vertebral segments; thoracic"),
         (CPT, "63017", _LAMI, "Laminectomy, more than 2 vertebral segments; lumbar"),
-        (CPT, "63020", _LAMI_FORA, "Laminotomy (hemilaminectomy) with decompression of nerve root(s), partial facetectomy, foraminotomy and/or discectomy; 1 interspace, cervical"),
-        (CPT, "63030", _LAMI_FORA, "Laminotomy (hemilaminectomy) with decompression of nerve root(s), partial facetectomy, foraminotomy and/or discectomy; 1 interspace, lumbar"),
+        (
+            CPT,
+            "63020",
+            _LAMI_FORA,
+            "Laminotomy (hemilaminectomy) with decompression of nerve root(s), partial facetectomy, foraminotomy and/or discectomy; 1 interspace, cervical",
+        ),
+        (
+            CPT,
+            "63030",
+            _LAMI_FORA,
+            "Laminotomy (hemilaminectomy) with decompression of nerve root(s), partial facetectomy, foraminotomy and/or discectomy; 1 interspace, lumbar",
+        ),
         (CPT, "63035", _LAMI_FORA, "Laminotomy (hemilaminectomy) …; each additional interspace, cervical or lumbar"),
         (CPT, "63040", _REPEAT, "Laminotomy with decompression …, reexploration, single interspace; cervical"),
         (CPT, "63042", _REPEAT, "Laminotomy with decompression …, reexploration, single interspace; lumbar"),
@@ -84,24 +101,114 @@ PROCEDURES = _table(
         (CPT, "63048", _LAMI_FORA, "Laminectomy, facetectomy and foraminotomy; each additional segment"),
         (CPT, "22558", ("surgery", {"procedure": "fusion"}), "Arthrodesis, anterior interbody; lumbar"),
         (CPT, "22612", ("surgery", {"procedure": "fusion"}), "Arthrodesis, posterior or posterolateral; lumbar"),
-        (CPT, "22630", ("surgery", {"procedure": "fusion"}), "Arthrodesis, posterior interbody, including laminectomy and/or discectomy; lumbar"),
-        (CPT, "22633", ("surgery", {"procedure": "fusion"}), "Arthrodesis, combined posterior/posterolateral and posterior interbody; lumbar"),
-        (CPT, "62320", ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": False}), "Injection, interlaminar epidural, cervical or thoracic; without imaging guidance"),
-        (CPT, "62321", ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": True}), "Injection, interlaminar epidural, cervical or thoracic; with imaging guidance"),
-        (CPT, "62322", ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": False}), "Injection, interlaminar epidural, lumbar or sacral (caudal); without imaging guidance"),
-        (CPT, "62323", ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": True}), "Injection, interlaminar epidural, lumbar or sacral (caudal); with imaging guidance"),
-        (CPT, "64479", ("procedure", {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True}), "Injection, transforaminal epidural, with imaging guidance; cervical or thoracic, single level"),
-        (CPT, "64483", ("procedure", {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True}), "Injection, transforaminal epidural, with imaging guidance; lumbar or sacral, single level"),
-        (CPT, "64490", ("procedure", {"kind": "medial_branch_block", "image_guided": True}), "Injection, paravertebral facet joint or nerves innervating that joint, with imaging guidance; cervical or thoracic, single level"),
-        (CPT, "64493", ("procedure", {"kind": "medial_branch_block", "image_guided": True}), "Injection, paravertebral facet joint or nerves innervating that joint, with imaging guidance; lumbar or sacral, single level"),
-        (CPT, "64494", ("procedure", {"kind": "medial_branch_block", "image_guided": True}), "… lumbar or sacral; second level"),
-        (CPT, "64633", ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}), "Destruction by neurolytic agent, paravertebral facet joint nerve(s), with imaging guidance; cervical or thoracic, single joint"),
-        (CPT, "64635", ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}), "Destruction by neurolytic agent, paravertebral facet joint nerve(s), with imaging guidance; lumbar or sacral, single joint"),
-        (CPT, "64636", ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}), "… lumbar or sacral; each additional facet joint"),
-        (CPT, "63650", ("procedure", {"kind": "scs_trial"}), "Percutaneous implantation of neurostimulator electrode array, epidural (a trial unless 63685 is coded too)"),
-        (CPT, "63655", ("procedure", {"kind": "scs_implant"}), "Laminectomy for implantation of neurostimulator electrodes, plate/paddle, epidural"),
-        (CPT, "63685", ("procedure", {"kind": "scs_implant"}), "Insertion or replacement of spinal neurostimulator pulse generator or receiver"),
-        (CPT, "62380", ("procedure", {"kind": "endoscopic_decompression"}), "Endoscopic decompression of spinal cord, nerve root(s), including laminotomy, partial facetectomy, foraminotomy, discectomy; 1 interspace, lumbar"),
+        (
+            CPT,
+            "22630",
+            ("surgery", {"procedure": "fusion"}),
+            "Arthrodesis, posterior interbody, including laminectomy and/or discectomy; lumbar",
+        ),
+        (
+            CPT,
+            "22633",
+            ("surgery", {"procedure": "fusion"}),
+            "Arthrodesis, combined posterior/posterolateral and posterior interbody; lumbar",
+        ),
+        (
+            CPT,
+            "62320",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": False}),
+            "Injection, interlaminar epidural, cervical or thoracic; without imaging guidance",
+        ),
+        (
+            CPT,
+            "62321",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": True}),
+            "Injection, interlaminar epidural, cervical or thoracic; with imaging guidance",
+        ),
+        (
+            CPT,
+            "62322",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": False}),
+            "Injection, interlaminar epidural, lumbar or sacral (caudal); without imaging guidance",
+        ),
+        (
+            CPT,
+            "62323",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "interlaminar", "image_guided": True}),
+            "Injection, interlaminar epidural, lumbar or sacral (caudal); with imaging guidance",
+        ),
+        (
+            CPT,
+            "64479",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True}),
+            "Injection, transforaminal epidural, with imaging guidance; cervical or thoracic, single level",
+        ),
+        (
+            CPT,
+            "64483",
+            ("procedure", {"kind": "epidural_steroid_injection", "approach": "transforaminal", "image_guided": True}),
+            "Injection, transforaminal epidural, with imaging guidance; lumbar or sacral, single level",
+        ),
+        (
+            CPT,
+            "64490",
+            ("procedure", {"kind": "medial_branch_block", "image_guided": True}),
+            "Injection, paravertebral facet joint or nerves innervating that joint, with imaging guidance; cervical or thoracic, single level",
+        ),
+        (
+            CPT,
+            "64493",
+            ("procedure", {"kind": "medial_branch_block", "image_guided": True}),
+            "Injection, paravertebral facet joint or nerves innervating that joint, with imaging guidance; lumbar or sacral, single level",
+        ),
+        (
+            CPT,
+            "64494",
+            ("procedure", {"kind": "medial_branch_block", "image_guided": True}),
+            "… lumbar or sacral; second level",
+        ),
+        (
+            CPT,
+            "64633",
+            ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}),
+            "Destruction by neurolytic agent, paravertebral facet joint nerve(s), with imaging guidance; cervical or thoracic, single joint",
+        ),
+        (
+            CPT,
+            "64635",
+            ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}),
+            "Destruction by neurolytic agent, paravertebral facet joint nerve(s), with imaging guidance; lumbar or sacral, single joint",
+        ),
+        (
+            CPT,
+            "64636",
+            ("procedure", {"kind": "radiofrequency_denervation", "image_guided": True}),
+            "… lumbar or sacral; each additional facet joint",
+        ),
+        (
+            CPT,
+            "63650",
+            ("procedure", {"kind": "scs_trial"}),
+            "Percutaneous implantation of neurostimulator electrode array, epidural (a trial unless 63685 is coded too)",
+        ),
+        (
+            CPT,
+            "63655",
+            ("procedure", {"kind": "scs_implant"}),
+            "Laminectomy for implantation of neurostimulator electrodes, plate/paddle, epidural",
+        ),
+        (
+            CPT,
+            "63685",
+            ("procedure", {"kind": "scs_implant"}),
+            "Insertion or replacement of spinal neurostimulator pulse generator or receiver",
+        ),
+        (
+            CPT,
+            "62380",
+            ("procedure", {"kind": "endoscopic_decompression"}),
+            "Endoscopic decompression of spinal cord, nerve root(s), including laminotomy, partial facetectomy, foraminotomy, discectomy; 1 interspace, lumbar",
+        ),
         (SNOMED, "387731002", _LAMI, "Laminectomy"),
         (SNOMED, "11585007", ("surgery", {"procedure": "foraminotomy"}), "Foraminotomy"),
         (SNOMED, "42515009", ("surgery", {"procedure": "discectomy"}), "Excision of intervertebral disc"),

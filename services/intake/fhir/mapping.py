@@ -201,7 +201,9 @@ def observation(resource: Any, ctx: Context, previous: dict[str, Any] | None) ->
     if codes.first_match(codes.NEURO_EXAM, resource.code) is not None:
         present = getattr(resource, "valueBoolean", None)
         if present is None:
-            raise Invalid([error(f"{ctx.prefix}.valueBoolean", "a neurological finding needs valueBoolean", "required")])
+            raise Invalid(
+                [error(f"{ctx.prefix}.valueBoolean", "a neurological finding needs valueBoolean", "required")]
+            )
         data = {"progressive_deficit": False, "cauda_equina_signs": bool(present)}
         return Mapped([_update("neuro_exam", occurred_at, data)], status=status)
     if codes.first_match(codes.PEG, resource.code) is not None:
@@ -290,7 +292,9 @@ def _read_medication(resource: Any, ctx: Context) -> tuple[_Medication, list[Iss
         status = _status(ctx, resource, ("active", "completed", "stopped", "on-hold"))
         intent = str(resource.intent or "")
         if intent not in _REQUEST_INTENTS:
-            raise Unmappable(warning(f"{ctx.prefix}.intent", f"intent {intent!r} is not a prescription", "business-rule"))
+            raise Unmappable(
+                warning(f"{ctx.prefix}.intent", f"intent {intent!r} is not a prescription", "business-rule")
+            )
         active = status in ("active", "completed", "on-hold")
         started = _request_start(ctx, resource)
         stopped = None if active else _change_instant(ctx, resource)
@@ -361,17 +365,31 @@ def medication(resource: Any, ctx: Context, previous: dict[str, Any] | None) -> 
         if not med.active:
             if med.stopped_at is None:
                 raise Invalid(
-                    [error(f"{ctx.prefix}.meta.lastUpdated", "a stopped medication needs the instant it stopped", "required")]
+                    [
+                        error(
+                            f"{ctx.prefix}.meta.lastUpdated",
+                            "a stopped medication needs the instant it stopped",
+                            "required",
+                        )
+                    ]
                 )
             mapped.updates.append(_update("medication", med.stopped_at, _medication_data(med, "stopped", None)))
         return mapped
     if previous.get("drug_class") != med.drug_class:
-        raise Invalid([error(f"{ctx.prefix}.medication[x]", "a new version may not change the drug class", "business-rule")])
+        raise Invalid(
+            [error(f"{ctx.prefix}.medication[x]", "a new version may not change the drug class", "business-rule")]
+        )
     was_active = bool(previous.get("active"))
     if was_active and not med.active:
         if med.stopped_at is None:
             raise Invalid(
-                [error(f"{ctx.prefix}.meta.lastUpdated", "a status change to stopped needs the instant (meta.lastUpdated)", "required")]
+                [
+                    error(
+                        f"{ctx.prefix}.meta.lastUpdated",
+                        "a status change to stopped needs the instant (meta.lastUpdated)",
+                        "required",
+                    )
+                ]
             )
         mapped.updates.append(_update("medication", med.stopped_at, _medication_data(med, "stopped", None)))
     elif was_active and med.active and med.mme_per_day is not None and previous.get("mme_per_day") is not None:
@@ -380,7 +398,13 @@ def medication(resource: Any, ctx: Context, previous: dict[str, Any] | None) -> 
             when = _optional_instant(ctx, resource, "meta.lastUpdated")
             if when is None:
                 raise Invalid(
-                    [error(f"{ctx.prefix}.meta.lastUpdated", "a dose change needs the instant (meta.lastUpdated)", "required")]
+                    [
+                        error(
+                            f"{ctx.prefix}.meta.lastUpdated",
+                            "a dose change needs the instant (meta.lastUpdated)",
+                            "required",
+                        )
+                    ]
                 )
             action = "dose_increased" if after > before else "dose_decreased"
             mapped.updates.append(_update("medication", when, _medication_data(med, action, after)))
@@ -444,7 +468,9 @@ def imaging_study(resource: Any, ctx: Context, previous: dict[str, Any] | None) 
         return _new_version_note(ctx)
     if ctx.full_url in ctx.reported_studies or f"ImagingStudy/{resource.id}" in ctx.reported_studies:
         raise Unmappable(
-            information(ctx.prefix, "recorded through the DiagnosticReport of this Bundle that reports on it", "informational")
+            information(
+                ctx.prefix, "recorded through the DiagnosticReport of this Bundle that reports on it", "informational"
+            )
         )
     status = _status(ctx, resource, ("available",))
     modality = _study_modality(resource)
@@ -511,7 +537,11 @@ def condition(resource: Any, ctx: Context, previous: dict[str, Any] | None) -> M
     verification = _code_of(getattr(resource, "verificationStatus", None))
     if verification in ("refuted", "entered-in-error"):
         raise Unmappable(
-            warning(f"{ctx.prefix}.verificationStatus", f"verificationStatus {verification!r} is not recorded", "business-rule")
+            warning(
+                f"{ctx.prefix}.verificationStatus",
+                f"verificationStatus {verification!r} is not recorded",
+                "business-rule",
+            )
         )
     (type_name, value), _coding = _lookup(ctx, codes.CONDITIONS, resource.code, "code")
     clinical = _code_of(getattr(resource, "clinicalStatus", None))

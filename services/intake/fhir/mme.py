@@ -184,6 +184,7 @@ def compute(cds: OpioidCds, product_name: str | None, dosages: list[Any]) -> Mme
     if len(dosages) != 1:
         return MmeResult(None, "no dosage instruction" if not dosages else "several dosage instructions")
     dosage = dosages[0]
+    per_day: Decimal | None = None
     as_needed = bool(_get(dosage, "asNeededBoolean")) or _get(dosage, "asNeededCodeableConcept") is not None
     if as_needed:
         amount, unit, reason = _max_per_day(dosage)

@@ -49,9 +49,15 @@ def _outcome(status_code: int, expression: str, message: str, code: str) -> Fhir
     responses={
         200: {"description": "transaction-response or batch-response Bundle", "content": _FHIR_CONTENT},
         **AUTH,
-        409: {"description": "a concurrent request recorded the same resource or patient; retry", "content": _FHIR_CONTENT},
+        409: {
+            "description": "a concurrent request recorded the same resource or patient; retry",
+            "content": _FHIR_CONTENT,
+        },
         415: {"description": "not application/fhir+json or application/json", "content": _FHIR_CONTENT},
-        422: {"description": "OperationOutcome: invalid Bundle, invalid transaction entry, or nothing maps", "content": _FHIR_CONTENT},
+        422: {
+            "description": "OperationOutcome: invalid Bundle, invalid transaction entry, or nothing maps",
+            "content": _FHIR_CONTENT,
+        },
     },
     openapi_extra={"requestBody": {"required": True, "content": _FHIR_CONTENT}},
 )
@@ -103,7 +109,10 @@ def metadata() -> Any:
     "/CarePlan",
     response_class=FhirResponse,
     responses={
-        200: {"description": "searchset Bundle: the patient's current pathway CarePlan (none for an unknown patient)", "content": _FHIR_CONTENT},
+        200: {
+            "description": "searchset Bundle: the patient's current pathway CarePlan (none for an unknown patient)",
+            "content": _FHIR_CONTENT,
+        },
         **AUTH,
         422: {"description": "patient parameter missing or invalid"},
     },

@@ -171,7 +171,5 @@ def test_messages_carry_no_clinical_values(client: TestClient, settings: Setting
 
 
 def test_readers_may_not_post(client: TestClient, settings: Settings) -> None:
-    response = client.post(
-        "/fhir/r4", content=json.dumps(course()), headers={**FHIR_JSON}
-    )
+    response = client.post("/fhir/r4", content=json.dumps(course()), headers={**FHIR_JSON})
     assert response.status_code == 401

@@ -56,9 +56,7 @@ def test_careplan_of_the_stored_assessment(client: TestClient, settings: Setting
         (a.detail.code.coding[0].code, a.detail.status, a.detail.scheduledPeriod.end.isoformat()) for a in plan.activity
     ]
     status = {"pending": "scheduled", "satisfied": "completed", "cancelled": "cancelled"}
-    expected = [
-        (d["kind"], status[d["status"]], d["due_at"].replace("Z", "+00:00")) for d in pathway["deadlines"]
-    ]
+    expected = [(d["kind"], status[d["status"]], d["due_at"].replace("Z", "+00:00")) for d in pathway["deadlines"]]
     assert activities == expected and activities
     other = client.get("/fhir/r4/CarePlan", params={"patient": patient_id}, headers=auth(settings, "org-b"))
     assert other.json()["total"] == 0
@@ -85,7 +83,9 @@ def _condition(code: dict[str, Any], clinical: str = "active") -> dict[str, Any]
                     "resourceType": "Condition",
                     "id": f"cond-{code['code']}",
                     "clinicalStatus": {
-                        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": clinical}]
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": clinical}
+                        ]
                     },
                     "code": {"coding": [code]},
                     "subject": {"reference": "Patient/ex-pat-9"},

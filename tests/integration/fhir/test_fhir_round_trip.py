@@ -64,7 +64,10 @@ def test_course_bundle_stores_the_native_updates_and_gives_the_same_assessment(
     patient_id = fhir_patient_id(settings)
     native = load("postlaminectomy-course.native.json")["updates"]
     native_id = client.post("/v1/patients", json={"external_id": "NATIVE-1"}, headers=headers).json()["id"]
-    assert client.post(f"/v1/patients/{native_id}/updates:batch", json={"updates": native}, headers=headers).status_code == 202
+    assert (
+        client.post(f"/v1/patients/{native_id}/updates:batch", json={"updates": native}, headers=headers).status_code
+        == 202
+    )
     assert stored(settings, patient_id) == stored(settings, native_id)
 
     from_fhir = client.post(
@@ -122,7 +125,9 @@ def test_a_stopped_medication_request_records_the_stop(client: TestClient, setti
     stopped = {**oxycodone, "status": "stopped", "meta": {"versionId": "2", "lastUpdated": "2026-05-20T08:00:00+02:00"}}
     patient = {"reference": "Patient/ex-pat-1"}
     response = post_bundle(
-        client, settings, {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {**stopped, "subject": patient}}]}
+        client,
+        settings,
+        {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {**stopped, "subject": patient}}]},
     )
     assert response.status_code == 200, response.text
     assert response.json()["entry"][0]["response"]["status"] == "201 Created"
@@ -134,7 +139,11 @@ def test_a_stopped_medication_request_records_the_stop(client: TestClient, setti
     }
     # The same stop again is the same version: stored once.
     before = row_counts(settings)
-    post_bundle(client, settings, {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {**stopped, "subject": patient}}]})
+    post_bundle(
+        client,
+        settings,
+        {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {**stopped, "subject": patient}}]},
+    )
     assert row_counts(settings) == before
 
 

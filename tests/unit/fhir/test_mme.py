@@ -12,7 +12,12 @@ from services.intake.fhir import mme, terminology
 from shared.settings import Settings
 
 CDS = terminology.load(Settings().opioid_cds_dir)
-TAB = {"value": 1, "unit": "tablet", "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm", "code": "TAB"}
+TAB = {
+    "value": 1,
+    "unit": "tablet",
+    "system": "http://terminology.hl7.org/CodeSystem/v3-orderableDrugForm",
+    "code": "TAB",
+}
 
 
 def every(hours: float, dose: dict[str, Any] | None = None, **extra: Any) -> Dosage:
@@ -39,10 +44,18 @@ CASES = {
     "methadone 10 mg three times a day (flat 4.7)": (None, [every(8, {"value": 10, "code": "mg"})], 141.0),
     "oxycodone/acetaminophen 1 tablet BID (timing code)": (
         "1049221",
-        [Dosage.model_validate({"timing": {"code": {"coding": [{"code": "BID"}]}}, "doseAndRate": [{"doseQuantity": TAB}]})],
+        [
+            Dosage.model_validate(
+                {"timing": {"code": {"coding": [{"code": "BID"}]}}, "doseAndRate": [{"doseQuantity": TAB}]}
+            )
+        ],
         15.0,
     ),
-    "oxycodone 1 mg/mL solution 5 mL every 4 h": ("1049604", [every(4, {"value": 5, "unit": "mL", "code": "mL"})], 45.0),
+    "oxycodone 1 mg/mL solution 5 mL every 4 h": (
+        "1049604",
+        [every(4, {"value": 5, "unit": "mL", "code": "mL"})],
+        45.0,
+    ),
     "PRN with a maximum of 6 tablets per day uses the maximum": (
         "1049621",
         [
@@ -50,7 +63,10 @@ CASES = {
                 {
                     "asNeededBoolean": True,
                     "doseAndRate": [{"doseQuantity": TAB}],
-                    "maxDosePerPeriod": {"numerator": {"value": 6, "unit": "tablet"}, "denominator": {"value": 1, "code": "d"}},
+                    "maxDosePerPeriod": {
+                        "numerator": {"value": 6, "unit": "tablet"},
+                        "denominator": {"value": 1, "code": "d"},
+                    },
                 }
             )
         ],
@@ -72,15 +88,33 @@ def test_mme_per_day(case: str) -> None:
 
 
 NO_MME = {
-    "PRN without a maximum": ("1049621", [Dosage.model_validate({"asNeededBoolean": True, "doseAndRate": [{"doseQuantity": TAB}]})], "as needed"),
+    "PRN without a maximum": (
+        "1049621",
+        [Dosage.model_validate({"asNeededBoolean": True, "doseAndRate": [{"doseQuantity": TAB}]})],
+        "as needed",
+    ),
     "a dose range": (
         "1049621",
-        [Dosage.model_validate({"timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}}, "doseAndRate": [{"doseRange": {"low": {"value": 1}, "high": {"value": 2}}}]})],
+        [
+            Dosage.model_validate(
+                {
+                    "timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}},
+                    "doseAndRate": [{"doseRange": {"low": {"value": 1}, "high": {"value": 2}}}],
+                }
+            )
+        ],
         "range",
     ),
     "a frequency range": (
         "1049621",
-        [Dosage.model_validate({"timing": {"repeat": {"frequency": 1, "frequencyMax": 2, "period": 6, "periodUnit": "h"}}, "doseAndRate": [{"doseQuantity": TAB}]})],
+        [
+            Dosage.model_validate(
+                {
+                    "timing": {"repeat": {"frequency": 1, "frequencyMax": 2, "period": 6, "periodUnit": "h"}},
+                    "doseAndRate": [{"doseQuantity": TAB}],
+                }
+            )
+        ],
         "range",
     ),
     "an unknown unit": ("1049621", [every(6, {"value": 2, "unit": "puff"})], "unit"),
