@@ -158,3 +158,49 @@ def test_patient_links_are_per_organisation(client: TestClient, settings: Settin
     for value in ("Patient/ex-pat-1", a):
         found = client.get("/fhir/r4/CarePlan", params={"patient": value}, headers=auth(settings, "org-c"))
         assert found.status_code == 200 and found.json().get("total") == 0
+
+
+def _opioid_order(dosage: dict[str, Any], code: str = "1049621") -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": f"mr-{code}",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/p-mme"},
+                    "medicationCodeableConcept": {
+                        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code}]
+                    },
+                    "authoredOn": "2026-05-01T09:00:00+02:00",
+                    "dosageInstruction": [dosage],
+                }
+            }
+        ],
+    }
+
+
+def test_mme_from_the_dosage_is_stored_or_reported(client: TestClient, settings: Settings) -> None:
+    patch = {
+        "timing": {"repeat": {"frequency": 1, "period": 72, "periodUnit": "h"}},
+        "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "patch"}}],
+    }
+    response = post_bundle(client, settings, _opioid_order(patch, "197696"))
+    assert response.status_code == 200, response.text
+    (update,) = stored(settings, fhir_patient_id(settings))
+    assert update["data"]["drug_class"] == "opioid_er" and update["data"]["mme_per_day"] == 180.0
+
+    prn = {"asNeededBoolean": True, "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "tablet"}}]}
+    order = _opioid_order(prn)
+    order["entry"][0]["resource"]["authoredOn"] = "2026-06-01T09:00:00+02:00"
+    response = post_bundle(client, settings, order)
+    assert response.status_code == 200
+    outcome = response.json()["entry"][0]["response"]["outcome"]
+    assert any(
+        issue["severity"] == "warning" and "without mme_per_day" in issue["diagnostics"] for issue in outcome["issue"]
+    )
+    opioid = stored(settings, fhir_patient_id(settings))[-1]["data"]
+    assert opioid["drug_class"] == "opioid_ir" and "mme_per_day" not in opioid
