@@ -3,15 +3,18 @@ of the shared CSV; every case that cannot be computed exactly gives no MME and a
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from fhir.resources.R4B.dosage import Dosage
+from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from services.intake.fhir import mme, terminology
 from shared.settings import Settings
 
 CDS = terminology.load(Settings().opioid_cds_dir)
+CDS_EXAMPLES = Settings().opioid_cds_dir / "cds-examples"
 TAB = {
     "value": 1,
     "unit": "tablet",
@@ -166,3 +169,22 @@ def test_value_sets_and_factors_come_from_the_files() -> None:
 def test_a_missing_folder_fails_at_load(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError):
         terminology.load(tmp_path)
+
+
+def _draft_order(name: str) -> MedicationRequest:
+    document = json.loads((CDS_EXAMPLES / name).read_text())
+    return MedicationRequest.model_validate(document["context"]["draftOrders"]["entry"][0]["resource"])
+
+
+def test_real_cds_request_fentanyl_order_uses_the_reference_formula() -> None:
+    """The CDC IG's own request (0.2 patch every 12 days, an untidy dose): patches × mcg/hr × 2.4, as its CQL."""
+    order = _draft_order("request-example-rec-08-on-benzodiazepine.json")
+    code = order.medicationCodeableConcept.coding[0].code
+    assert CDS.classify(code) == "opioid_er"
+    assert mme.compute(CDS, CDS.display(code), order.dosageInstruction) == mme.MmeResult(36.0)
+
+
+def test_real_cds_request_with_a_code_outside_the_value_sets_is_not_classified() -> None:
+    order = _draft_order("request-example-rec-04-05-mme-less-than-fifty.json")
+    code = order.medicationCodeableConcept.coding[0].code  # "Morphine Sulfate 10 MG [Kadian]": a branded component
+    assert CDS.classify(code) is None and CDS.display(code) is None
