@@ -7,11 +7,12 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from services.intake import idempotency
 from services.intake.fhir import bundle, capability, careplan, terminology
 from services.intake.fhir.outcome import error, operation_outcome
 from shared.auth import Principal, require
@@ -24,6 +25,7 @@ FHIR_JSON = "application/fhir+json"
 router = APIRouter(prefix="/fhir/r4", tags=["fhir"], dependencies=[Depends(no_nul_characters)])
 Caller = Annotated[Principal, Depends(require())]
 Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 
 AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
 _OBJECT = {"type": "object", "additionalProperties": True}
@@ -61,7 +63,9 @@ def _outcome(status_code: int, expression: str, message: str, code: str) -> Fhir
     },
     openapi_extra={"requestBody": {"required": True, "content": _FHIR_CONTENT}},
 )
-async def post_bundle(request: Request, principal: Writer) -> Any:
+async def post_bundle(request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
+    """The Idempotency-Key works as on the native routes (same key + same body → the first answer again);
+    without one, resource identity and version already make a re-sent Bundle store nothing new."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (FHIR_JSON, "application/json"):
         return _outcome(415, "Bundle", "send the Bundle as application/fhir+json or application/json", "not-supported")
@@ -71,16 +75,39 @@ async def post_bundle(request: Request, principal: Writer) -> Any:
     except (ValueError, RecursionError):
         return _outcome(422, "Bundle", "the body is not JSON", "structure")
     cds = opioid_cds()
+    settings = get_settings()
 
     def work() -> bundle.Result:
-        with UnitOfWork() as uow:
+        if key is not None:
+            digest = idempotency.request_hash(request.method, request.url.path, document)
             try:
-                result = bundle.process(uow, principal, cds, document)
-            except bundle.BundleRefused as refused:
-                return bundle.Result(422, operation_outcome(refused.issues))
-            if result.status_code == 200:
-                uow.commit()
-            return result
+                replay = idempotency.claim(settings, principal.org, key, digest)
+            except idempotency.KeyInFlight:
+                return bundle.Result(
+                    409, operation_outcome([error("Bundle", "this Idempotency-Key is in flight", "conflict")])
+                )
+            except idempotency.KeyReusedWithOtherBody:
+                issue = error("Bundle", "this Idempotency-Key was used with another body", "business-rule")
+                return bundle.Result(422, operation_outcome([issue]))
+            if replay is not None:
+                return bundle.Result(replay.status_code, replay.body)
+        try:
+            with UnitOfWork(settings) as uow:
+                try:
+                    result = bundle.process(uow, principal, cds, document)
+                except bundle.BundleRefused as refused:
+                    result = bundle.Result(422, operation_outcome(refused.issues))
+                if result.status_code == 200:
+                    if key is not None:
+                        idempotency.complete(uow, principal.org, key, 200, result.body)
+                    uow.commit()
+                elif key is not None:
+                    idempotency.release(settings, principal.org, key)
+                return result
+        except BaseException:
+            if key is not None:
+                idempotency.release(settings, principal.org, key)
+            raise
 
     try:
         result = await run_in_threadpool(work)

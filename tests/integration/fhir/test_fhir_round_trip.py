@@ -3,6 +3,7 @@ the equivalent native updates."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -204,3 +205,17 @@ def test_mme_from_the_dosage_is_stored_or_reported(client: TestClient, settings:
     )
     opioid = stored(settings, fhir_patient_id(settings))[-1]["data"]
     assert opioid["drug_class"] == "opioid_ir" and "mme_per_day" not in opioid
+
+
+def test_idempotency_key_replays_the_first_answer(client: TestClient, settings: Settings) -> None:
+    document = course_bundle().model_dump(mode="json", exclude_none=True)
+    headers = {**auth(settings), "Content-Type": "application/fhir+json", "Idempotency-Key": "ehr-msg-1"}
+    first = client.post("/fhir/r4", content=json.dumps(document), headers=headers)
+    assert first.status_code == 200
+    before = row_counts(settings)
+    again = client.post("/fhir/r4", content=json.dumps(document), headers=headers)
+    assert again.status_code == 200 and again.json() == first.json()  # the first answer, 201s included
+    assert row_counts(settings) == before
+    other = client.post("/fhir/r4", content=json.dumps({**document, "type": "batch"}), headers=headers)
+    assert other.status_code == 422 and other.json()["resourceType"] == "OperationOutcome"
+    assert row_counts(settings) == before
