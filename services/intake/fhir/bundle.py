@@ -277,6 +277,11 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
                 continue
             seen[same_in_bundle] = entry.index
             earlier = linking.recorded_versions(uow, principal.org, str(entry.resource_type), identity[0], identity[1])
+            if any(link.patient_id != entry.patient_id for link in earlier):
+                issue = error(
+                    f"{entry.prefix}.subject", "this resource is recorded for another patient", "business-rule"
+                )
+                raise mapping.Invalid([issue])
             if any(link.version == identity[2] for link in earlier):
                 match = next(link for link in earlier if link.version == identity[2])
                 entry.outcome = "duplicate"

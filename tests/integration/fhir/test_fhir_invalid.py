@@ -173,3 +173,17 @@ def test_messages_carry_no_clinical_values(client: TestClient, settings: Setting
 def test_readers_may_not_post(client: TestClient, settings: Settings) -> None:
     response = client.post("/fhir/r4", content=json.dumps(course()), headers={**FHIR_JSON})
     assert response.status_code == 401
+
+
+def test_a_resource_id_of_another_patient_is_refused(client: TestClient, settings: Settings) -> None:
+    pain = copy.deepcopy(entry_of(course(), "ex-obs-pain-1"))
+    pain["subject"] = {"reference": "Patient/first"}
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": pain}]}
+    assert post_bundle(client, settings, batch).status_code == 200
+    before = row_counts(settings)
+    pain = {**pain, "subject": {"reference": "Patient/second"}, "meta": {"versionId": "2"}}
+    response = post_bundle(client, settings, {**batch, "entry": [{"resource": pain}]})
+    assert response.status_code == 422
+    assert "Bundle.entry[0].resource.subject" in expressions(response)
+    # The second patient's link was created in the refused request's transaction: rolled back with it.
+    assert row_counts(settings) == before
