@@ -219,3 +219,39 @@ def test_idempotency_key_replays_the_first_answer(client: TestClient, settings: 
     other = client.post("/fhir/r4", content=json.dumps({**document, "type": "batch"}), headers=headers)
     assert other.status_code == 422 and other.json()["resourceType"] == "OperationOutcome"
     assert row_counts(settings) == before
+
+
+def test_new_versions_record_dose_changes_and_never_amend_facts(client: TestClient, settings: Settings) -> None:
+    document = course_bundle().model_dump(mode="json", exclude_none=True)
+    assert post_bundle(client, settings, document).status_code == 200
+    oxycodone = next(e["resource"] for e in document["entry"] if e["resource"].get("id") == "ex-mr-oxy")
+    pain = next(e["resource"] for e in document["entry"] if e["resource"].get("id") == "ex-obs-pain-1")
+    patient = {"reference": "Patient/ex-pat-1"}
+    doubled = {
+        **oxycodone,
+        "subject": patient,
+        "meta": {"versionId": "2", "lastUpdated": "2026-05-15T08:00:00+02:00"},
+        "dosageInstruction": [
+            {
+                "timing": {"repeat": {"frequency": 1, "period": 6, "periodUnit": "h"}},
+                "doseAndRate": [{"doseQuantity": {"value": 2, "unit": "tablet"}}],
+            }
+        ],
+    }
+    corrected = {**pain, "subject": patient, "status": "corrected", "valueInteger": 5, "meta": {"versionId": "2"}}
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": doubled}, {"resource": corrected}]}
+    response = post_bundle(client, settings, batch)
+    assert response.status_code == 200, response.text
+    assert [e["response"]["status"] for e in response.json()["entry"]] == ["201 Created", "200 OK"]
+    updates = stored(settings, fhir_patient_id(settings))
+    assert updates[-1] == {
+        "type": "medication",
+        "occurred_at": "2026-05-15T08:00:00+02:00",
+        "data": {
+            "drug_class": "opioid_ir",
+            "action": "dose_increased",
+            "mme_per_day": 60.0,
+            "name": "oxycodone hydrochloride 5 MG Oral Tablet",
+        },
+    }
+    assert [u["data"].get("pain_nrs") for u in updates if u["type"] == "pain_assessment"] == [7]
