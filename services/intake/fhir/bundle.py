@@ -309,6 +309,11 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
             entry.outcome = "unmappable"
             entry.issues.append(unmappable.issue)
 
+    for entry in entries:
+        if entry.outcome == "patient":
+            linked = patients.get(tuple(_patient_keys(entry.resource).keys()))
+            if linked is not None:
+                entry.issues.append(information(entry.prefix, f"linked to carepath patient {linked}"))
     failed = [entry for entry in entries if entry.outcome == "invalid"]
     mapped = [entry for entry in entries if entry.outcome in ("recorded", "duplicate")]
     if (bundle_type == "transaction" and failed) or not mapped:

@@ -63,6 +63,9 @@ def test_course_bundle_stores_the_native_updates_and_gives_the_same_assessment(
     assert statuses.count("201 Created") == 10, statuses  # every clinical entry but the reported ImagingStudy
 
     patient_id = fhir_patient_id(settings)
+    assert response.json()["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"] == (
+        f"linked to carepath patient {patient_id}"
+    )
     native = load("postlaminectomy-course.native.json")["updates"]
     native_id = client.post("/v1/patients", json={"external_id": "NATIVE-1"}, headers=headers).json()["id"]
     assert (
