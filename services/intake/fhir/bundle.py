@@ -309,11 +309,6 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
             entry.outcome = "unmappable"
             entry.issues.append(unmappable.issue)
 
-    for entry in entries:
-        if entry.outcome == "patient":
-            linked = patients.get(tuple(_patient_keys(entry.resource).keys()))
-            if linked is not None:
-                entry.issues.append(information(entry.prefix, f"linked to carepath patient {linked}"))
     failed = [entry for entry in entries if entry.outcome == "invalid"]
     mapped = [entry for entry in entries if entry.outcome in ("recorded", "duplicate")]
     if (bundle_type == "transaction" and failed) or not mapped:
@@ -321,11 +316,14 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
         issues = [issue for entry in entries for issue in entry.issues]
         if not mapped and not failed:
             issues.append(error("Bundle.entry", "no entry of this Bundle maps to a carepath update", "not-supported"))
-        # In a refused Bundle every problem is an error: nothing was stored.
-        refused = [
-            Issue("error", i.code, i.diagnostics, i.expression) if i.severity == "warning" else i for i in issues
-        ]
+        # In a refused Bundle every problem is an error and nothing was stored (notes about it are moot).
+        refused = [Issue("error", i.code, i.diagnostics, i.expression) for i in issues if i.severity != "information"]
         return Result(422, operation_outcome(refused))
+    for entry in entries:
+        if entry.outcome == "patient":
+            linked = patients.get(tuple(_patient_keys(entry.resource).keys()))
+            if linked is not None:
+                entry.issues.append(information(entry.prefix, f"linked to carepath patient {linked}"))
     _record(uow, principal, entries)
     return Result(200, _response(bundle_type, entries))
 
