@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from shared.settings import get_settings
 
@@ -58,10 +59,67 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _lifetime(hours: float | None) -> timedelta | None:
+    return timedelta(hours=hours) if hours is not None else None
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from shared.auth import create_token
 
-    print(create_token(get_settings(), args.org, args.role, args.subject))
+    try:
+        print(create_token(get_settings(), args.org, args.role, args.subject, lifetime=_lifetime(args.hours)))
+    except ValueError as error:
+        print(f"carepath token create: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_token_feed(args: argparse.Namespace) -> int:
+    from shared.auth import FEED, create_token
+
+    try:
+        token = create_token(
+            get_settings(),
+            args.org,
+            "coordinator",
+            args.subject,
+            typ=FEED,
+            lifetime=timedelta(days=args.days) if args.days is not None else None,
+        )
+    except ValueError as error:
+        print(f"carepath token feed: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    print("subscribe to: <notifications URL>/v1/reminders.ics?token=<the token above>", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    import jwt
+
+    from shared.auth import revoke_token_or_id
+
+    try:
+        token_id = revoke_token_or_id(get_settings(), args.token, "cli")
+    except (jwt.PyJWTError, ValueError):
+        print("carepath token revoke: not a carepath token or token id", file=sys.stderr)
+        return 2
+    print(f"revoked {token_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_token_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from shared.token_keys import generate_key_file, key_id, public_pem
+
+    try:
+        public = generate_key_file(Path(args.out))
+    except FileExistsError:
+        print(f"carepath token keygen: {args.out} exists; not overwritten", file=sys.stderr)
+        return 2
+    print(f"signing key {key_id(public)} written to {args.out} (mode 0600); its public key:", file=sys.stderr)
+    print(public_pem(public), end="")
     return 0
 
 
@@ -162,7 +220,21 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, choices=["client", "coordinator", "ops"])
     create.add_argument("--subject", help="who the token is for (default: generated)")
+    create.add_argument(
+        "--hours", type=float, help="lifetime (default and maximum: CAREPATH_TOKEN_MAX_HOURS, or the client one)"
+    )
     create.set_defaults(func=cmd_token)
+    feed = token.add_parser("feed", help="print a read-only calendar feed token (reminders.ics?token=) only")
+    feed.add_argument("--org", required=True)
+    feed.add_argument("--subject", help="the coordinator it is for (default: generated)")
+    feed.add_argument("--days", type=float, help="lifetime (default and maximum: CAREPATH_FEED_TOKEN_MAX_DAYS)")
+    feed.set_defaults(func=cmd_token_feed)
+    revoke = token.add_parser("revoke", help="make a token unusable at once, on every process")
+    revoke.add_argument("token", help="the token itself, or its id (jti)")
+    revoke.set_defaults(func=cmd_token_revoke)
+    keygen = token.add_parser("keygen", help="write a new Ed25519 signing key; prints its public key (PEM)")
+    keygen.add_argument("--out", required=True, help="file for the private key (created 0600)")
+    keygen.set_defaults(func=cmd_token_keygen)
     from services.pathway.commands import add_commands as add_pathway_commands  # config, reevaluate
 
     add_pathway_commands(sub)

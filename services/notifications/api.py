@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifications import ics, lifecycle, queries
@@ -150,12 +150,22 @@ def list_reminders(
 @router.get(
     "/reminders.ics",
     response_class=Response,
-    responses={**_AUTH, 200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"}},
+    responses={
+        401: {"description": "missing, invalid, expired or revoked feed token (API tokens are refused here)"},
+        200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"},
+    },
 )
-def reminders_calendar(principal: Annotated[Principal, Depends(require_feed())]) -> Response:
-    """Subscribable: calendar apps may pass the token as `?token=` (they cannot send headers)."""
+def reminders_calendar(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_feed())],
+    token: Annotated[str | None, Query(max_length=4000, description="a feed token (`carepath token feed`)")] = None,
+) -> Response:
+    """Subscribable with a feed token as `?token=` (calendar apps cannot send headers); kinds, due times and
+    ids only, no clinical text (the feed is stored by third-party calendar services)."""
+    del token  # read by require_feed; declared so the document shows it
+    worklist_url = f"{request.base_url}worklist"
     with UnitOfWork(read_only=True) as uow:
-        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow())
+        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow(), worklist_url)
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 

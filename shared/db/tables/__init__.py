@@ -1,5 +1,6 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
 
+from shared.db.tables.auth import RevokedToken
 from shared.db.tables.base import metadata, table_of
 from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (
@@ -28,6 +29,7 @@ __all__ = [
     "Reminder",
     "ReminderReconcileState",
     "ReminderTransition",
+    "RevokedToken",
     "WebhookEndpoint",
     "metadata",
     "table_of",
