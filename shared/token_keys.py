@@ -7,6 +7,7 @@
   keys). A rollover publishes the new public key to every service first, then switches the signing key,
   and removes the old public key once the longest token lifetime has passed.
 - Development without configuration: a key created once under `var/token-signing.pem` (mode 0600).
+- Verification keys configured without a signing key: a verify-only process, whatever the environment.
 - Compatibility (compose, one trust domain): outside development, with neither key configured, the pair
   is derived from `CAREPATH_SECRET_KEY` (HKDF). Every process then holds what signs; a deployment that
   wants verify-only services sets `CAREPATH_TOKEN_VERIFY_KEYS` on them, which turns the derivation off.
@@ -117,10 +118,10 @@ def _derived_key(secret: str) -> Ed25519PrivateKey:
 def _signing_key(settings: Settings) -> Ed25519PrivateKey | None:
     if settings.token_signing_key:
         return _private(_text(settings.token_signing_key, "CAREPATH_TOKEN_SIGNING_KEY"), "CAREPATH_TOKEN_SIGNING_KEY")
+    if settings.token_verify_keys:
+        return None  # a verify-only process (in development too: the keys are configured)
     if settings.env == "development":
         return _development_key(settings)
-    if settings.token_verify_keys:
-        return None  # a verify-only process
     return _derived_key(settings.signing_key())  # refuses a missing or short CAREPATH_SECRET_KEY
 
 
