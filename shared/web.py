@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import traceback
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -82,6 +84,19 @@ def check_instant(value: datetime | None, loc: tuple[str | int, ...]) -> None:
         raise invalid(loc, f"must be between {EARLIEST.year} and {LATEST.year - 1} (UTC)", "datetime_range")
 
 
+def _non_finite(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    """Where a body holds NaN or ±Infinity: Python's json reads them, though they are not JSON (RFC 8259),
+    and neither PostgreSQL's JSON nor a 422 that echoes them can hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*loc, _UNSTORABLE.sub("?", str(key))))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*loc, index))
+
+
 def _strings(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if isinstance(value, str):
         yield loc, value
@@ -139,6 +154,13 @@ async def no_nul_characters(request: Request) -> None:
             form = await request.form()
             body = {key: value for key, value in form.multi_items() if isinstance(value, str)}
         found += [loc for loc, text_value in _strings(body, ("body",)) if _unstorable(text_value)]
+        if not found and (not_finite := list(_non_finite(body, ("body",)))):
+            raise RequestValidationError(
+                [
+                    {"type": "number_not_finite", "loc": loc, "msg": "must be a finite number", "input": None}
+                    for loc in not_finite
+                ]
+            )
     if found:
         raise RequestValidationError(
             [
@@ -191,6 +213,25 @@ def _framework_errors(app: FastAPI) -> None:
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, handler)
+
+    async def validation_handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _renderable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, validation_handler)
+
+
+def _renderable(value: Any) -> Any:
+    """A 422's echo of the input, made encodable: its rendering must never turn the 422 into a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_renderable(key): _renderable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_renderable(item) for item in value]
+    return value
 
 
 def _document_body_errors(app: FastAPI) -> None:
