@@ -209,10 +209,11 @@ def revoke(settings: Settings, token_id: str, expires_at: datetime | None, reaso
     return True
 
 
-def revoke_token_or_id(settings: Settings, value: str, reason: str) -> str:
-    """Revoke a whole token (its signature is checked, expired or not) or a bare `jti`; returns the jti."""
+def revoke_token_or_id(settings: Settings, value: str, reason: str, *, allow_bare_id: bool = True) -> str:
+    """Revoke a whole token (its signature is checked, expired or not) or, if allowed, a bare `jti`;
+    returns the jti."""
     value = value.strip()
-    if value.count(".") == 2:
+    if value.count(".") == 2 or not allow_bare_id:
         claims = verify_signature(settings, value, verify_exp=False)
         token_id = _matching(claims, "jti", JTI_PATTERN)
         expires = claims.get("exp")

@@ -152,7 +152,7 @@ def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = 
     # Signing out ends the token itself, not only the cookie: it may have been copied (it is a bearer token).
     if session_token := request.cookies.get(csrf.TOKEN_COOKIE):
         with contextlib.suppress(jwt.PyJWTError, ValueError):  # not a token of ours: nothing to revoke
-            revoke_token_or_id(get_settings(), session_token, "logout")
+            revoke_token_or_id(get_settings(), session_token, "logout", allow_bare_id=False)
     response = _redirect("/login?flash=logged_out")
     response.delete_cookie(csrf.TOKEN_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response

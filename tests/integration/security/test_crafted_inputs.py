@@ -260,3 +260,27 @@ def test_undecodable_bytes_in_paths_and_forms_are_never_500(
         response = client.post("/login", content=content, headers=form)
         assert response.status_code in (403, 422), response.status_code
     assert_not_logged(quiet_logs)
+
+
+def test_an_unexpected_error_is_logged_without_its_message(
+    settings: Settings, quiet_logs: pytest.LogCaptureFixture
+) -> None:
+    """The last line of defence: whatever a bug raises, its message (which may quote the input) stays out
+    of the log, and Starlette does not log the exception a second time."""
+    from fastapi import Body
+
+    from shared.web import install_common
+
+    app = FastAPI()
+    install_common(app, "test")
+
+    @app.post("/boom")
+    def boom(text: str = Body(embed=True)) -> None:
+        raise ValueError(f"could not handle {text!r}")
+
+    response = client_for(app).post("/boom", json={"text": MARKER})
+    assert response.status_code == 500 and MARKER not in response.text
+    service_records = [r for r in quiet_logs.records if not r.name.startswith(CLIENT_SIDE)]
+    errors = [r for r in service_records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "ValueError" in errors[0].getMessage() and "/boom" in errors[0].getMessage()
+    assert MARKER not in "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in service_records)
