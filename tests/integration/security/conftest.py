@@ -93,6 +93,13 @@ def bad_tokens(settings: Settings) -> BadTokens:
                 algorithm="HS256",
                 headers={"kid": token_keys.keys(settings).signing_kid},
             ),
+            "alg none": jwt.encode(
+                jwt.decode(forge(settings, {}), options={"verify_signature": False}),
+                None,
+                algorithm="none",
+                headers={"kid": token_keys.keys(settings).signing_kid},
+            ),
+            "unknown kid": forge(settings, {}, kid="someone-elses-k"),
             "garbage": "not.a.token",
         }
     )
