@@ -49,13 +49,39 @@ def _run_loops(loops: Sequence[tuple[str, Callable[[threading.Event], None]]]) -
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    from shared.db.schema import upgrade
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from shared.db.schema import current_revision, head_revision, pending_revisions, upgrade
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    print("database is at the current schema", file=sys.stderr)
+    url = settings.effective_database_url
+    try:
+        before = current_revision(url)
+        if args.show:
+            pending = pending_revisions(url)
+            print(f"database revision: {before or 'none (empty database)'}; code expects: {head_revision()}")
+            print("pending: " + ("; ".join(pending) if pending else "none"))
+            return 0
+        upgrade(url)
+        after = current_revision(url)
+    except OperationalError as exc:
+        return _database_unreachable(exc)
+    if before == after:
+        print(f"database is at the current schema (revision {after})", file=sys.stderr)
+    else:
+        print(f"database migrated from {before or 'an empty database'} to revision {after} (head)", file=sys.stderr)
     return 0
+
+
+def _database_unreachable(exc: Exception) -> int:
+    """One clear line instead of a traceback; the driver's message names no bound values."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    hint = ""
+    if "does not exist" in reason:
+        hint = " (create it first, e.g. `createdb -h 127.0.0.1 -U postgres carepath`)"
+    print(f"carepath migrate: cannot open the database: {reason}{hint}", file=sys.stderr)
+    return 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -145,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)").set_defaults(func=cmd_up)
-    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="bring the database to the current schema (names the revision)")
+    migrate.add_argument("--show", action="store_true", help="print the current and pending revisions; change nothing")
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("intake", help="run the intake HTTP service").set_defaults(func=cmd_intake)
     sub.add_parser("notifications", help="run the notifications HTTP service").set_defaults(func=cmd_notifications)
     worker = sub.add_parser("worker", help="run a Celery worker (pathway, notifications, channels queues)")
