@@ -13,7 +13,9 @@ from sqlmodel import col
 
 from shared.clock import utcnow
 from shared.db.tables import OutboxMessage, Reminder
+from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.messaging.routing import CONSUMERS
 
 log = logging.getLogger("carepath.metrics")
 _registered = False
@@ -55,10 +57,16 @@ class BacklogCollector(Collector):
             late = uow.session.execute(
                 select(func.count()).where(col(Reminder.status) == "scheduled", col(Reminder.due_at) < now)
             ).scalar_one()
+        # Every consumer and status has its series, at 0 when there is nothing to count: an alert on
+        # "oldest unfinished > 5 min" must see 0, not an absent series, when the outbox is empty.
+        counts = dict.fromkeys(CONSUMERS, (0, 0.0))
         for consumer, count, first in unfinished:
+            counts[consumer] = (count, (now - first).total_seconds())
+        for consumer, (count, age) in sorted(counts.items()):
             outbox.add_metric([consumer], count)
-            oldest.add_metric([consumer], (now - first).total_seconds())
-        for status, count in by_status:
+            oldest.add_metric([consumer], age)
+        statuses = dict.fromkeys(STATUSES, 0) | dict(by_status)
+        for status, count in statuses.items():
             reminders.add_metric([status], count)
         overdue.add_metric([], late)
 
