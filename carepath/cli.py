@@ -91,9 +91,25 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not restart it in a loop
+
+
+def _configuration_error() -> str | None:
+    """Why this process cannot serve (it could not sign or verify a token), or None."""
+    try:
+        get_settings().signing_key()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
+    problem = _configuration_error()
+    if problem is not None:  # refuse to start rather than report ready and answer every request with a 500
+        print(f"carepath: not starting: {problem}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     uvicorn.run(
         app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(), access_log=False
     )

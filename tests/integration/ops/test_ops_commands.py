@@ -1,5 +1,5 @@
-"""`carepath migrate` names the revision, shows current and pending ones, and explains a missing database in
-one line (operations runbook: zero-downtime migrations)."""
+"""Operations commands: `carepath migrate` names the revision, shows current and pending ones and explains a
+missing database in one line; the HTTP services refuse to start when they could not sign or verify tokens."""
 
 from __future__ import annotations
 
@@ -51,3 +51,21 @@ def test_migrate_on_a_missing_postgresql_database_says_so_in_one_line() -> None:
     assert lines[0].startswith("carepath migrate: cannot open the database:")
     if _postgres_listening():  # with no server at all the one line says that instead
         assert "does not exist" in lines[0] and "createdb" in lines[0]
+
+
+def test_http_services_refuse_to_start_without_a_signing_key_in_production(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CAREPATH_ENV": "production",
+        "CAREPATH_SECRET_KEY": "",
+        "CAREPATH_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "CAREPATH_INTAKE_PORT": "0",
+        "CAREPATH_NOTIFICATIONS_PORT": "0",
+    }
+    for part in ("intake", "notifications"):
+        done = subprocess.run(
+            [sys.executable, "-m", "carepath.cli", part], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 78, done.stderr
+        assert "not starting: CAREPATH_SECRET_KEY is required outside development" in done.stderr
+        assert "Traceback" not in done.stderr
