@@ -177,6 +177,35 @@ def cmd_scheduler(_: argparse.Namespace) -> int:
     )
 
 
+def cmd_events_list(_: argparse.Namespace) -> int:
+    from shared.messaging.deadletter import parked
+
+    rows = parked()
+    for row in rows:  # ids, types and the error's class only: the message may quote a value
+        error_type = row.error.split(":", 1)[0]
+        print(
+            f"{row.id}\t{row.consumer}\t{row.event_type or '-'}\t{row.event_key}\t{row.reason}\t{error_type}"
+            f"\tattempts={row.attempts}\tparked_at={row.parked_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    print(f"{len(rows)} parked event(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_events_retry(args: argparse.Namespace) -> int:
+    from shared.messaging.deadletter import NotRetryable, retry
+
+    try:
+        row = retry(args.id)
+    except LookupError as exc:
+        print(f"carepath events retry: {exc}", file=sys.stderr)
+        return 1
+    except NotRetryable as exc:
+        print(f"carepath events retry: {exc}", file=sys.stderr)
+        return 2
+    print(f"event {row.event_key} back on the outbox for {row.consumer}", file=sys.stderr)
+    return 0
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from carepath.supervisor import run_stack
 
@@ -201,6 +230,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="deliver due reminders, channel deliveries and timed re-evaluations").set_defaults(
         func=cmd_scheduler
     )
+    events = sub.add_parser("events", help="parked (dead-letter) events").add_subparsers(
+        dest="events_command", required=True
+    )
+    events.add_parser("list", help="list parked events").set_defaults(func=cmd_events_list)
+    retry = events.add_parser("retry", help="put a parked event back on the outbox")
+    retry.add_argument("id", type=int, help="the dead-letter id (from `carepath events list`)")
+    retry.set_defaults(func=cmd_events_retry)
     token = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="print a bearer token")
     create.add_argument("--org", required=True)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from shared.clock import utcnow
-from shared.db.tables import OutboxMessage, Reminder
+from shared.db.tables import DeadLetter, OutboxMessage, Reminder
 from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
 from shared.messaging.routing import CONSUMERS
@@ -33,12 +33,16 @@ class BacklogCollector(Collector):
         overdue = GaugeMetricFamily(
             "carepath_reminders_scheduled_past_due", "scheduled reminders whose due time has passed (not yet delivered)"
         )
+        parked = GaugeMetricFamily(
+            "carepath_parked_events", "events parked in the dead-letter table (not yet retried)", labels=["consumer"]
+        )
         try:
             self._fill(outbox, oldest, reminders, overdue)
+            self._fill_parked(parked)
         except Exception:  # a scrape must not fail because the database is down: /readyz says so
             log.warning("backlog metrics unavailable", exc_info=True)
             return
-        yield from (outbox, oldest, reminders, overdue)
+        yield from (outbox, oldest, reminders, overdue, parked)
 
     @staticmethod
     def _fill(
@@ -69,6 +73,18 @@ class BacklogCollector(Collector):
         for status, count in statuses.items():
             reminders.add_metric([status], count)
         overdue.add_metric([], late)
+
+    @staticmethod
+    def _fill_parked(parked: GaugeMetricFamily) -> None:
+        with UnitOfWork(read_only=True) as uow:
+            rows = uow.session.execute(
+                select(col(DeadLetter.consumer), func.count())
+                .where(col(DeadLetter.parked_at).is_not(None), col(DeadLetter.retried_at).is_(None))
+                .group_by(col(DeadLetter.consumer))
+            ).all()
+        counts = dict.fromkeys(CONSUMERS, 0) | dict(rows)
+        for consumer, count in sorted(counts.items()):
+            parked.add_metric([consumer], count)
 
 
 def register_backlog_metrics() -> None:

@@ -53,12 +53,22 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture
+def fault_env() -> dict[str, str]:
+    """Extra settings of a scenario's stack (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
 def fault_stack(
-    tmp_path: Path, private_pg: PrivatePostgres, private_redis: PrivateRedis, request: pytest.FixtureRequest
+    tmp_path: Path,
+    private_pg: PrivatePostgres,
+    private_redis: PrivateRedis,
+    fault_env: dict[str, str],
+    request: pytest.FixtureRequest,
 ) -> Iterator[Stack]:
     """Every part as its own process (as compose runs them) on the private servers, migrated and ready."""
     env = _base_env(tmp_path)
-    env.update({"CAREPATH_DATABASE_URL": private_pg.url(), "CAREPATH_BROKER_URL": private_redis.url})
+    env.update({"CAREPATH_DATABASE_URL": private_pg.url(), "CAREPATH_BROKER_URL": private_redis.url, **fault_env})
     stack = Stack(
         env=env,
         workdir=tmp_path,
