@@ -41,8 +41,8 @@ class Context:
         stages = self.episode_at(t)
         return 0 if stages is None else stages.rank_at(t)
 
-    def is_urgent_at(self, t: int) -> bool:
-        return is_urgent_at(self.timeline, t)
+    def is_urgent_at(self, t: int, evaluated_at_t: bool = True) -> bool:
+        return is_urgent_at(self.timeline, t, evaluated_at_t)
 
     def opioid_episode_at(self, t: int) -> OpioidEpisode | None:
         return next((e for e in self.opioid_episodes if e.open_at(t)), None)

@@ -44,7 +44,7 @@ def _repeat_surgery(ctx: Context, current: EpisodeStages, events: Sequence[Event
         for e in events
         if e.type == "procedure"
         and e.get("kind") == "repeat_surgery"
-        and not ctx.is_urgent_at(e.t)
+        and not ctx.is_urgent_at(e.t, evaluated_at_t=False)
         and planned.latest_before(e.t) is None
         and (current.rank_at(e.t) < SECOND_LINE or targets.latest_before(e.t) is None)
     ]

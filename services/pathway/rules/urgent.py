@@ -47,10 +47,10 @@ def _exam_instants(timeline: Timeline) -> list[tuple[int, bool, list[str]]]:
     return [(t, bool(ids), ids) for t, ids in sorted(by_instant.items())]
 
 
-def _evaluated_between(evals: Instants, after: int, until: int) -> bool:
-    """An evaluation strictly after `after` and at or before `until`."""
+def _evaluated_between(evals: Instants, after: int, until: int, inclusive: bool = True) -> bool:
+    """An evaluation strictly after `after` and at or before `until` (strictly before if not inclusive)."""
     found = evals.first_after(after)
-    return found is not None and found.t <= until
+    return found is not None and (found.t <= until if inclusive else found.t < until)
 
 
 def urgent_run(timeline: Timeline) -> UrgentRun | None:
@@ -58,10 +58,12 @@ def urgent_run(timeline: Timeline) -> UrgentRun | None:
     return urgent_run_at(timeline, timeline.now)
 
 
-def urgent_run_at(timeline: Timeline, t: int) -> UrgentRun | None:
+def urgent_run_at(timeline: Timeline, t: int, evaluated_at_t: bool = True) -> UrgentRun | None:
+    """The run at t; `evaluated_at_t` False ignores evaluations at t itself (the stage just as a repeat
+    surgery starts: a surgery done for the red flag is done in the urgent stage)."""
     instants = [item for item in _exam_instants(timeline) if item[0] <= t]
     evals = evaluations(timeline)
-    if not instants or not instants[-1][1] or _evaluated_between(evals, instants[-1][0], t):
+    if not instants or not instants[-1][1] or _evaluated_between(evals, instants[-1][0], t, evaluated_at_t):
         return None
     since, ids = instants[-1][0], list(instants[-1][2])
     for previous in reversed(instants[:-1]):
@@ -72,8 +74,8 @@ def urgent_run_at(timeline: Timeline, t: int) -> UrgentRun | None:
     return UrgentRun(since, tuple(sorted(ids)))
 
 
-def is_urgent_at(timeline: Timeline, t: int) -> bool:
-    return urgent_run_at(timeline, t) is not None
+def is_urgent_at(timeline: Timeline, t: int, evaluated_at_t: bool = True) -> bool:
+    return urgent_run_at(timeline, t, evaluated_at_t) is not None
 
 
 def referral_runs(timeline: Timeline) -> list[ReferralRun]:

@@ -174,16 +174,16 @@ CASES = [
         False,
     ),
     (
-        "opioid_no_meaningful_relief: review at 28 days",
-        [med(1, "opioid_ir"), review(29, False)],
-        30,
+        "7.2-no-relief-review-day-7",
+        [med(1, "opioid_ir"), review(8, False)],
+        9,
         "opioid_no_meaningful_relief",
         True,
     ),
     (
-        "opioid_no_meaningful_relief: review at 28 days - 1 s",
-        [med(1, "opioid_ir"), review(29 - 1 / 86400, False)],
-        30,
+        "7.2-no-relief-review-day-6d23h",
+        [med(1, "opioid_ir"), review(8 - 1 / 24, False)],
+        9,
         "opioid_no_meaningful_relief",
         False,
     ),
@@ -301,7 +301,17 @@ CASES = [
         "scs_psychological_evaluation_needed",
         True,
     ),
-    ("scs_trial_positive: 50 %", [procedure(5, "scs_trial", relief=50)], 6, "scs_trial_positive", True),
+    (
+        "7.7-scs-trial-positive-50-percent-criteria-held",
+        [
+            *failed_first_line(),
+            therapy(46, "psychological_evaluation", "completed"),
+            procedure(50, "scs_trial", relief=50),
+        ],
+        51,
+        "scs_trial_positive",
+        True,
+    ),
     ("scs_trial_negative: 49 %", [procedure(5, "scs_trial", relief=49)], 6, "scs_trial_negative", True),
     (
         "scs_trial_positive: latest trial decides",
@@ -434,8 +444,8 @@ CASES = [
     ),
     (
         "responding_to_treatment: 30 % better",
-        [*evaluation_complete(pain_nrs=10), pain(10, 7)],
-        11,
+        [*evaluation_complete(), pain(28, 10), pain(30, 7)],
+        31,
         "responding_to_treatment",
         True,
     ),
@@ -448,8 +458,8 @@ CASES = [
     ),
     (
         "responding_to_treatment: later assessment fails",
-        [*evaluation_complete(), review(10, True), pain(12, 8)],
-        13,
+        [*evaluation_complete(), pain(28, 8), review(30, True), pain(32, 8)],
+        33,
         "responding_to_treatment",
         False,
     ),
@@ -495,7 +505,8 @@ def test_every_flag_has_one_recommendation_with_citation():
     assert [r.code for r in result.recommendations] == [f.code for f in result.flags]
     assert all(r.citation and r.text for r in result.recommendations)
     tens = next(r for r in result.recommendations if r.code == "tens_caution")
-    assert "asra-2020" in tens.text and tens.citation == "G3; NICE NG59"
+    assert "NICE NG59" in tens.text and tens.citation == "G3; NICE NG59"
+    assert "asra-2020" not in tens.text and "ASRA" not in tens.text  # 7.11: the source is NICE, not the profile
 
 
 def test_flags_are_sorted_by_code_and_carry_fact_ids():

@@ -31,6 +31,9 @@ KEYS = {
     "evaluated_at",
     "next_evaluation_at",
     "updates_evaluated",
+    "stage_reason",
+    "pain",
+    "current_mme",
     "flags",
     "recommendations",
     "deadlines",
@@ -42,14 +45,17 @@ def test_to_dict_shape_and_utc_timestamps():
     now = at(40).astimezone(ZoneInfo("Europe/Berlin"))
     result = evaluate(facts, now).to_dict()
     assert set(result) == KEYS
-    assert result["rule_set_version"] == RULE_SET_VERSION == "lbp-postlam-2026.1"
+    assert result["rule_set_version"] == RULE_SET_VERSION == "lbp-postlam-2026.2"
     assert result["params_digest"] == params_for().digest()
     assert result["evaluated_at"] == "2026-02-14T09:00:00Z"
     assert result["stage_since"].endswith("Z") and result["next_evaluation_at"].endswith("Z")
     assert all(d["due_at"].endswith("Z") for d in result["deadlines"])
     assert {"code", "fact_ids", "rationale"} == set(result["flags"][0])
-    assert {"code", "text", "citation", "fact_ids"} == set(result["recommendations"][0])
-    assert {"kind", "due_at", "status", "text", "citation", "fact_ids"} == set(result["deadlines"][0])
+    assert {"code", "text", "citation", "sources", "fact_ids"} == set(result["recommendations"][0])
+    assert {"kind", "due_at", "status", "text", "citation", "sources", "fact_ids"} == set(result["deadlines"][0])
+    assert set(result["stage_reason"]) == {"text", "fact_ids"}
+    assert set(result["pain"]) == {"baseline", "latest", "change_percent"}
+    assert result["current_mme"] == 60
 
 
 def test_empty_history():
@@ -69,7 +75,7 @@ def test_empty_history():
 
 
 def test_future_facts_count_but_do_not_apply():
-    facts = [*evaluation_complete(), neuro(30, True)]
+    facts = [*evaluation_complete(), therapy(3, "physical_therapy"), med(3, "nsaid"), neuro(30, True)]
     result = assess(facts, 10)
     assert result.stage == "first_line" and result.updates_evaluated == len(facts)
     assert result.next_evaluation_at == at(30)
@@ -79,7 +85,15 @@ NEXT_CASES = [
     ("first line: PT start + 42 days", failed_first_line(), 40, 45),
     ("second line: CBT start + 56 days", refractory_history(), 100, 106),
     ("on opioids: 28 days", [surgery(0), med(5, "opioid_ir")], 10, 33),
-    ("nothing time-driven", [*evaluation_complete(), therapy(3, "physical_therapy")], 10, None),
+    ("nothing time-driven", [*evaluation_complete(), therapy(3, "physical_therapy"), med(3, "nsaid")], 10, None),
+    ("7.9 first line entered + 14 days: PT and non-opioid prompts", evaluation_complete(), 10, 16),
+    (
+        "7.9 PT referral + 28 days: pt_not_started",
+        [*evaluation_complete(), therapy(3, "physical_therapy", "referred"), med(3, "nsaid")],
+        10,
+        31,
+    ),
+    ("7.9 second line, surgery + 365 days: rehabilitation", [*failed_first_line(), therapy(40, "cbt")], 100, 365),
     ("future fact before the threshold", [surgery(0), med(5, "opioid_ir"), pain(20, 5)], 10, 20),
     ("deadline due is not a change", [surgery(0)], 1, None),
     ("after every threshold", refractory_history(), 200, None),
@@ -116,7 +130,9 @@ def test_next_evaluation_skips_a_threshold_that_changes_nothing_visible():
     assert result.stage == "urgent_surgical_evaluation" and result.pathway_stage == "first_line"
     assert assess(facts, 45).pathway_stage == "second_line"
     assert _visible(assess(facts, 45)) == _visible(result)
-    assert result.next_evaluation_at is None
+    # the first visible change: second line (underneath) for 365 days after surgery offers rehabilitation
+    assert result.next_evaluation_at == at(365)
+    assert "multidisciplinary_rehab_recommended" in {f.code for f in assess(facts, 365).flags}
 
 
 def test_due_at_is_exact_utc_offset_across_dst():

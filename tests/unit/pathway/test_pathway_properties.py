@@ -20,7 +20,7 @@ ZONES = [
     ZoneInfo("Europe/Berlin"),
 ]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-DUE_OFFSETS_DAYS = {0, 14, 28, 42, 90, 365}
+DUE_OFFSETS_DAYS = {0, 7, 14, 28, 42, 90, 365}
 
 booleans = st.booleans()
 nrs = st.integers(0, 10)
