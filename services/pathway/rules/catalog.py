@@ -78,8 +78,8 @@ FLAG_RULES = rules(
      "The PT referral has not started after 4 weeks: contact the patient and the provider to get active "
      "physical therapy started."),
     ("pain_worsening", "G1", "Late deterioration after laminectomy may reflect postoperative instability.",
-     "Pain is worsening against the baseline: reassess; late deterioration may reflect postoperative "
-     "instability — image with that indication if needed."),
+     "Pain is worsening: reassess; late deterioration may reflect postoperative instability — image with "
+     "that indication if needed ({detail})."),
     ("transforaminal_without_image_guidance", "G3", "Transforaminal injections need image guidance.",
      "A transforaminal epidural steroid injection is not documented as image-guided: use image guidance."),
     ("passive_pt_only", "G1", "Active therapy (core strengthening, stabilisation) beats passive modalities.",
@@ -113,8 +113,8 @@ FLAG_RULES = rules(
      "Second-line care without psychological therapy: CBT, biofeedback or relaxation training."),
     ("multidisciplinary_rehab_recommended", "G6",
      "Multidisciplinary rehabilitation helps even high chronicity.",
-     "Refer to multidisciplinary pain rehabilitation ({detail}), which helps even at higher grades of "
-     "chronicity."),
+     "Multidisciplinary pain rehabilitation, which helps even at higher grades of chronicity: refer this "
+     "patient ({detail})."),
     ("scs_psychological_evaluation_needed", "NICE TA159; CMS LCD",
      "Psychological evaluation is required before spinal cord stimulation.",
      "A spinal cord stimulation trial without a psychological evaluation before it: psychological evaluation "
@@ -129,8 +129,8 @@ FLAG_RULES = rules(
      "The spinal cord stimulation trial did not give enough relief: do not implant."),
     ("tens_caution", "G3; NICE NG59",
      "Sources disagree: the practice guideline allows TENS as an adjunct, NICE NG59 advises against.",
-     "TENS is recorded: allowed as adjunct by {g3}; NICE NG59 ({ng59}) advises against TENS for low back "
-     "pain, so do not rely on it."),
+     "TENS is recorded: allowed as adjunct by {g3}; NICE NG59 advises against TENS for low back pain "
+     "({ng59}), so do not rely on it."),
     ("imaging_without_indication", "G1", "Routine imaging does not improve outcomes and adds cost.",
      "Imaging after the initial evaluation has no recorded indication: avoid routine imaging without "
      "specific clinical indications; record the indication."),

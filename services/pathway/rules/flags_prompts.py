@@ -79,7 +79,8 @@ def _pain_worsening(ctx: Context, current: EpisodeStages) -> Iterator[Hit]:
         return
     params = ctx.params
     if worsened(baseline.get("pain_nrs"), latest.get("pain_nrs"), params.worsening_points, params.worsening_fraction):
-        yield Hit("pain_worsening", (baseline.id, latest.id))
+        detail = f"pain {latest.get('pain_nrs')}/10 against a baseline of {baseline.get('pain_nrs')}/10"
+        yield Hit("pain_worsening", (baseline.id, latest.id), detail)
 
 
 def _rehab(ctx: Context, current: EpisodeStages, rank: int) -> Iterator[Hit]:

@@ -32,23 +32,23 @@ def _g(number: int, claims: str, short: str) -> Source:
 SOURCES: Mapping[str, Source] = {s.code: s for s in (
     _g(1, "initial evaluation (MRI/CT, neurological deficits), active PT and activity over bed rest, repeat "
           "surgery only with a clear target, prognosis and imaging pitfalls",
-       "the post-laminectomy guideline article (reference 1)"),
+       "the post-laminectomy guideline article, reference 1"),
     _g(2, "facet joint pain in about 32 % of post-surgical chronic low back pain",
-       "the post-laminectomy guideline article (reference 2, facet pain prevalence)"),
+       "the post-laminectomy guideline article, reference 2 on facet pain"),
     _g(3, "the pain-management practice guideline behind PT, medication (non-opioids first, opioid "
           "monitoring, tolerance within 4 weeks, no benefit without relief within 1 month), psychological "
           "treatment, epidural steroid injections, medial branch blocks and RF denervation, SCS and TENS",
-       "the pain-management practice guideline (guideline article reference 3)"),
+       "the pain-management practice guideline that the guideline article cites as reference 3"),
     _g(4, "psychological and social prognostic factors",
-       "the guideline article's prognostic factors (reference 4)"),
+       "the guideline article's reference 4 on prognostic factors"),
     _g(5, "percutaneous transforaminal endoscopic decompression for nerve entrapment in scar tissue",
-       "the guideline article's reference 5 (endoscopic decompression)"),
+       "the guideline article's reference 5 on endoscopic decompression"),
     _g(6, "multidisciplinary pain rehabilitation, also at higher grades of chronicity",
-       "the guideline article's reference 6 (multidisciplinary rehabilitation)"),
+       "the guideline article's reference 6 on multidisciplinary rehabilitation"),
     Source("CDC22",
            "Dowell D, Ragan KR, Jones CM, Baldwin GT, Chou R. CDC Clinical Practice Guideline for Prescribing "
            "Opioids for Pain — United States, 2022. MMWR Recomm Rep 2022;71(No. RR-3):1–95",
-           "https://www.cdc.gov/mmwr/volumes/71/rr/rr7103a1.htm", "the CDC 2022 opioid prescribing guideline"),
+           "https://www.cdc.gov/mmwr/volumes/71/rr/rr7103a1.htm", "the CDC Clinical Practice Guideline for Prescribing Opioids for Pain, 2022"),
     Source("IMMPACT",
            "Dworkin RH, Turk DC, Wyrwich KW, et al. Interpreting the clinical importance of treatment outcomes "
            "in chronic pain clinical trials: IMMPACT recommendations. J Pain 2008;9(2):105–121",
@@ -56,20 +56,20 @@ SOURCES: Mapping[str, Source] = {s.code: s for s in (
     Source("NICE NG59",
            "NICE guideline NG59: Low back pain and sciatica in over 16s: assessment and management (2016, "
            "updated 2020)",
-           "https://www.nice.org.uk/guidance/ng59", "NICE guideline NG59 (low back pain and sciatica)"),
+           "https://www.nice.org.uk/guidance/ng59", "NICE guideline NG59, Low back pain and sciatica in over 16s"),
     Source("NICE TA159",
            "NICE technology appraisal TA159: Spinal cord stimulation for chronic pain of neuropathic or "
            "ischaemic origin (2008)",
-           "https://www.nice.org.uk/guidance/ta159", "NICE technology appraisal TA159 (spinal cord stimulation)"),
+           "https://www.nice.org.uk/guidance/ta159", "NICE technology appraisal TA159 on spinal cord stimulation"),
     Source("CMS LCD",
            'Medicare Local Coverage Determination "Facet Joint Interventions for Pain Management" (L38801 and '
            'its sister LCDs); for SCS, the LCD "Spinal Cord Stimulators for Chronic Pain"',
            "https://www.cms.gov/medicare-coverage-database/view/lcd.aspx?lcdid=38801",
-           "the Medicare local coverage determination (facet joint interventions)"),
+           "the Medicare local coverage determination on facet joint interventions"),
     Source("ASRA 2020",
            "Cohen SP, Bhaskar A, Bhatia A, et al. Consensus practice guidelines on interventions for lumbar facet "
            "joint pain from a multispecialty, international working group. Reg Anesth Pain Med 2020;45:424–467",
-           "https://doi.org/10.1136/rapm-2019-101243", "the ASRA 2020 facet consensus guidelines (Cohen et al.)"),
+           "https://doi.org/10.1136/rapm-2019-101243", "the Cohen et al. 2020 consensus guidelines on lumbar facet joint interventions"),
 )}
 # fmt: on
 
