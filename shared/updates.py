@@ -199,7 +199,7 @@ def _update(type_name: str, data_model: type[Strict]) -> type[Strict]:
         f"{data_model.__name__.removesuffix('Data')}Update",
         (Strict,),
         {
-            "__annotations__": {"type": Literal[type_name], "occurred_at": Instant, "data": data_model},  # type: ignore[valid-type]
+            "__annotations__": {"type": Literal[type_name], "occurred_at": Instant, "data": data_model},
             "__module__": __name__,
         },
     )

@@ -275,7 +275,9 @@ def test_offsets_are_normalised_to_utc_in_output(api: Api) -> None:
     assert result["evaluated_at"].startswith("2026-01-06T09:00:00")
     assert ISO_Z.match(result["evaluated_at"])
     assert result["deadlines"] == []  # an episode holding nothing but its surgery has no deadline (2026.2)
-    updates.append({"type": "neuro_exam", "occurred_at": "2026-01-06T04:00:00-05:00", "data": {"progressive_deficit": False}})
+    updates.append(
+        {"type": "neuro_exam", "occurred_at": "2026-01-06T04:00:00-05:00", "data": {"progressive_deficit": False}}
+    )
     result = api.client.post(
         "/v1/pathway:evaluate", json={"updates": updates, "now": "2026-01-06T10:00:00+01:00"}, headers=api.headers
     ).json()

@@ -490,7 +490,9 @@ def test_urgent_referral_each_red_exam_and_what_satisfies_it(api: SpecClient) ->
     # a later clear exam does not close it (7.6)
     b = api.evaluate(base + [neuro(at(2), red=True), neuro(at(4), red=True), neuro(at(6))], at(7))
     assert deadlines(b, "urgent_surgical_referral") == [(at(2), "pending")]
-    e = api.evaluate(base + [neuro(at(2), red=True), neuro(at(6)), u("surgical_evaluation", at(6), None, outcome="declined")], at(7))
+    e = api.evaluate(
+        base + [neuro(at(2), red=True), neuro(at(6)), u("surgical_evaluation", at(6), None, outcome="declined")], at(7)
+    )
     assert deadlines(e, "urgent_surgical_referral") == [(at(2), "satisfied")]
     c = api.evaluate(base + [neuro(at(2), red=True), procedure(at(3), "repeat_surgery")], at(7))
     assert deadlines(c, "urgent_surgical_referral") == [(at(2), "satisfied")]
@@ -691,7 +693,9 @@ def test_procedure_follow_up(api: SpecClient) -> None:
     assert (at(7), "satisfied") in deadlines(api.evaluate(result, at(3)), "procedure_follow_up")
     # radiofrequency denervation: 90 days, satisfied from 45 days
     rfa = [surgery(at(-1)), procedure(at(0), "radiofrequency_denervation")]
-    assert deadlines(api.evaluate(rfa + [pain(at(45) - SEC, 4)], at(46)), "procedure_follow_up") == [(at(90), "pending")]
+    assert deadlines(api.evaluate(rfa + [pain(at(45) - SEC, 4)], at(46)), "procedure_follow_up") == [
+        (at(90), "pending")
+    ]
     assert deadlines(api.evaluate(rfa + [pain(at(45), 4)], at(46)), "procedure_follow_up") == [(at(90), "satisfied")]
 
 

@@ -46,23 +46,21 @@ def resolved_by(event: Event | None) -> Resolution | None:
 
 
 def merge(drafts: Iterable[Draft]) -> list[Deadline]:
-    merged: dict[tuple[str, int], list] = {}  # (kind, due) -> [status, fact ids]
+    merged: dict[tuple[str, int], tuple[str, set[str]]] = {}  # (kind, due) -> (status, fact ids)
     for draft in drafts:
         status = draft.status
         decided = draft.satisfied if status == "satisfied" else draft.cancelled
-        entry = merged.get((draft.kind, draft.due))
-        if entry is None:
-            entry = merged[draft.kind, draft.due] = [status, set(draft.source_ids)]
-        else:
-            if _STATUS_RANK[status] > _STATUS_RANK[entry[0]]:
-                entry[0] = status
-            entry[1].update(draft.source_ids)
+        known = merged.get((draft.kind, draft.due))
+        ids = set(draft.source_ids) if known is None else known[1] | set(draft.source_ids)
+        if known is not None and _STATUS_RANK[known[0]] >= _STATUS_RANK[status]:
+            status = known[0]
         if decided is not None and decided.fact_id:
-            entry[1].add(decided.fact_id)
+            ids.add(decided.fact_id)
+        merged[draft.kind, draft.due] = (status, ids)
     return [_deadline(kind, due, status, ids) for (kind, due), (status, ids) in sorted(merged.items(), key=_by_due)]
 
 
-def _by_due(item: tuple[tuple[str, int], list]) -> tuple[int, str]:
+def _by_due(item: tuple[tuple[str, int], tuple[str, set[str]]]) -> tuple[int, str]:
     return item[0][1], item[0][0]
 
 

@@ -103,7 +103,9 @@ def _positive_blocks(ctx: Context, blocks: Sequence[Event]) -> list[Event] | Non
     """The qualifying blocks if they meet the profile's threshold (§5), else None."""
     params = ctx.params
     qualifying = [
-        e for e in blocks if e.get("relief_percent") is not None and e.get("relief_percent") >= params.mbb_relief_percent
+        e
+        for e in blocks
+        if e.get("relief_percent") is not None and e.get("relief_percent") >= params.mbb_relief_percent
     ]
     chosen: list[Event] = []
     for block in qualifying:  # greedy: earliest qualifying blocks, each far enough after the previous one

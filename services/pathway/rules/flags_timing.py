@@ -36,9 +36,7 @@ def timing_flags(ctx: Context) -> Iterator[Hit]:
 def _repeat_surgery(ctx: Context, current: EpisodeStages, events: Sequence[Event]) -> Iterator[Hit]:
     """Repeat surgery outside the urgent stage, not planned by a surgeon, too early or without a target."""
     targets = Instants(e for e in events if e.type == "imaging" and SURGICAL_TARGETS & set(e.get("findings") or ()))
-    planned = Instants(
-        e for e in events if e.type == "surgical_evaluation" and e.get("outcome") == "surgery_planned"
-    )
+    planned = Instants(e for e in events if e.type == "surgical_evaluation" and e.get("outcome") == "surgery_planned")
     unmet = [
         e
         for e in events

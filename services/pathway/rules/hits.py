@@ -20,6 +20,6 @@ def ids_of(events: Iterable[Event]) -> tuple[str, ...]:
 
 
 def words(items: Iterable[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+    """ "a", "a and b", "a, b and c"."""
     parts = list(items)
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -112,7 +112,12 @@ class PainScore:
     fact_id: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"pain_nrs": self.pain_nrs, "function_peg": self.function_peg, "at": _iso(self.at), "fact_id": self.fact_id}
+        return {
+            "pain_nrs": self.pain_nrs,
+            "function_peg": self.function_peg,
+            "at": _iso(self.at),
+            "fact_id": self.fact_id,
+        }
 
 
 @dataclass(frozen=True)

@@ -136,9 +136,7 @@ def _second_line_gap(ctx: Context, current: EpisodeStages) -> tuple[str, tuple[s
     if baseline is None:
         return "no baseline pain assessment yet (acute post-operative scores do not count)", (latest.id,)
     if current.relief.at(ctx.now):
-        return f"meaningful relief: {_score(latest)} against a baseline of {baseline.get('pain_nrs')}/10", (
-            latest.id,
-        )
+        return f"meaningful relief: {_score(latest)} against a baseline of {baseline.get('pain_nrs')}/10", (latest.id,)
     return f"{_score(latest)} cannot be tested against the baseline of {baseline.get('pain_nrs')}/10", (
         baseline.id,
         latest.id,
@@ -176,4 +174,3 @@ def _refractory(ctx: Context, current: EpisodeStages, since: int) -> tuple[str, 
         parts.append(f"{_label(proc.get('kind'))} on {day(proc.t)}")
     text = f"Refractory since {day(since)}: {', '.join(parts)}, and no meaningful relief."
     return text, tuple(e.id for e in (psych, proc) if e is not None)
-

@@ -23,7 +23,11 @@ def time_thresholds(ctx: Context) -> set[int]:
             thresholds.add(surgery + params.baseline_delay_days * DAY_US)
             thresholds.add(surgery + params.rehab_after_surgery_days * DAY_US)
         for event in current.episode.events:
-            if event.type == "therapy" and event.get("kind") == "physical_therapy" and event.get("status") == "referred":
+            if (
+                event.type == "therapy"
+                and event.get("kind") == "physical_therapy"
+                and event.get("status") == "referred"
+            ):
                 thresholds.add(event.t + params.pt_not_started_days * DAY_US)
     episode = ctx.opioid_episode_at(ctx.now)
     if episode is not None:

@@ -119,8 +119,8 @@ def _episodes(events: list[Event], surgeries: list[Event]) -> list[Episode]:
         end = instants[index + 1] if index + 1 < len(instants) else None
         hi = len(events) if end is None else bisect_right(times, end)
         lo = bisect_left(times, start) if start not in surgery_instants else bisect_right(times, start)
-        surgery = start if start in surgery_instants else None
-        result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi]), surgery))
+        surgery_at = start if start in surgery_instants else None
+        result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi]), surgery_at))
     return result
 
 

@@ -91,4 +91,3 @@ def referral_runs(timeline: Timeline) -> list[ReferralRun]:
         runs[-1][1].extend(ids)
         previous = t
     return [ReferralRun(due, tuple(sorted(ids)), evals.first_after(due)) for due, ids in runs]
-
