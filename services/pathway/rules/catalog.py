@@ -128,7 +128,7 @@ FLAG_RULES = rules(
     ("scs_trial_negative", "NICE TA159", "A trial without enough relief argues against implantation.",
      "The spinal cord stimulation trial did not give enough relief: do not implant."),
     ("tens_caution", "G3; NICE NG59",
-     "Sources disagree: the practice guideline allows TENS as an adjunct, NICE NG59 advises against.",
+     "Sources disagree: the practice guideline allows TENS as an adjunct, NICE guideline NG59 advises against.",
      "TENS is recorded: allowed as adjunct by {g3}; NICE NG59 advises against TENS for low back pain "
      "({ng59}), so do not rely on it."),
     ("imaging_without_indication", "G1", "Routine imaging does not improve outcomes and adds cost.",

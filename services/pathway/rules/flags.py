@@ -110,7 +110,7 @@ def prognosis_flags(ctx: Context) -> Iterator[Hit]:
     short = months is not None and months < ctx.params.symptom_months_good
     good = [_label(f) for f in sorted(GOOD_FACTORS & set(latest.get("factors") or ()))]
     if short:
-        good.append(f"symptoms for {months:g} months before surgery (under {ctx.params.symptom_months_good})")
+        good.append(f"symptoms for {months:g} months before surgery, under {ctx.params.symptom_months_good}")
     if good:
         ids = {latest.id} | ({with_duration[-1].id} if short else set())
         yield Hit("good_prognostic_factors", tuple(sorted(ids)), words(good))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .context import Context
 from .courses import NON_OPIOID_ANALGESICS, Course
+from .hits import words
 from .model import DAY_US, PainScore, PainTrend, StageReason, from_micros
 from .stage import INTERVENTIONAL, EpisodeStages, is_initial_imaging, is_psych_therapy_start
 from .timeline import Event
@@ -16,6 +17,15 @@ DRUGS = {
     "sodium_channel_anticonvulsant": "a sodium-channel anticonvulsant",
     "tca": "a TCA",
     "snri": "an SNRI",
+}
+
+
+_SIGNS = {"progressive_deficit": "a progressive deficit", "cauda_equina_signs": "cauda equina signs"}
+_THERAPIES = {
+    "cbt": "CBT",
+    "biofeedback": "biofeedback",
+    "relaxation_training": "relaxation training",
+    "supportive_psychotherapy": "supportive psychotherapy",
 }
 
 
@@ -73,11 +83,10 @@ def _urgent(ctx: Context, underneath: str, ids: tuple[str, ...]) -> StageReason:
     assert ctx.urgent is not None
     exams = [e for e in ctx.timeline.of_type("neuro_exam") if e.id in ctx.urgent.exam_ids]
     latest = exams[-1]
-    signs = [name for name in ("progressive_deficit", "cauda_equina_signs") if latest.get(name)]
+    signs = [label for name, label in _SIGNS.items() if latest.get(name)]
     text = (
         f"In urgent surgical evaluation since {day(ctx.urgent.since)}: the neuro exam on {day(latest.t)} shows "
-        f"{' and '.join(map(_label, signs))} and no surgical evaluation is recorded since (underneath, "
-        f"{underneath.rstrip('.')})."
+        f"{words(signs)} and no surgical evaluation is recorded since (underneath, {underneath.rstrip('.')})."
     )
     return StageReason(text, tuple(dict.fromkeys(ctx.urgent.exam_ids + ids)))
 
@@ -92,7 +101,8 @@ def _parts(events: Sequence[Event]) -> list[tuple[str, Event | None]]:
 
 def _initial(ctx: Context, current: EpisodeStages, since: int) -> tuple[str, tuple[str, ...]]:
     missing = [name for name, event in _parts(current.episode.events) if event is None]
-    text = f"In initial evaluation since {day(since)}: {', '.join(missing)} still missing in this episode."
+    verb = "is" if len(missing) == 1 else "are"
+    text = f"In initial evaluation since {day(since)}: {words(missing)} {verb} still missing in this episode."
     return text, current.episode.start_ids
 
 
@@ -137,7 +147,7 @@ def _second_line_gap(ctx: Context, current: EpisodeStages) -> tuple[str, tuple[s
         return "no baseline pain assessment yet (acute post-operative scores do not count)", (latest.id,)
     if current.relief.at(ctx.now):
         return f"meaningful relief: {_score(latest)} against a baseline of {baseline.get('pain_nrs')}/10", (latest.id,)
-    return f"{_score(latest)} cannot be tested against the baseline of {baseline.get('pain_nrs')}/10", (
+    return f"{_score(latest)} against a baseline of {baseline.get('pain_nrs')}/10: no 30 % test applies", (
         baseline.id,
         latest.id,
     )
@@ -169,7 +179,7 @@ def _refractory(ctx: Context, current: EpisodeStages, since: int) -> tuple[str, 
     second = current.entries[2]
     parts = [f"in second line since {day(second)}" if second is not None else "in second line"]
     if psych is not None:
-        parts.append(f"{_label(psych.get('kind'))} started {day(psych.t)}")
+        parts.append(f"{_THERAPIES.get(str(psych.get('kind')), 'psychological therapy')} since {day(psych.t)}")
     if proc is not None:
         parts.append(f"{_label(proc.get('kind'))} on {day(proc.t)}")
     text = f"Refractory since {day(since)}: {', '.join(parts)}, and no meaningful relief."

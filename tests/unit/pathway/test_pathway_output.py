@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +22,7 @@ from pathway_facts import (
 )
 
 from services.pathway.rules import RULE_SET_VERSION, Fact, evaluate, params_for
+from services.pathway.rules.sources import SOURCES
 
 KEYS = {
     "stage",
@@ -170,3 +172,68 @@ def test_same_instant_ties_do_not_depend_on_input_order():
         *evaluation_complete(),
     ]
     assert assess(facts, 6).to_dict() == assess(list(reversed(facts)), 6).to_dict()
+
+
+# ---------------------------------------------------------------- §6 (2026.2): stage_reason, pain, MME, sources
+
+
+def test_7_12_stage_reason_names_the_stage_entry_and_its_facts():
+    result = assess(failed_first_line(outcome_nrs=7), 50)
+    reason = result.stage_reason
+    assert reason.text.startswith("In second line since 2026-02-19:")
+    assert "active PT since 2026-01-08" in reason.text and "an NSAID" in reason.text
+    assert "pain 7/10 on 2026-02-05 against a baseline of 7/10" in reason.text
+    assert {"pt-start", "nsaid", "outcome"} <= set(reason.fact_ids)
+
+
+def test_7_12_stage_reason_in_initial_evaluation_lists_what_is_missing():
+    text = assess([surgery(0), neuro(1)], 2).stage_reason.text
+    assert "MRI or CT and a pain assessment are still missing" in text
+
+
+def test_7_12_stage_reason_while_urgent_names_the_exam_and_the_stage_underneath():
+    text = assess([*failed_first_line(), neuro(60, True)], 61).stage_reason.text
+    assert text.startswith("In urgent surgical evaluation since 2026-03-06")
+    assert "progressive deficit" in text and "in second line since 2026-02-19" in text
+
+
+def test_7_12_pain_trend_and_current_mme():
+    result = assess([surgery(0), pain(2, 9), pain(28, 8, peg=6.5), pain(40, 6), med(41, "opioid_ir", mme=30)], 42)
+    trend = result.to_dict()["pain"]
+    assert trend["baseline"] == {
+        "pain_nrs": 8,
+        "function_peg": 6.5,
+        "at": "2026-02-02T09:00:00Z",
+        "fact_id": trend["baseline"]["fact_id"],
+    }
+    assert trend["latest"]["pain_nrs"] == 6 and trend["change_percent"] == -25.0
+    assert result.to_dict()["current_mme"] == 30
+    assert assess([surgery(0)], 1).to_dict()["pain"] == {"baseline": None, "latest": None, "change_percent": None}
+    assert assess([med(1, "opioid_er")], 2).to_dict()["current_mme"] is None
+
+
+def _sources_md() -> dict[str, tuple[str, str | None]]:
+    rows = {}
+    for line in Path("/work/shared/docs/sources.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("code", "---") and not set(cells[0]) <= {"-"}:
+            rows[cells[0]] = (cells[1], None if cells[2] == "—" else cells[2])
+    return rows
+
+
+@pytest.mark.skipif(not Path("/work/shared/docs/sources.md").exists(), reason="shared docs not mounted")
+def test_7_12_source_catalogue_matches_sources_md():
+    expected = _sources_md()
+    assert set(SOURCES) == set(expected)
+    for code, (title, url) in expected.items():
+        assert SOURCES[code].url == url, code
+        claims = title.split(": ", 1)[1] if code.startswith("G") else title
+        assert claims.replace("`", "") in SOURCES[code].title, code
+
+
+def test_7_12_every_recommendation_and_deadline_resolves_its_citation():
+    result = assess([*refractory_history(), med(100, "opioid_er", mme=90), therapy(101, "tens")], 130).to_dict()
+    for item in result["recommendations"] + result["deadlines"]:
+        assert [s["code"] for s in item["sources"]] == item["citation"].split("; ")
+        for source in item["sources"]:
+            assert source["title"] == SOURCES[source["code"]].title and source["url"] == SOURCES[source["code"]].url
