@@ -55,16 +55,7 @@ def episode_flags(ctx: Context) -> Iterator[Hit]:
     rank = current.rank_at(ctx.now) if current is not None else 0
     yield from initial_evaluation_flags(events)
     imaging = [e for e in events if e.type == "imaging"]
-    targets = [
-        e
-        for e in imaging
-        if SURGICAL_TARGETS & set(e.get("findings") or ()) and not _done_after(ctx, e, TARGET_ADDRESSED_BY)
-    ]
-    if targets:
-        yield Hit("surgical_target_on_imaging", ids_of(targets))
-    entrapment = [e for e in imaging if "nerve_entrapment_in_scar" in (e.get("findings") or ())]
-    if entrapment and rank == REFRACTORY:
-        yield Hit("nerve_entrapment_in_scar", ids_of(entrapment))
+    yield from _imaging_findings(ctx, imaging, rank)
     facet = [
         e
         for e in events
@@ -81,6 +72,21 @@ def episode_flags(ctx: Context) -> Iterator[Hit]:
             yield Hit("imaging_without_indication", ids_of(unindicated))
     if current is not None and current.relief.at(ctx.now):
         yield Hit("responding_to_treatment", current.relief.sources_at(ctx.now))
+
+
+def _imaging_findings(ctx: Context, imaging: Sequence[Event], rank: int) -> Iterator[Hit]:
+    """A surgical target until a repeat surgery or endoscopic decompression after it; scar entrapment when
+    refractory."""
+    targets = [
+        e
+        for e in imaging
+        if SURGICAL_TARGETS & set(e.get("findings") or ()) and not _done_after(ctx, e, TARGET_ADDRESSED_BY)
+    ]
+    if targets:
+        yield Hit("surgical_target_on_imaging", ids_of(targets))
+    entrapment = [e for e in imaging if "nerve_entrapment_in_scar" in (e.get("findings") or ())]
+    if entrapment and rank == REFRACTORY:
+        yield Hit("nerve_entrapment_in_scar", ids_of(entrapment))
 
 
 def latest_psychosocial(ctx: Context) -> Event | None:
