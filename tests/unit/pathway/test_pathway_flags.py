@@ -466,6 +466,48 @@ CASES = [
     ),
     # --- rule set 2026.2 (spec §7) ---
     (
+        "7.1-baseline-at-27-days-is-acute-pain-no-relief-shown",
+        [surgery(0), pain(27, 10), pain(35, 7)],
+        36,
+        "responding_to_treatment",
+        False,
+    ),
+    (
+        "7.1-baseline-at-28-days-relief-shown",
+        [surgery(0), pain(28, 10), pain(35, 7)],
+        36,
+        "responding_to_treatment",
+        True,
+    ),
+    (
+        "7.1-baseline-at-28-days-minus-1-s-is-acute",
+        [surgery(0), pain(28 - 1 / 86400, 10), pain(35, 7)],
+        36,
+        "responding_to_treatment",
+        False,
+    ),
+    (
+        "7.1-day-2-score-of-9-does-not-make-the-patient-responding",
+        [surgery(0), pain(2, 9), pain(30, 6)],
+        31,
+        "responding_to_treatment",
+        False,
+    ),
+    (
+        "7.1-stated-relief-with-pain-at-baseline-is-no-relief",
+        [surgery(0), pain(28, 7), therapy(30, PT, "progress", relief=True), review(31, True, pain_nrs=7)],
+        32,
+        "responding_to_treatment",
+        False,
+    ),
+    (
+        "7.1-stated-relief-with-pain-below-baseline-is-relief",
+        [surgery(0), pain(28, 7), review(31, True, pain_nrs=6)],
+        32,
+        "responding_to_treatment",
+        True,
+    ),
+    (
         "7.6-surgical-evaluation-pending-after-a-clear-exam",
         [*evaluation_complete(), neuro(10, True), neuro(12)],
         13,

@@ -122,6 +122,36 @@ CASES = [
         ("first_line", 2),
     ),
     (
+        "7.1 a day-2 score of 9 is no baseline: 6 at day 31 fails against itself, second line",
+        [*evaluation_complete(pain_nrs=9), therapy(3, "physical_therapy"), med(3, "nsaid"), pain(31, 6)],
+        50,
+        ("second_line", 45),
+    ),
+    (
+        "7.13 baseline pain 0 with PEG: the PEG test alone fails (10 -> 8), second line",
+        [
+            *evaluation_complete(),
+            therapy(3, "physical_therapy"),
+            med(3, "nsaid"),
+            pain(28, 0, peg=10),
+            pain(31, 2, peg=8),
+        ],
+        50,
+        ("second_line", 45),
+    ),
+    (
+        "7.13 baseline pain 0 with PEG: the PEG test alone passes (10 -> 7), first line",
+        [
+            *evaluation_complete(),
+            therapy(3, "physical_therapy"),
+            med(3, "nsaid"),
+            pain(28, 0, peg=10),
+            pain(31, 2, peg=7),
+        ],
+        50,
+        ("first_line", 2),
+    ),
+    (
         "2.4 no outcome assessment: stays first line",
         [*evaluation_complete(), therapy(3, "physical_therapy"), med(3, "nsaid")],
         60,
