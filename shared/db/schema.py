@@ -8,7 +8,6 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -37,12 +36,10 @@ def head_revision() -> str:
 
 def current_revision(url: str) -> str | None:
     """The revision the database is at (None: never migrated). Opens one connection, changes nothing."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    finally:
-        engine.dispose()
+    from shared.db.engine import get_engine  # creates the embedded database's folder, like every other path
+
+    with get_engine(url).connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
 
 
 def pending_revisions(url: str) -> list[str]:

@@ -69,3 +69,10 @@ def test_http_services_refuse_to_start_without_a_signing_key_in_production(tmp_p
         assert done.returncode == 78, done.stderr
         assert "not starting: CAREPATH_SECRET_KEY is required outside development" in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_migrate_creates_the_embedded_database_folder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'not' / 'yet' / 'carepath.db'}"
+    done = _carepath("migrate", url=url)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "not" / "yet" / "carepath.db").exists()
