@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, select
+from sqlmodel import col
 
 from services.pathway.handler import deadline_moves, describe_changes
 from services.pathway.mapping import org_params, to_fact
@@ -103,25 +104,26 @@ class _Batch:
 
 def _read_batch(settings: Settings | None, org: str, after: str | None, limit: int) -> _Batch:
     """One short read-only transaction: the next patients, their facts and latest stored bodies."""
+    patient_id, seq = col(Assessment.patient_id), col(Assessment.seq)
     with UnitOfWork(settings, read_only=True) as uow:
-        query = select(Patient.id).where(Patient.org == org).order_by(Patient.id).limit(limit)
+        query = select(col(Patient.id)).where(col(Patient.org) == org).order_by(col(Patient.id)).limit(limit)
         if after is not None:
-            query = query.where(Patient.id > after)
+            query = query.where(col(Patient.id) > after)
         ids = list(uow.session.execute(query).scalars())
         facts: dict[str, list[Fact]] = defaultdict(list)
         stored: dict[str, dict[str, Any]] = {}
         if ids:
-            rows = uow.session.execute(select(PatientUpdate).where(PatientUpdate.patient_id.in_(ids))).scalars()
+            rows = uow.session.execute(select(PatientUpdate).where(col(PatientUpdate.patient_id).in_(ids))).scalars()
             for row in rows:
                 facts[row.patient_id].append(to_fact(row))
             newest = (
-                select(Assessment.patient_id, func.max(Assessment.seq).label("seq"))
-                .where(Assessment.patient_id.in_(ids))
-                .group_by(Assessment.patient_id)
+                select(patient_id, func.max(seq).label("seq"))
+                .where(patient_id.in_(ids))
+                .group_by(patient_id)
                 .subquery()
             )
-            latest = select(Assessment.patient_id, Assessment.body).join(
-                newest, and_(Assessment.patient_id == newest.c.patient_id, Assessment.seq == newest.c.seq)
+            latest = select(patient_id, col(Assessment.body)).join(
+                newest, and_(patient_id == newest.c.patient_id, seq == newest.c.seq)
             )
             stored = {row.patient_id: row.body for row in uow.session.execute(latest)}
         return _Batch(ids, dict(facts), stored)
