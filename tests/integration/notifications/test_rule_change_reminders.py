@@ -119,6 +119,8 @@ def test_a_past_deadline_of_a_rule_change_is_delivered_once_marked_and_not_escal
     assert items["pt_follow_up"]["sources"] == SOURCES and items["pt_follow_up"]["citation"] == "G3"
     assert items["procedure_follow_up"]["sources"] is None
     assert {(i["origin"], i["origin_rule_set_version"]) for i in items.values()} == {("rule_change", NEW_RULES)}
+    feed = client.get("/v1/reminders.ics", headers=auth()).text.replace("\r\n ", "")
+    assert "reference 3: opioid reassessment <https://example.org/g3>" in feed and "Source: G3" in feed
 
 
 def test_an_ordinary_reevaluation_creates_ordinary_reminders_and_refreshes_sources(
