@@ -69,12 +69,33 @@ def cmd_up() -> int:
     return 0  # not reached
 
 
+CHECKS = (
+    ("lint (ruff check)", ["ruff", "check", "."]),
+    ("format (ruff format --check)", ["ruff", "format", "--check", "."]),
+    (
+        "types, strict on the layers everything stands on (mypy --strict shared, pathway rules)",
+        ["mypy", "--strict", "shared", "services/pathway/rules"],
+    ),
+    ("types of the services and the composition root (mypy)", ["mypy", "carepath", "services"]),
+    (
+        "architecture contracts (import-linter): services independent, shared knows no service, rules pure",
+        ["lint-imports", "--no-cache"],
+    ),
+    (
+        "compose.yaml against the Compose specification schema",
+        ["check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
+    ),
+)
+
+
 def _checks() -> int:
-    _say("architecture contract (import-linter): the pathway rules stay pure")
-    if _run(BIN / "lint-imports", "--no-cache"):
-        return 1
-    _say("compose.yaml against the Compose specification schema")
-    return _run(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml")
+    """The team's gates, before any test: each must pass (CI runs them through this command)."""
+    for title, (tool, *args) in CHECKS:
+        _say(title)
+        if _run(BIN / tool, *args):
+            _say(f"FAILED: {title}")
+            return 1
+    return 0
 
 
 def cmd_test(extra: list[str]) -> int:

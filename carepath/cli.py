@@ -49,13 +49,39 @@ def _run_loops(loops: Sequence[tuple[str, Callable[[threading.Event], None]]]) -
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    from shared.db.schema import upgrade
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from shared.db.schema import current_revision, head_revision, pending_revisions, upgrade
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    print("database is at the current schema", file=sys.stderr)
+    url = settings.effective_database_url
+    try:
+        before = current_revision(url)
+        if args.show:
+            pending = pending_revisions(url)
+            print(f"database revision: {before or 'none (empty database)'}; code expects: {head_revision()}")
+            print("pending: " + ("; ".join(pending) if pending else "none"))
+            return 0
+        upgrade(url)
+        after = current_revision(url)
+    except OperationalError as exc:
+        return _database_unreachable(exc)
+    if before == after:
+        print(f"database is at the current schema (revision {after})", file=sys.stderr)
+    else:
+        print(f"database migrated from {before or 'an empty database'} to revision {after} (head)", file=sys.stderr)
     return 0
+
+
+def _database_unreachable(exc: Exception) -> int:
+    """One clear line instead of a traceback; the driver's message names no bound values."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    hint = ""
+    if "does not exist" in reason:
+        hint = " (create it first, e.g. `createdb -h 127.0.0.1 -U postgres carepath`)"
+    print(f"carepath migrate: cannot open the database: {reason}{hint}", file=sys.stderr)
+    return 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -65,9 +91,25 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not restart it in a loop
+
+
+def _configuration_error() -> str | None:
+    """Why this process cannot serve (it could not sign or verify a token), or None."""
+    try:
+        get_settings().signing_key()
+    except RuntimeError as exc:
+        return str(exc)
+    return None
+
+
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
+    problem = _configuration_error()
+    if problem is not None:  # refuse to start rather than report ready and answer every request with a 500
+        print(f"carepath: not starting: {problem}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     uvicorn.run(
         app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(), access_log=False
     )
@@ -145,7 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)").set_defaults(func=cmd_up)
-    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="bring the database to the current schema (names the revision)")
+    migrate.add_argument("--show", action="store_true", help="print the current and pending revisions; change nothing")
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("intake", help="run the intake HTTP service").set_defaults(func=cmd_intake)
     sub.add_parser("notifications", help="run the notifications HTTP service").set_defaults(func=cmd_notifications)
     worker = sub.add_parser("worker", help="run a Celery worker (pathway, notifications, channels queues)")

@@ -68,7 +68,11 @@ def _stop_all(children: list[Child]) -> None:
 def run_stack() -> int:
     settings = get_settings()
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    settings.signing_key()  # create the development key once, before the children race to do it
+    try:
+        settings.signing_key()  # create the development key once, before the children race to do it
+    except RuntimeError as exc:  # production without a usable key: every part would refuse to start
+        log.error("not starting: %s", exc)
+        return 78
     upgrade(settings.effective_database_url)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

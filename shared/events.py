@@ -61,7 +61,8 @@ def to_envelope(event: Event) -> dict[str, Any]:
         },
         data=event.data,
     )
-    return json.loads(_FORMAT.write(cloud_event))
+    envelope: dict[str, Any] = json.loads(_FORMAT.write(cloud_event))
+    return envelope
 
 
 def from_envelope(envelope: dict[str, Any]) -> Event:

@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from shared.clock import utcnow
 from shared.db.tables import OutboxMessage, Reminder
+from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.messaging.routing import CONSUMERS
 
 log = logging.getLogger("carepath.metrics")
 _registered = False
@@ -44,18 +47,26 @@ class BacklogCollector(Collector):
         now = utcnow()
         with UnitOfWork(read_only=True) as uow:
             unfinished = uow.session.execute(
-                select(OutboxMessage.consumer, func.count(), func.min(OutboxMessage.created_at))
-                .where(OutboxMessage.done_at.is_(None))
-                .group_by(OutboxMessage.consumer)
+                select(col(OutboxMessage.consumer), func.count(), func.min(col(OutboxMessage.created_at)))
+                .where(col(OutboxMessage.done_at).is_(None))
+                .group_by(col(OutboxMessage.consumer))
             ).all()
-            by_status = uow.session.execute(select(Reminder.status, func.count()).group_by(Reminder.status)).all()
+            by_status = uow.session.execute(
+                select(col(Reminder.status), func.count()).group_by(col(Reminder.status))
+            ).all()
             late = uow.session.execute(
-                select(func.count()).where(Reminder.status == "scheduled", Reminder.due_at < now)
+                select(func.count()).where(col(Reminder.status) == "scheduled", col(Reminder.due_at) < now)
             ).scalar_one()
+        # Every consumer and status has its series, at 0 when there is nothing to count: an alert on
+        # "oldest unfinished > 5 min" must see 0, not an absent series, when the outbox is empty.
+        counts = dict.fromkeys(CONSUMERS, (0, 0.0))
         for consumer, count, first in unfinished:
+            counts[consumer] = (count, (now - first).total_seconds())
+        for consumer, (count, age) in sorted(counts.items()):
             outbox.add_metric([consumer], count)
-            oldest.add_metric([consumer], (now - first).total_seconds())
-        for status, count in by_status:
+            oldest.add_metric([consumer], age)
+        statuses = dict.fromkeys(STATUSES, 0) | dict(by_status)
+        for status, count in statuses.items():
             reminders.add_metric([status], count)
         overdue.add_metric([], late)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from shared.db.tables import Patient
 from shared.db.uow import UnitOfWork
@@ -13,10 +14,10 @@ class PatientNotFound(LookupError):
 
 
 def find_patient(uow: UnitOfWork, org: str, patient_id: str, *, lock: bool = False) -> Patient:
-    query = select(Patient).where(Patient.id == patient_id, Patient.org == org)
+    query = select(Patient).where(col(Patient.id) == patient_id, col(Patient.org) == org)
     if lock and not uow.is_sqlite:
         query = query.with_for_update()
-    patient = uow.session.execute(query).scalar_one_or_none()
+    patient: Patient | None = uow.session.execute(query).scalar_one_or_none()
     if patient is None:
         raise PatientNotFound(patient_id)
     return patient

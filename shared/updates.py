@@ -5,7 +5,7 @@ fields, wrong enum values, out-of-range numbers and naive or non-RFC 3339 timest
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union
 
 from pydantic import (
     AwareDatetime,
@@ -186,12 +186,20 @@ class PsychosocialData(Strict):
     symptom_months_before_surgery: NonNegative | None = None
 
 
-def _update(type_name: str, data_model: type[Strict]) -> type[Strict]:
+class UpdateBase(Strict):
+    """What every update has; each type's model narrows `type` to its name and `data` to its data model."""
+
+    type: str
+    occurred_at: Instant
+    data: Strict
+
+
+def _update(type_name: str, data_model: type[Strict]) -> type[UpdateBase]:
     return type(
         f"{data_model.__name__.removesuffix('Data')}Update",
-        (Strict,),
+        (UpdateBase,),
         {
-            "__annotations__": {"type": Literal[type_name], "occurred_at": Instant, "data": data_model},  # type: ignore[valid-type]
+            "__annotations__": {"type": Literal[type_name], "occurred_at": Instant, "data": data_model},
             "__module__": __name__,
         },
     )
@@ -238,14 +246,18 @@ def _unknown_type(value: Any) -> Any:
     )
 
 
-UpdateIn = Annotated[  # type: ignore[valid-type]
-    Union[  # noqa: UP007 - a Union built from a tuple of types; `|` has no such form
-        tuple(Annotated[model, Tag(name)] for name, model in zip(DATA_MODELS, _UPDATE_MODELS, strict=True))
-        + (Annotated[Any, BeforeValidator(_unknown_type), Tag("type"), WithJsonSchema({"not": {}})],)
-    ],
-    Discriminator(
-        _update_tag,
-        custom_error_type="update_type",
-        custom_error_message="An update must be an object with type, occurred_at and data",
-    ),
-]
+# Statically an UpdateBase; at run time the discriminated union of every type's model.
+if TYPE_CHECKING:
+    UpdateIn: TypeAlias = UpdateBase
+else:
+    UpdateIn = Annotated[
+        Union[  # noqa: UP007 - a Union built from a tuple of types; `|` has no such form
+            tuple(Annotated[model, Tag(name)] for name, model in zip(DATA_MODELS, _UPDATE_MODELS, strict=True))
+            + (Annotated[Any, BeforeValidator(_unknown_type), Tag("type"), WithJsonSchema({"not": {}})],)
+        ],
+        Discriminator(
+            _update_tag,
+            custom_error_type="update_type",
+            custom_error_message="An update must be an object with type, occurred_at and data",
+        ),
+    ]

@@ -25,6 +25,9 @@ from shared.settings import get_settings
 log = logging.getLogger("carepath.web")
 
 # Largest request body any route accepts (a what-if of 2,000 updates is well below): larger is 413.
+# OpenAPI `responses=` of a route: status -> {"description": ...}
+Responses = dict[int | str, dict[str, Any]]
+
 MAX_BODY_BYTES = 4 * 1024 * 1024
 # Instants outside these years are refused (422): nothing clinical happens there, and near the ends of
 # Python's calendar converting to UTC or adding a deadline overflows.

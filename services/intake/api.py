@@ -13,16 +13,16 @@ from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOu
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
-from shared.web import check_instant, no_nul_characters
+from shared.web import Responses, check_instant, no_nul_characters
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(no_nul_characters)])
 Caller = Annotated[Principal, Depends(require())]
 Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 
-NOT_FOUND = {404: {"description": "no such patient in your organisation"}}
-AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
-IDEMPOTENCY = {
+NOT_FOUND: Responses = {404: {"description": "no such patient in your organisation"}}
+AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+IDEMPOTENCY: Responses = {
     409: {"description": "the same Idempotency-Key is still in flight"},
     422: {"description": "invalid update, or Idempotency-Key reused with another body"},
 }

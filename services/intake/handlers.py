@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from services.intake.schemas import update_payload
 from shared.auth import Principal
@@ -28,7 +29,7 @@ class DuplicatePatient(Exception):
 
 
 def _patient_by_external_id(uow: UnitOfWork, org: str, external_id: str) -> Patient | None:
-    query = select(Patient).where(Patient.org == org, Patient.external_id == external_id)
+    query = select(Patient).where(col(Patient.org) == org, col(Patient.external_id) == external_id)
     return uow.session.execute(query).scalar_one_or_none()
 
 

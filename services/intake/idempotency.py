@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from shared.clock import utcnow
 from shared.db.tables import IdempotencyRecord
@@ -45,7 +46,7 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 
 def _existing(uow: UnitOfWork, org: str, key: str) -> IdempotencyRecord | None:
-    query = select(IdempotencyRecord).where(IdempotencyRecord.org == org, IdempotencyRecord.key == key)
+    query = select(IdempotencyRecord).where(col(IdempotencyRecord.org) == org, col(IdempotencyRecord.key) == key)
     return uow.session.execute(query).scalar_one_or_none()
 
 
@@ -86,7 +87,7 @@ def complete(uow: UnitOfWork, org: str, key: str, status_code: int, body: dict[s
     """Record the response in the caller's transaction (with the work it describes)."""
     uow.session.execute(
         update(IdempotencyRecord)
-        .where(IdempotencyRecord.org == org, IdempotencyRecord.key == key)
+        .where(col(IdempotencyRecord.org) == org, col(IdempotencyRecord.key) == key)
         .values(state="done", status_code=status_code, response=body)
     )
 
@@ -96,7 +97,9 @@ def release(settings: Settings, org: str, key: str) -> None:
     with UnitOfWork(settings) as uow:
         uow.session.execute(
             delete(IdempotencyRecord).where(
-                IdempotencyRecord.org == org, IdempotencyRecord.key == key, IdempotencyRecord.state == "in_flight"
+                col(IdempotencyRecord.org) == org,
+                col(IdempotencyRecord.key) == key,
+                col(IdempotencyRecord.state) == "in_flight",
             )
         )
         uow.commit()

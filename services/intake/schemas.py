@@ -12,7 +12,7 @@ __all__ = ["BatchAccepted", "BatchIn", "PatientIn", "PatientOut", "UpdateAccepte
 
 
 class BatchIn(Strict):
-    updates: list[UpdateIn] = Field(min_length=1, max_length=500)  # type: ignore[valid-type]
+    updates: list[UpdateIn] = Field(min_length=1, max_length=500)
 
 
 class PatientIn(Strict):

@@ -16,16 +16,16 @@ from shared.clock import utcnow
 from shared.db.uow import UnitOfWork
 from shared.patients import PatientNotFound, find_patient
 from shared.updates import Instant, Strict, UpdateIn
-from shared.web import check_instant, no_nul_characters
+from shared.web import Responses, check_instant, no_nul_characters
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(no_nul_characters)])
 Caller = Annotated[Principal, Depends(require())]
-NOT_FOUND = {404: {"description": "no such patient in your organisation"}}
-AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+NOT_FOUND: Responses = {404: {"description": "no such patient in your organisation"}}
+AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
 
 
 class EvaluateIn(Strict):
-    updates: list[UpdateIn] = Field(max_length=2000)  # type: ignore[valid-type]
+    updates: list[UpdateIn] = Field(max_length=2000)
     now: Instant | None = None
 
 

@@ -10,12 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.pathway.config import ConfigError, describe_config, replace_config
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
-from shared.web import no_nul_characters
+from shared.web import Responses, no_nul_characters
 
 router = APIRouter(prefix="/v1/organisation", tags=["configuration"], dependencies=[Depends(no_nul_characters)])
 Ops = Annotated[Principal, Depends(require("ops"))]
-AUTH = {401: {"description": "missing or invalid token"}, 403: {"description": "only ops tokens may do this"}}
-INVALID = {422: {"description": "unknown profile or parameter, or a bad value"}}
+AUTH: Responses = {
+    401: {"description": "missing or invalid token"},
+    403: {"description": "only ops tokens may do this"},
+}
+INVALID: Responses = {422: {"description": "unknown profile or parameter, or a bad value"}}
 # No parameter (days, months, counts, an MME threshold) needs more than 100 years' worth of days; far larger
 # ones were accepted and then overflowed every evaluation's date arithmetic (a 500 on each what-if).
 MAX_PARAMETER = 36_500

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.pathway.mapping import load_facts, org_params
 from services.pathway.rules import evaluate
@@ -47,7 +48,7 @@ class Outcome:
 
 
 def _lock_patient(uow: UnitOfWork, patient_id: str) -> Patient:
-    query = select(Patient).where(Patient.id == patient_id)
+    query = select(Patient).where(col(Patient.id) == patient_id)
     if not uow.is_sqlite:
         query = query.with_for_update()
     patient = uow.session.execute(query).scalar_one_or_none()
@@ -57,7 +58,9 @@ def _lock_patient(uow: UnitOfWork, patient_id: str) -> Patient:
 
 
 def latest_assessment(uow: UnitOfWork, patient_id: str) -> Assessment | None:
-    query = select(Assessment).where(Assessment.patient_id == patient_id).order_by(Assessment.seq.desc()).limit(1)
+    query = (
+        select(Assessment).where(col(Assessment.patient_id) == patient_id).order_by(col(Assessment.seq).desc()).limit(1)
+    )
     return uow.session.execute(query).scalar_one_or_none()
 
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.pathway.rules import Fact, Params, params_for
 from shared.db.tables import OrgConfig, PatientUpdate
@@ -17,7 +18,7 @@ def to_fact(row: PatientUpdate) -> Fact:
 
 
 def load_facts(uow: UnitOfWork, patient_id: str) -> list[Fact]:
-    rows = uow.session.execute(select(PatientUpdate).where(PatientUpdate.patient_id == patient_id)).scalars()
+    rows = uow.session.execute(select(PatientUpdate).where(col(PatientUpdate.patient_id) == patient_id)).scalars()
     return [to_fact(row) for row in rows]
 
 

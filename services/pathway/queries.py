@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.pathway.handler import latest_assessment
 from services.pathway.mapping import org_params
@@ -27,10 +28,10 @@ def pathway_history(
 ) -> list[dict[str, Any]]:
     """The stored assessments, newest first, each with what changed from the one before it; `before_seq`
     pages on (items older than that seq)."""
-    query = select(Assessment).where(Assessment.patient_id == patient.id)
+    query = select(Assessment).where(col(Assessment.patient_id) == patient.id)
     if before_seq is not None:
-        query = query.where(Assessment.seq < before_seq)
-    query = query.order_by(Assessment.seq.desc()).limit(limit)
+        query = query.where(col(Assessment.seq) < before_seq)
+    query = query.order_by(col(Assessment.seq).desc()).limit(limit)
     return [_history_item(patient, row) for row in uow.session.execute(query).scalars()]
 
 

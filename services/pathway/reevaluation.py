@@ -25,11 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, text
+from sqlmodel import col
 
 from services.pathway.mapping import org_params
 from services.pathway.rules import RULE_SET_VERSION
 from shared.clock import utcnow
-from shared.db.tables import Assessment, OrgConfig, OutboxMessage, Patient, ReevaluationRun
+from shared.db.tables import Assessment, OrgConfig, OutboxMessage, Patient, ReevaluationRun, table_of
 from shared.db.tables.reevaluation import RUN_DONE, RUN_RUNNING, RUN_SUPERSEDED
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, SOURCE_OPS, Event
@@ -75,8 +76,8 @@ def serialise_run_changes(uow: UnitOfWork) -> None:
 def latest_run(uow: UnitOfWork, org: str) -> ReevaluationRun | None:
     query = (
         select(ReevaluationRun)
-        .where(ReevaluationRun.org == org, ReevaluationRun.status != RUN_SUPERSEDED)
-        .order_by(ReevaluationRun.created_at.desc(), ReevaluationRun.id.desc())
+        .where(col(ReevaluationRun.org) == org, col(ReevaluationRun.status) != RUN_SUPERSEDED)
+        .order_by(col(ReevaluationRun.created_at).desc(), col(ReevaluationRun.id).desc())
         .limit(1)
     )
     return uow.session.execute(query).scalar_one_or_none()
@@ -90,7 +91,7 @@ def _new_run(
     uow: UnitOfWork, org: str, target: Target, reason: str, *, rate: float, requested_by: str, status: str = RUN_RUNNING
 ) -> ReevaluationRun:
     now = utcnow()
-    count = select(func.count()).select_from(Patient).where(Patient.org == org)
+    count = select(func.count()).select_from(Patient).where(col(Patient.org) == org)
     total = uow.session.execute(count).scalar_one()
     run = ReevaluationRun(
         org=org,
@@ -130,17 +131,17 @@ def start_run(
 
 
 def known_orgs(uow: UnitOfWork) -> list[str]:
-    with_patients = set(uow.session.execute(select(Patient.org).distinct()).scalars())
-    configured = set(uow.session.execute(select(OrgConfig.org)).scalars())
+    with_patients = set(uow.session.execute(select(col(Patient.org)).distinct()).scalars())
+    configured = set(uow.session.execute(select(col(OrgConfig.org))).scalars())
     return sorted(with_patients | configured)
 
 
 def _assessed_with_other_rules(uow: UnitOfWork, org: str, target: Target) -> bool:
     query = (
-        select(Assessment.id)
+        select(col(Assessment.id))
         .where(
-            Assessment.org == org,
-            (Assessment.rule_set_version != target.rule_set_version)
+            col(Assessment.org) == org,
+            (col(Assessment.rule_set_version) != target.rule_set_version)
             | (Assessment.params_digest != target.params_digest),
         )
         .limit(1)
@@ -198,16 +199,16 @@ def pause_after(enqueued: int, rate: float, elapsed: float) -> float:
 
 
 def _lock_run(uow: UnitOfWork, run_id: str) -> ReevaluationRun | None:
-    query = select(ReevaluationRun).where(ReevaluationRun.id == run_id)
+    query = select(ReevaluationRun).where(col(ReevaluationRun.id) == run_id)
     if not uow.is_sqlite:
         query = query.with_for_update(skip_locked=True)
     return uow.session.execute(query).scalar_one_or_none()
 
 
 def _next_patients(uow: UnitOfWork, run: ReevaluationRun, limit: int) -> list[str]:
-    query = select(Patient.id).where(Patient.org == run.org).order_by(Patient.id).limit(limit)
+    query = select(col(Patient.id)).where(col(Patient.org) == run.org).order_by(col(Patient.id)).limit(limit)
     if run.cursor is not None:
-        query = query.where(Patient.id > run.cursor)
+        query = query.where(col(Patient.id) > run.cursor)
     return list(uow.session.execute(query).scalars())
 
 
@@ -246,7 +247,7 @@ def advance_run(run_id: str, settings: Settings | None = None, limit: int | None
 
 def pathway_backlog(settings: Settings | None = None, cap: int = DEFAULT_MAX_BACKLOG) -> int:
     """Unfinished outbox rows for the pathway worker, counted up to `cap` + 1 (cheap)."""
-    table = OutboxMessage.__table__
+    table = table_of(OutboxMessage)
     pending = select(table.c.id).where(table.c.consumer == PATHWAY, table.c.done_at.is_(None)).limit(cap + 1)
     with UnitOfWork(settings, read_only=True) as uow:
         return int(uow.session.execute(select(func.count()).select_from(pending.subquery())).scalar_one())
@@ -255,9 +256,9 @@ def pathway_backlog(settings: Settings | None = None, cap: int = DEFAULT_MAX_BAC
 def unfinished_runs(settings: Settings | None = None) -> list[tuple[str, float]]:
     """(id, rate) of the running runs, oldest first."""
     query = (
-        select(ReevaluationRun.id, ReevaluationRun.rate)
-        .where(ReevaluationRun.status == RUN_RUNNING)
-        .order_by(ReevaluationRun.created_at, ReevaluationRun.id)
+        select(col(ReevaluationRun.id), col(ReevaluationRun.rate))
+        .where(col(ReevaluationRun.status) == RUN_RUNNING)
+        .order_by(col(ReevaluationRun.created_at), col(ReevaluationRun.id))
     )
     with UnitOfWork(settings, read_only=True) as uow:
         return [(row.id, row.rate) for row in uow.session.execute(query)]

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from shared.clock import utcnow
 from shared.db.claims import claim_rows
-from shared.db.tables import Patient
+from shared.db.tables import Patient, table_of
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, SOURCE_SCHEDULER, Event
 from shared.settings import Settings, get_settings
@@ -19,7 +19,7 @@ log = logging.getLogger("carepath.pathway.scheduler")
 
 def request_due_reevaluations(uow: UnitOfWork, now: datetime, limit: int) -> int:
     """Claim patients whose next_evaluation_at has come and queue one re-evaluation each."""
-    table = Patient.__table__
+    table = table_of(Patient)
     claimed = claim_rows(
         uow,
         table,

@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from shared.clock import utcnow
 from shared.db.engine import READ_ONLY_OPTION, get_engine
-from shared.db.tables import OutboxMessage
+from shared.db.tables import OutboxMessage, table_of
 from shared.events import Event, to_envelope
 from shared.messaging.routing import consumers_for
 from shared.settings import Settings, get_settings
@@ -26,7 +26,7 @@ class UnitOfWork:
     def __enter__(self) -> Self:
         engine = get_engine(self.settings.effective_database_url)
         if self.read_only:
-            engine = engine.execution_options(**{READ_ONLY_OPTION: True})  # type: ignore[assignment]
+            engine = engine.execution_options(**{READ_ONLY_OPTION: True})
         self.session = Session(bind=engine, expire_on_commit=False)
         return self
 
@@ -62,7 +62,7 @@ class UnitOfWork:
             for consumer in consumers_for(event.type)
         ]
         if rows:
-            self.session.execute(insert(OutboxMessage.__table__), rows)
+            self.session.execute(insert(table_of(OutboxMessage)), rows)
 
     def commit(self) -> None:
         self.session.commit()

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from shared.clock import utcnow
-from shared.db.tables import OutboxMessage, ProcessedEvent
+from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
 from shared.events import Event, from_envelope
 from shared.settings import Settings
@@ -24,10 +25,10 @@ Handler = Callable[[UnitOfWork, Event], None]
 def _already_processed(uow: UnitOfWork, consumer: str, event: Event) -> bool:
     return (
         uow.session.execute(
-            select(ProcessedEvent.event_id).where(
-                ProcessedEvent.consumer == consumer,
-                ProcessedEvent.source == event.source,
-                ProcessedEvent.event_id == event.id,
+            select(col(ProcessedEvent.event_id)).where(
+                col(ProcessedEvent.consumer) == consumer,
+                col(ProcessedEvent.source) == event.source,
+                col(ProcessedEvent.event_id) == event.id,
             )
         ).first()
         is not None
@@ -37,7 +38,7 @@ def _already_processed(uow: UnitOfWork, consumer: str, event: Event) -> bool:
 def _finish_outbox_row(uow: UnitOfWork, outbox_id: int | None, consumer: str, event: Event) -> None:
     if outbox_id is None:
         return
-    table = OutboxMessage.__table__
+    table = table_of(OutboxMessage)
     uow.session.execute(
         update(table)
         .where(

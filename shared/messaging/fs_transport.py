@@ -33,7 +33,7 @@ def _write_atomically(target: Path, text: str) -> None:
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]  # kombu itself differs from its base
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         try:
             _write_atomically(Path(self.data_folder_out) / name, dumps(payload))

@@ -18,7 +18,7 @@ from sqlalchemy import delete, update
 
 from shared.clock import utcnow
 from shared.db.claims import claim_rows
-from shared.db.tables import OutboxMessage, ProcessedEvent
+from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
 from shared.messaging.publisher import Publisher
 from shared.settings import Settings, get_settings
@@ -43,7 +43,7 @@ def _lease_until(now: datetime, attempts: int, lease_seconds: float) -> datetime
 
 def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float) -> list[Claimed]:
     """Lease up to `limit` publishable rows (several relays may run: see shared.db.claims)."""
-    table = OutboxMessage.__table__
+    table = table_of(OutboxMessage)
     rows = claim_rows(
         uow,
         table,
@@ -69,7 +69,7 @@ def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float
 
 def _release_for_retry(settings: Settings, ids: list[int]) -> None:
     with UnitOfWork(settings) as uow:
-        table = OutboxMessage.__table__
+        table = table_of(OutboxMessage)
         uow.session.execute(
             update(table)
             .where(table.c.id.in_(ids), table.c.done_at.is_(None))
@@ -98,14 +98,14 @@ def relay_once(publisher: Publisher, settings: Settings | None = None) -> int:
 
 def prune(uow: UnitOfWork, now: datetime, settings: Settings) -> tuple[int, int]:
     """Delete finished outbox rows and old de-duplication records (the tables would otherwise only grow)."""
-    outbox = OutboxMessage.__table__
-    dedupe = ProcessedEvent.__table__
-    finished = uow.session.execute(
+    outbox = table_of(OutboxMessage)
+    dedupe = table_of(ProcessedEvent)
+    finished = uow.session.execute(  # type: ignore[attr-defined]  # a DML result (CursorResult) has rowcount
         delete(outbox).where(
             outbox.c.done_at.is_not(None), outbox.c.done_at < now - timedelta(days=settings.outbox_retention_days)
         )
     ).rowcount
-    forgotten = uow.session.execute(
+    forgotten = uow.session.execute(  # type: ignore[attr-defined]
         delete(dedupe).where(dedupe.c.processed_at < now - timedelta(days=settings.dedupe_retention_days))
     ).rowcount
     return finished, forgotten

@@ -1,6 +1,6 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
 
-from shared.db.tables.base import metadata
+from shared.db.tables.base import metadata, table_of
 from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (
     Assessment,
@@ -30,4 +30,5 @@ __all__ = [
     "ReminderTransition",
     "WebhookEndpoint",
     "metadata",
+    "table_of",
 ]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, Table
 from sqlmodel import Field, SQLModel
 
 from shared.db.types import UTCDateTime
@@ -36,3 +36,10 @@ def json_field(*, default_factory: Any = dict) -> Any:
 
 
 __all__ = ["Field", "SQLModel", "datetime", "json_field", "metadata", "new_id", "utc_field"]
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a SQLModel table class (for bulk inserts and updates); typed, unlike `__table__`."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
