@@ -305,6 +305,7 @@ def test_rule_set_rollout_over_a_database_evaluated_by_2026_1(stack_factory: Sta
     started = time.monotonic()
     stack = stack_factory
     settings = _settings(stack.env)
+    Path(stack.env["CAREPATH_VAR_DIR"]).mkdir(parents=True, exist_ok=True)  # where the SQLite file goes
     stack.run("migrate")
     _seed(settings)
     seeded = {r.id: r for r in _reminders(settings)}
