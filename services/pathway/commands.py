@@ -53,7 +53,8 @@ def add_commands(sub: Any) -> None:
         "--dry-run",
         action="store_true",
         help="evaluate every patient in memory against its latest stored assessment and print what would "
-        "change (stage, flags, reminders) per organisation; stores nothing (default scope: --all)",
+        "change (stage, flags, reminders) per organisation; stores nothing (default scope: --all; "
+        "read in batches of 100 at --rate patients/s, default 1000)",
     )
     reevaluate.add_argument("--json", action="store_true", help="with --dry-run: print JSON instead of a table")
     reevaluate.set_defaults(func=cmd_reevaluate)
@@ -132,6 +133,7 @@ def _start_runs(args: argparse.Namespace) -> list[str] | None:
 
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
+    from services.pathway.dryrun import DEFAULT_RATE as DRY_RUN_RATE
     from services.pathway.dryrun import forecast, render_table
     from services.pathway.reevaluation import known_orgs
     from shared.db.uow import UnitOfWork
@@ -142,7 +144,7 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
         with UnitOfWork(read_only=True) as uow:
             orgs = known_orgs(uow)
     try:
-        report = forecast(orgs, rate=args.rate)
+        report = forecast(orgs, rate=args.rate or DRY_RUN_RATE)
     except ValueError as exc:  # an organisation's stored configuration no longer validates
         print(f"carepath reevaluate --dry-run: {exc}", file=sys.stderr)
         return EXIT_INVALID

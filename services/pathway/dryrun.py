@@ -32,6 +32,7 @@ from shared.db.uow import UnitOfWork
 from shared.settings import Settings
 
 BATCH = 100
+DEFAULT_RATE = 1000.0  # patients per second: 100 000 patients in under two minutes, in 0.1 s slices
 
 
 @dataclass
@@ -157,7 +158,11 @@ def forecast_org(
 
 
 def forecast(
-    orgs: list[str], settings: Settings | None = None, *, now: datetime | None = None, rate: float | None = None
+    orgs: list[str],
+    settings: Settings | None = None,
+    *,
+    now: datetime | None = None,
+    rate: float | None = DEFAULT_RATE,
 ) -> dict[str, Any]:
     """The dry run of `carepath reevaluate` for these organisations, as a JSON-ready dict."""
     now = now or utcnow()
