@@ -19,6 +19,17 @@ MAX_FEED_ITEMS = 5000  # nearest first; a calendar client has no use for a longe
 EVENT_DURATION = timedelta(minutes=15)
 
 
+def _sources_line(reminder: Reminder) -> str:
+    """The resolved sources (title and link) when the pathway sent them, else the citation codes."""
+    if not reminder.sources:
+        return f"Source: {reminder.citation}"
+    parts = [
+        f"{item.get('title') or item.get('code')}" + (f" <{item['url']}>" if item.get("url") else "")
+        for item in reminder.sources
+    ]
+    return "Sources: " + "; ".join(parts)
+
+
 def feed_reminders(uow: UnitOfWork, org: str, limit: int = MAX_FEED_ITEMS) -> list[Reminder]:
     statement = (
         select(Reminder)
@@ -36,7 +47,7 @@ def _event(reminder: Reminder, stamp: datetime) -> icalendar.Event:
     event.add("dtstart", reminder.due_at)
     event.add("duration", EVENT_DURATION)
     event.add("summary", f"{reminder.kind} - patient {reminder.patient_id}")
-    event.add("description", f"{reminder.text}\nSource: {reminder.citation}\nStatus: {reminder.status}")
+    event.add("description", f"{reminder.text}\n{_sources_line(reminder)}\nStatus: {reminder.status}")
     event.add("categories", [reminder.kind])
     return event
 
