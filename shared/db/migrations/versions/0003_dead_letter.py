@@ -1,7 +1,7 @@
 """dead letter
 
-Revision ID: 0005
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-01 20:25:04.665115
 """
 from alembic import op
@@ -10,8 +10,8 @@ import sqlmodel
 import shared.db.types
 
 
-revision = '0005'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
