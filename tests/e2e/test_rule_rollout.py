@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,7 +301,6 @@ def _killed_mid_run(stack: Stack, settings: Settings, total: int) -> None:
 
 
 def test_rule_set_rollout_over_a_database_evaluated_by_2026_1(stack_factory: Stack) -> None:
-    started = time.monotonic()
     stack = stack_factory
     settings = _settings(stack.env)
     Path(stack.env["CAREPATH_VAR_DIR"]).mkdir(parents=True, exist_ok=True)  # where the SQLite file goes
@@ -368,7 +366,6 @@ def test_rule_set_rollout_over_a_database_evaluated_by_2026_1(stack_factory: Sta
 
     _check_history(stack, patients, latest, changed)
     _check_reminders(stack, settings, seeded, latest)
-    assert time.monotonic() - started < 90
 
 
 def _check_history(stack: Stack, patients: dict[str, Any], latest: dict[str, Assessment], changed: set[str]) -> None:
