@@ -70,8 +70,12 @@ def _stop_all(children: list[Child]) -> None:
 def run_stack() -> int:
     settings = get_settings()
     private_dir(settings.var_dir)
-    settings.signing_key()  # create the development keys once, before the children race to do it
-    token_keys.keys(settings)
+    try:  # create the development keys once, before the children race to do it
+        settings.signing_key()
+        token_keys.keys(settings)
+    except RuntimeError as exc:  # production without usable keys: every part would refuse to start
+        log.error("not starting: %s", exc)
+        return 78
     upgrade(settings.effective_database_url)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "carepath@localhost"
+    dead_letter_after: int = Field(
+        5, gt=0, description="failed deliveries of one event to one consumer before it is parked (dead letter)"
+    )
 
     @field_validator("database_url")
     @classmethod

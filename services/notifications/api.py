@@ -39,6 +39,12 @@ _ACT: dict[int | str, dict[str, Any]] = {
 }
 
 
+class SourceItem(BaseModel):
+    code: str
+    title: str
+    url: str | None
+
+
 class ReminderItem(BaseModel):
     id: str
     patient_id: str
@@ -51,6 +57,11 @@ class ReminderItem(BaseModel):
     escalated_at: str | None
     snoozed_until: str | None
     fact_ids: list[str]
+    sources: list[SourceItem] | None = Field(
+        None, description="the citation codes resolved to their sources; null when the pathway sent none"
+    )
+    origin: str = Field("pathway", description="pathway, or rule_change: created (or reopened) by a change of rule set")
+    origin_rule_set_version: str | None = Field(None, description="the rule set whose change created it")
 
 
 class ReminderPage(BaseModel):

@@ -127,6 +127,9 @@ def reminder_view(reminder: Reminder) -> dict[str, Any]:
         "escalated_at": isoformat(reminder.escalated_at),
         "snoozed_until": isoformat(reminder.snoozed_until),
         "fact_ids": list(reminder.fact_ids or []),
+        "sources": reminder.sources,
+        "origin": reminder.origin,
+        "origin_rule_set_version": reminder.origin_rule_set_version,
     }
 
 

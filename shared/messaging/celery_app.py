@@ -29,8 +29,9 @@ def _broker_options(settings: Settings) -> dict[str, Any]:
         }
     if settings.broker_url.startswith("redis"):
         # A task whose worker died comes back after this (not the default hour); the outbox lease
-        # republishes sooner anyway.
-        return {"visibility_timeout": 300, "unacked_restore_interval": 10}
+        # republishes sooner anyway. Above the task hard time limit (300 s), or a long task still running
+        # would be handed to a second worker (tests/integration/spine/test_durability_settings.py).
+        return {"visibility_timeout": 600, "unacked_restore_interval": 10}
     return {}
 
 

@@ -12,12 +12,14 @@ from shared.db.tables.core import (
     PatientUpdate,
     ProcessedEvent,
 )
+from shared.db.tables.deadletter import DeadLetter
 from shared.db.tables.reevaluation import ReevaluationRun
 from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
 
 __all__ = [
     "Assessment",
     "ChannelDelivery",
+    "DeadLetter",
     "EmailRecipient",
     "IdempotencyRecord",
     "OrgConfig",

@@ -1,10 +1,9 @@
 """token revocation: revoked_token (jti primary key, checked on every request)
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-01 20:15:00
 
-down_revision is 0001 on this branch; it is re-chained at merge after the other branches' migrations.
 """
 
 import sqlalchemy as sa
@@ -14,7 +13,7 @@ from alembic import op
 import shared.db.types
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
