@@ -105,7 +105,7 @@ def cmd_test(extra: list[str]) -> int:
         return 1
     env = {**os.environ, "CAREPATH_TEST_BACKEND": "sqlite"}
     _say("test suite on the embedded default (SQLite + filesystem broker)")
-    if _run(BIN / "pytest", "-q", *extra, env=env):
+    if _run(BIN / "pytest", "-q", "--ignore=tests/faults", *extra, env=env):
         return 1
     pg_up = _reachable("127.0.0.1", 5432) and _reachable("127.0.0.1", 6379)
     if not pg_up:
@@ -114,9 +114,19 @@ def cmd_test(extra: list[str]) -> int:
             return 1
         _say("PostgreSQL/Redis not running on 127.0.0.1: distributed run skipped (CI always runs it)")
         return 0
-    _say("integration and end-to-end tests on PostgreSQL + Redis")
+    _say("integration, end-to-end and fault tests on PostgreSQL + Redis (faults: private servers they may kill)")
     env = {**os.environ, "CAREPATH_TEST_BACKEND": "pg"}
-    return _run(BIN / "pytest", "-q", "tests/integration", "tests/e2e", "tests/browser", "tests/fuzz", *extra, env=env)
+    return _run(
+        BIN / "pytest",
+        "-q",
+        "tests/integration",
+        "tests/e2e",
+        "tests/browser",
+        "tests/fuzz",
+        "tests/faults",
+        *extra,
+        env=env,
+    )
 
 
 def main(argv: list[str]) -> int:

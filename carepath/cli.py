@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 from shared.settings import get_settings
 
@@ -49,25 +50,128 @@ def _run_loops(loops: Sequence[tuple[str, Callable[[threading.Event], None]]]) -
     return 0
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    from shared.db.schema import upgrade
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from shared.db.schema import current_revision, head_revision, pending_revisions, upgrade
 
     settings = get_settings()
-    upgrade(settings.effective_database_url)
-    print("database is at the current schema", file=sys.stderr)
+    url = settings.effective_database_url
+    try:
+        before = current_revision(url)
+        if args.show:
+            pending = pending_revisions(url)
+            print(f"database revision: {before or 'none (empty database)'}; code expects: {head_revision()}")
+            print("pending: " + ("; ".join(pending) if pending else "none"))
+            return 0
+        upgrade(url)
+        after = current_revision(url)
+    except OperationalError as exc:
+        return _database_unreachable(exc)
+    if before == after:
+        print(f"database is at the current schema (revision {after})", file=sys.stderr)
+    else:
+        print(f"database migrated from {before or 'an empty database'} to revision {after} (head)", file=sys.stderr)
     return 0
+
+
+def _lifetime(hours: float | None) -> timedelta | None:
+    return timedelta(hours=hours) if hours is not None else None
+
+
+def _database_unreachable(exc: Exception) -> int:
+    """One clear line instead of a traceback; the driver's message names no bound values."""
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    hint = ""
+    if "does not exist" in reason:
+        hint = " (create it first, e.g. `createdb -h 127.0.0.1 -U postgres carepath`)"
+    print(f"carepath migrate: cannot open the database: {reason}{hint}", file=sys.stderr)
+    return 1
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from shared.auth import create_token
 
-    print(create_token(get_settings(), args.org, args.role, args.subject))
+    try:
+        print(create_token(get_settings(), args.org, args.role, args.subject, lifetime=_lifetime(args.hours)))
+    except ValueError as error:
+        print(f"carepath token create: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def cmd_token_feed(args: argparse.Namespace) -> int:
+    from shared.auth import FEED, create_token
+
+    try:
+        token = create_token(
+            get_settings(),
+            args.org,
+            "coordinator",
+            args.subject,
+            typ=FEED,
+            lifetime=timedelta(days=args.days) if args.days is not None else None,
+        )
+    except ValueError as error:
+        print(f"carepath token feed: {error}", file=sys.stderr)
+        return 2
+    print(token)
+    print("subscribe to: <notifications URL>/v1/reminders.ics?token=<the token above>", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    import jwt
+
+    from shared.auth import revoke_token_or_id
+
+    try:
+        token_id = revoke_token_or_id(get_settings(), args.token, "cli")
+    except (jwt.PyJWTError, ValueError):
+        print("carepath token revoke: not a carepath token or token id", file=sys.stderr)
+        return 2
+    print(f"revoked {token_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_token_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from shared.token_keys import generate_key_file, key_id, public_pem
+
+    try:
+        public = generate_key_file(Path(args.out))
+    except FileExistsError:
+        print(f"carepath token keygen: {args.out} exists; not overwritten", file=sys.stderr)
+        return 2
+    print(f"signing key {key_id(public)} written to {args.out} (mode 0600); its public key:", file=sys.stderr)
+    print(public_pem(public), end="")
+    return 0
+
+
+EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not restart it in a loop
+
+
+def _configuration_error() -> str | None:
+    """Why this process cannot serve (it could not sign or verify a token), or None."""
+    from shared import token_keys
+
+    settings = get_settings()
+    try:
+        settings.signing_key()  # CSRF tokens (and, without token keys, the derived token key pair)
+        token_keys.keys(settings)  # at least one key to verify tokens with
+    except RuntimeError as exc:
+        return str(exc)
+    return None
 
 
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
+    problem = _configuration_error()
+    if problem is not None:  # refuse to start rather than report ready and answer every request with a 500
+        print(f"carepath: not starting: {problem}", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     uvicorn.run(
         app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(), access_log=False
     )
@@ -135,6 +239,35 @@ def cmd_scheduler(_: argparse.Namespace) -> int:
     )
 
 
+def cmd_events_list(_: argparse.Namespace) -> int:
+    from shared.messaging.deadletter import parked
+
+    rows = parked()
+    for row in rows:  # ids, types and the error's class only: the message may quote a value
+        error_type = row.error.split(":", 1)[0]
+        print(
+            f"{row.id}\t{row.consumer}\t{row.event_type or '-'}\t{row.event_key}\t{row.reason}\t{error_type}"
+            f"\tattempts={row.attempts}\tparked_at={row.parked_at:%Y-%m-%dT%H:%M:%SZ}"
+        )
+    print(f"{len(rows)} parked event(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_events_retry(args: argparse.Namespace) -> int:
+    from shared.messaging.deadletter import NotRetryable, retry
+
+    try:
+        row = retry(args.id)
+    except LookupError as exc:
+        print(f"carepath events retry: {exc}", file=sys.stderr)
+        return 1
+    except NotRetryable as exc:
+        print(f"carepath events retry: {exc}", file=sys.stderr)
+        return 2
+    print(f"event {row.event_key} back on the outbox for {row.consumer}", file=sys.stderr)
+    return 0
+
+
 def cmd_up(_: argparse.Namespace) -> int:
     from carepath.supervisor import run_stack
 
@@ -145,7 +278,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carepath", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run the whole stack in the foreground (Ctrl-C stops it)").set_defaults(func=cmd_up)
-    sub.add_parser("migrate", help="bring the database to the current schema").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="bring the database to the current schema (names the revision)")
+    migrate.add_argument("--show", action="store_true", help="print the current and pending revisions; change nothing")
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("intake", help="run the intake HTTP service").set_defaults(func=cmd_intake)
     sub.add_parser("notifications", help="run the notifications HTTP service").set_defaults(func=cmd_notifications)
     worker = sub.add_parser("worker", help="run a Celery worker (pathway, notifications, channels queues)")
@@ -157,12 +292,33 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="deliver due reminders, channel deliveries and timed re-evaluations").set_defaults(
         func=cmd_scheduler
     )
+    events = sub.add_parser("events", help="parked (dead-letter) events").add_subparsers(
+        dest="events_command", required=True
+    )
+    events.add_parser("list", help="list parked events").set_defaults(func=cmd_events_list)
+    retry = events.add_parser("retry", help="put a parked event back on the outbox")
+    retry.add_argument("id", type=int, help="the dead-letter id (from `carepath events list`)")
+    retry.set_defaults(func=cmd_events_retry)
     token = sub.add_parser("token", help="bearer tokens").add_subparsers(dest="token_command", required=True)
     create = token.add_parser("create", help="print a bearer token")
     create.add_argument("--org", required=True)
     create.add_argument("--role", required=True, choices=["client", "coordinator", "ops"])
     create.add_argument("--subject", help="who the token is for (default: generated)")
+    create.add_argument(
+        "--hours", type=float, help="lifetime (default and maximum: CAREPATH_TOKEN_MAX_HOURS, or the client one)"
+    )
     create.set_defaults(func=cmd_token)
+    feed = token.add_parser("feed", help="print a read-only calendar feed token (reminders.ics?token=) only")
+    feed.add_argument("--org", required=True)
+    feed.add_argument("--subject", help="the coordinator it is for (default: generated)")
+    feed.add_argument("--days", type=float, help="lifetime (default and maximum: CAREPATH_FEED_TOKEN_MAX_DAYS)")
+    feed.set_defaults(func=cmd_token_feed)
+    revoke = token.add_parser("revoke", help="make a token unusable at once, on every process")
+    revoke.add_argument("token", help="the token itself, or its id (jti)")
+    revoke.set_defaults(func=cmd_token_revoke)
+    keygen = token.add_parser("keygen", help="write a new Ed25519 signing key; prints its public key (PEM)")
+    keygen.add_argument("--out", required=True, help="file for the private key (created 0600)")
+    keygen.set_defaults(func=cmd_token_keygen)
     from services.pathway.commands import add_commands as add_pathway_commands  # config, reevaluate
 
     add_pathway_commands(sub)

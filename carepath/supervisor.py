@@ -13,7 +13,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from shared import token_keys
 from shared.db.schema import upgrade
+from shared.files import private_dir
 from shared.settings import get_settings
 
 log = logging.getLogger("carepath.up")
@@ -67,8 +69,13 @@ def _stop_all(children: list[Child]) -> None:
 
 def run_stack() -> int:
     settings = get_settings()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    settings.signing_key()  # create the development key once, before the children race to do it
+    private_dir(settings.var_dir)
+    try:  # create the development keys once, before the children race to do it
+        settings.signing_key()
+        token_keys.keys(settings)
+    except RuntimeError as exc:  # production without usable keys: every part would refuse to start
+        log.error("not starting: %s", exc)
+        return 78
     upgrade(settings.effective_database_url)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -1,24 +1,57 @@
-"""Bearer tokens: HS256 JWTs carrying the organisation and role. Every patient and reminder query is
-scoped by the token's organisation; another organisation's id is simply not found (404)."""
+"""Bearer tokens: Ed25519-signed JWTs (`EdDSA`, `kid` in the header) carrying the organisation and role.
+
+Every patient and reminder query is scoped by the token's organisation; another organisation's id is
+simply not found (404).
+
+Two kinds of token, told apart by the `typ` claim and never interchangeable:
+
+- `access`: the API's bearer tokens (and the worklist's login cookie). Lifetime at most
+  `CAREPATH_TOKEN_MAX_HOURS` (coordinator, ops; 8 h) or `CAREPATH_CLIENT_TOKEN_MAX_HOURS` (client
+  integrations; 720 h).
+- `feed`: the calendar feed's `?token=` only (read-only, one organisation's reminder kinds and due times);
+  at most `CAREPATH_FEED_TOKEN_MAX_DAYS` (90).
+
+A token whose `exp` lies further from its `iat` than its kind allows is refused even when its signature is
+good (no year-9999 tokens), and so is one whose claims have the wrong types or charset. Every token has a `jti`; `carepath token revoke` (and worklist
+logout) records it in `revoked_token`, which every request checks with one primary-key lookup.
+"""
 
 from __future__ import annotations
 
-import uuid
+import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
 
 import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 
+from shared import token_keys
 from shared.clock import utcnow
+from shared.db.engine import READ_ONLY_OPTION, get_engine
+from shared.db.tables import RevokedToken, table_of
 from shared.settings import Settings, get_settings
 
 ROLES = ("client", "coordinator", "ops")
 ISSUER = "carepath"
+TokenType = Literal["access", "feed"]
+ACCESS: Final = "access"
+FEED: Final = "feed"
+ORG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SUBJECT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
+JTI_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+LEEWAY_SECONDS = 30  # clock skew between the minting machine and the services
+COOKIE = "carepath_token"
 _bearer = HTTPBearer(auto_error=False)
+
+
+class TokenRefused(jwt.InvalidTokenError):
+    """The token is well signed but its claims are not acceptable (types, lifetime, kind, revoked)."""
 
 
 @dataclass(frozen=True)
@@ -26,40 +59,187 @@ class Principal:
     org: str
     role: str
     subject: str
+    token_id: str = ""
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:
         return f"{self.role}:{self.subject}"
 
 
-def create_token(settings: Settings, org: str, role: str, subject: str | None = None) -> str:
+def max_lifetime(settings: Settings, typ: str, role: str) -> timedelta:
+    """The longest `exp - iat` a token of this kind and role may have."""
+    if typ == FEED:
+        return timedelta(days=settings.feed_token_max_days)
+    if role == "client":
+        return timedelta(hours=settings.client_token_max_hours)
+    return timedelta(hours=settings.token_max_hours)
+
+
+def longest_lifetime(settings: Settings) -> timedelta:
+    return max(max_lifetime(settings, typ, role) for typ in (ACCESS, FEED) for role in ROLES)
+
+
+def create_token(
+    settings: Settings,
+    org: str,
+    role: str,
+    subject: str | None = None,
+    *,
+    typ: TokenType = ACCESS,
+    lifetime: timedelta | None = None,
+) -> str:
+    """A signed token; `lifetime` defaults to (and may not exceed) the kind's maximum."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if not org or len(org) > 100:
-        raise ValueError("org must be 1-100 characters")
-    now = utcnow()
+    if not isinstance(org, str) or not ORG_PATTERN.fullmatch(org):
+        raise ValueError("org must be 1-100 characters: letters, digits, '.', '_' or '-', starting alphanumeric")
+    subject = subject or f"{typ if typ == FEED else role}-{secrets.token_hex(6)}"
+    if not SUBJECT_PATTERN.fullmatch(subject):
+        raise ValueError("subject must be 1-200 characters: letters, digits and . _ : @ + -")
+    longest = max_lifetime(settings, typ, role)
+    lifetime = lifetime or longest
+    if not timedelta(0) < lifetime <= longest:
+        raise ValueError(f"lifetime must be positive and at most {longest}")
+    key_set = token_keys.keys(settings)
+    if key_set.signing is None:
+        raise token_keys.KeyConfigurationError("this process has no token signing key (CAREPATH_TOKEN_SIGNING_KEY)")
+    issued = int(utcnow().timestamp())
     claims = {
         "iss": ISSUER,
-        "sub": subject or f"{role}-{uuid.uuid4().hex[:12]}",
+        "sub": subject,
         "org": org,
         "role": role,
-        "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(days=settings.token_ttl_days)).timestamp()),
+        "typ": typ,
+        "iat": issued,
+        "exp": issued + int(lifetime.total_seconds()),
+        "jti": secrets.token_urlsafe(18),
     }
-    return jwt.encode(claims, settings.signing_key(), algorithm="HS256")
+    return jwt.encode(claims, key_set.signing, algorithm=token_keys.ALGORITHM, headers={"kid": key_set.signing_kid})
 
 
-def decode_token(settings: Settings, token: str) -> Principal:
-    claims = jwt.decode(
-        token, settings.signing_key(), algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "org", "role"]}
+def _integer(claims: dict[str, Any], name: str) -> int:
+    value = claims.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TokenRefused(f"{name} must be an integer")
+    return value
+
+
+def _matching(claims: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise TokenRefused(f"{name} is malformed")
+    return value
+
+
+def verify_signature(settings: Settings, token: str, *, verify_exp: bool = True) -> dict[str, Any]:
+    """The claims of a token signed by one of this process' verification keys (any kind, not checked
+    against the revocation table). `verify_exp=False` for revoking an already expired token."""
+    if not isinstance(token, str) or len(token) > 4000:
+        raise TokenRefused("token is malformed")
+    header = jwt.get_unverified_header(token)
+    kid = header.get("kid")
+    key = token_keys.keys(settings).verifying.get(kid) if isinstance(kid, str) else None
+    if key is None or header.get("alg") != token_keys.ALGORITHM:
+        raise TokenRefused("unknown signing key")
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=[token_keys.ALGORITHM],
+        issuer=ISSUER,
+        leeway=LEEWAY_SECONDS,
+        options={
+            "require": ["iss", "sub", "org", "role", "typ", "iat", "exp", "jti"],
+            "verify_exp": verify_exp,
+            "verify_aud": False,
+        },
     )
-    if claims["role"] not in ROLES:
-        raise jwt.InvalidTokenError("unknown role")
-    return Principal(org=str(claims["org"]), role=str(claims["role"]), subject=str(claims.get("sub", "")))
+    return claims
+
+
+def decode_token(settings: Settings, token: str, *, typ: TokenType = ACCESS, check_revoked: bool = True) -> Principal:
+    """The principal of a valid, unrevoked token of kind `typ`; jwt.InvalidTokenError otherwise."""
+    claims = verify_signature(settings, token)
+    if claims.get("typ") != typ:
+        raise TokenRefused("wrong kind of token")
+    org = _matching(claims, "org", ORG_PATTERN)
+    subject = _matching(claims, "sub", SUBJECT_PATTERN)
+    token_id = _matching(claims, "jti", JTI_PATTERN)
+    role = claims.get("role")
+    if not isinstance(role, str) or role not in ROLES:
+        raise TokenRefused("unknown role")
+    issued, expires = _integer(claims, "iat"), _integer(claims, "exp")
+    if issued > utcnow().timestamp() + LEEWAY_SECONDS:
+        raise TokenRefused("issued in the future")
+    if expires - issued > max_lifetime(settings, typ, role).total_seconds():
+        raise TokenRefused("lifetime longer than allowed")
+    if check_revoked and is_revoked(settings, token_id):
+        raise TokenRefused("revoked")
+    return Principal(
+        org=org,
+        role=role,
+        subject=subject,
+        token_id=token_id,
+        expires_at=datetime.fromtimestamp(expires, tz=UTC),
+    )
+
+
+def is_revoked(settings: Settings, token_id: str) -> bool:
+    """One primary-key lookup in `revoked_token`."""
+    table = table_of(RevokedToken)
+    engine = get_engine(settings.effective_database_url).execution_options(**{READ_ONLY_OPTION: True})
+    with engine.connect() as connection:
+        return connection.execute(select(table.c.jti).where(table.c.jti == token_id)).first() is not None
+
+
+def revoke(settings: Settings, token_id: str, expires_at: datetime | None, reason: str) -> bool:
+    """Record `token_id` as revoked (True if it was not already); rows of long-expired tokens are pruned."""
+    if not JTI_PATTERN.fullmatch(token_id):
+        raise ValueError("not a token id")
+    now = utcnow()
+    table = table_of(RevokedToken)
+    row = {"jti": token_id, "revoked_at": now, "expires_at": expires_at or now + longest_lifetime(settings)}
+    with get_engine(settings.effective_database_url).begin() as connection:
+        connection.execute(delete(table).where(table.c.expires_at < now - timedelta(days=1)))
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(table).values(**row, reason=reason[:40]))
+        except IntegrityError:
+            return False
+    return True
+
+
+def revoke_token_or_id(settings: Settings, value: str, reason: str, *, allow_bare_id: bool = True) -> str:
+    """Revoke a whole token (its signature is checked, expired or not) or, if allowed, a bare `jti`;
+    returns the jti."""
+    value = value.strip()
+    if value.count(".") == 2 or not allow_bare_id:
+        claims = verify_signature(settings, value, verify_exp=False)
+        token_id = _matching(claims, "jti", JTI_PATTERN)
+        expires = claims.get("exp")
+        expires_at = (
+            datetime.fromtimestamp(expires, tz=UTC)
+            if isinstance(expires, int) and not isinstance(expires, bool) and 0 < expires < 7258118400  # < 2200
+            else None
+        )
+        revoke(settings, token_id, expires_at, reason)
+        return token_id
+    revoke(settings, value, None, reason)
+    return value
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def authenticate(token: str | None, *, typ: TokenType = ACCESS) -> Principal:
+    """The principal of `token`, or 401 (missing, malformed, expired, forged, revoked, wrong kind)."""
+    if not token:
+        raise _unauthorized("missing bearer token")
+    try:
+        return decode_token(get_settings(), token, typ=typ)
+    except jwt.PyJWTError:
+        raise _unauthorized("invalid, expired or revoked token") from None
 
 
 def principal_from_request(
@@ -68,13 +248,8 @@ def principal_from_request(
     """The caller: the bearer token, or (worklist pages only) the HttpOnly login cookie."""
     token = credentials.credentials if credentials else None
     if token is None and allow_cookie:
-        token = request.cookies.get("carepath_token")
-    if not token:
-        raise _unauthorized("missing bearer token")
-    try:
-        return decode_token(get_settings(), token)
-    except jwt.PyJWTError:
-        raise _unauthorized("invalid or expired token") from None
+        token = request.cookies.get(COOKIE)
+    return authenticate(token)
 
 
 def require(*roles: str) -> Callable[..., Principal]:
@@ -93,18 +268,13 @@ def require(*roles: str) -> Callable[..., Principal]:
 
 
 def require_feed() -> Callable[..., Principal]:
-    """Dependency for calendar feeds: the bearer header, or `?token=` for calendar apps, which cannot send
-    headers. Read-only GET routes only; the token is as secret as a password (see docs/security.md)."""
+    """Dependency for the calendar feed: a feed token (`typ` feed), as `?token=` (calendar apps cannot send
+    headers) or as the bearer header. API tokens are refused here, and feed tokens everywhere else."""
 
     def dependency(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         token = credentials.credentials if credentials else request.query_params.get("token")
-        if not token:
-            raise _unauthorized("missing bearer token")
-        try:
-            return decode_token(get_settings(), token)
-        except jwt.PyJWTError:
-            raise _unauthorized("invalid or expired token") from None
+        return authenticate(token, typ=FEED)
 
     return dependency

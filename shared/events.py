@@ -23,6 +23,9 @@ PATHWAY_ASSESSED = "carepath.pathway.assessed"
 REMINDER_DUE = "carepath.reminder.due"
 REMINDER_ESCALATED = "carepath.reminder.escalated"
 
+# `trigger` of a `carepath.pathway.assessed` event whose assessment moved the patient to another rule set.
+TRIGGER_RULE_SET_CHANGED = "rule_set_changed"
+
 SOURCE_INTAKE = "/carepath/intake"
 SOURCE_PATHWAY = "/carepath/pathway"
 SOURCE_SCHEDULER = "/carepath/scheduler"

@@ -12,8 +12,10 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from shared.clock import utcnow
-from shared.db.tables import OutboxMessage, Reminder
+from shared.db.tables import DeadLetter, OutboxMessage, Reminder
+from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.messaging.routing import CONSUMERS
 
 log = logging.getLogger("carepath.metrics")
 _registered = False
@@ -31,12 +33,16 @@ class BacklogCollector(Collector):
         overdue = GaugeMetricFamily(
             "carepath_reminders_scheduled_past_due", "scheduled reminders whose due time has passed (not yet delivered)"
         )
+        parked = GaugeMetricFamily(
+            "carepath_parked_events", "events parked in the dead-letter table (not yet retried)", labels=["consumer"]
+        )
         try:
             self._fill(outbox, oldest, reminders, overdue)
+            self._fill_parked(parked)
         except Exception:  # a scrape must not fail because the database is down: /readyz says so
             log.warning("backlog metrics unavailable", exc_info=True)
             return
-        yield from (outbox, oldest, reminders, overdue)
+        yield from (outbox, oldest, reminders, overdue, parked)
 
     @staticmethod
     def _fill(
@@ -55,12 +61,30 @@ class BacklogCollector(Collector):
             late = uow.session.execute(
                 select(func.count()).where(col(Reminder.status) == "scheduled", col(Reminder.due_at) < now)
             ).scalar_one()
+        # Every consumer and status has its series, at 0 when there is nothing to count: an alert on
+        # "oldest unfinished > 5 min" must see 0, not an absent series, when the outbox is empty.
+        counts = dict.fromkeys(CONSUMERS, (0, 0.0))
         for consumer, count, first in unfinished:
+            counts[consumer] = (count, (now - first).total_seconds())
+        for consumer, (count, age) in sorted(counts.items()):
             outbox.add_metric([consumer], count)
-            oldest.add_metric([consumer], (now - first).total_seconds())
-        for status, count in by_status:
+            oldest.add_metric([consumer], age)
+        statuses = dict.fromkeys(STATUSES, 0) | dict(by_status)
+        for status, count in statuses.items():
             reminders.add_metric([status], count)
         overdue.add_metric([], late)
+
+    @staticmethod
+    def _fill_parked(parked: GaugeMetricFamily) -> None:
+        with UnitOfWork(read_only=True) as uow:
+            rows = uow.session.execute(
+                select(col(DeadLetter.consumer), func.count())
+                .where(col(DeadLetter.parked_at).is_not(None), col(DeadLetter.retried_at).is_(None))
+                .group_by(col(DeadLetter.consumer))
+            ).all()
+        counts = dict.fromkeys(CONSUMERS, 0) | dict(rows)
+        for consumer, count in sorted(counts.items()):
+            parked.add_metric([consumer], count)
 
 
 def register_backlog_metrics() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.files import private_dir, write_private_file
 
 EMBEDDED_BROKER = "filesystem://"
 # The CDC opioid guideline's RxNorm value sets and MME factors (shared/data/opioid-cds beside the checkout).
@@ -25,8 +28,24 @@ class Settings(BaseSettings):
     intake_port: int = 8000
     notifications_host: str = "127.0.0.1"
     notifications_port: int = 8001
-    secret_key: str = Field("", description="token signing key; default: a key file under var_dir")
-    token_ttl_days: int = 365
+    secret_key: str = Field("", description="service secret (CSRF keys); default: a key file under var_dir")
+    token_signing_key: str = Field(
+        "", description="Ed25519 private key (PEM text or file) that mints tokens; only `carepath token` needs it"
+    )
+    token_verify_keys: str = Field(
+        "", description="Ed25519 public keys (PEM text or file) accepted besides the signing key's: rollover"
+    )
+    token_max_hours: float = Field(8, gt=0, le=24 * 31, description="longest lifetime of coordinator/ops tokens")
+    client_token_max_hours: float = Field(
+        720, gt=0, le=24 * 366, description="longest lifetime of client (integration) tokens"
+    )
+    feed_token_max_days: float = Field(90, gt=0, le=366, description="longest lifetime of calendar feed tokens")
+    open_docs_and_metrics: bool | None = Field(
+        None, description="/docs, /openapi.json and /metrics without a token; default: only in development"
+    )
+    trust_forwarded_proto: bool = Field(
+        False, description="a proxy's X-Forwarded-Proto: https counts as TLS (HSTS, Secure cookies)"
+    )
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
     relay_lease_seconds: float = Field(30.0, gt=0, description="republish an unconfirmed outbox row after this")
     relay_batch: int = Field(200, gt=0)
@@ -46,6 +65,9 @@ class Settings(BaseSettings):
     opioid_cds_dir: Path = Field(
         DEFAULT_OPIOID_CDS_DIR,
         description="folder with valuesets/*.json and mme_conversion_factors.csv (FHIR medication mapping)",
+    )
+    dead_letter_after: int = Field(
+        5, gt=0, description="failed deliveries of one event to one consumer before it is parked (dead letter)"
     )
 
     @field_validator("database_url")
@@ -67,8 +89,15 @@ class Settings(BaseSettings):
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem")
 
+    @property
+    def docs_and_metrics_open(self) -> bool:
+        if self.open_docs_and_metrics is not None:
+            return self.open_docs_and_metrics
+        return self.env == "development"
+
     def signing_key(self) -> str:
-        """The token key: the configured one, or (development) a key file created once under var_dir."""
+        """The service secret (CSRF keys, derived token keys outside development): the configured one, or
+        (development) a key file created once under var_dir. API tokens are Ed25519 (shared/token_keys.py)."""
         if self.secret_key:
             if self.env != "development" and len(self.secret_key) < 32:
                 raise RuntimeError("CAREPATH_SECRET_KEY must be at least 32 characters outside development")
@@ -77,9 +106,9 @@ class Settings(BaseSettings):
             raise RuntimeError("CAREPATH_SECRET_KEY is required outside development")
         path = self.var_dir / "secret.key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            private_dir(path.parent)
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                write_private_file(path, secrets.token_urlsafe(48).encode())
         return path.read_text().strip()
 
 

@@ -178,12 +178,20 @@ PsychosocialFactor = Literal[
     "diffuse_complaints",
     "predominant_psychological_factors",
     "secondary_gain",
+    "substance_use_disorder",
+    "prior_overdose",
 ]
 
 
 class PsychosocialData(Strict):
     factors: list[PsychosocialFactor] = Field(max_length=20)
     symptom_months_before_surgery: NonNegative | None = None
+
+
+class SurgicalEvaluationData(Strict):
+    """A spine surgeon's evaluation (e.g. after a red flag): it closes the urgent surgical referral."""
+
+    outcome: Literal["surgery_planned", "no_surgery_indicated", "declined"]
 
 
 class UpdateBase(Strict):
@@ -216,6 +224,7 @@ DATA_MODELS: dict[str, type[Strict]] = {
     "therapy": TherapyData,
     "procedure": ProcedureData,
     "psychosocial": PsychosocialData,
+    "surgical_evaluation": SurgicalEvaluationData,
 }
 _UPDATE_MODELS = tuple(_update(name, model) for name, model in DATA_MODELS.items())
 

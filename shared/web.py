@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
+import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -80,6 +84,19 @@ def check_instant(value: datetime | None, loc: tuple[str | int, ...]) -> None:
         raise invalid(loc, f"must be between {EARLIEST.year} and {LATEST.year - 1} (UTC)", "datetime_range")
 
 
+def _non_finite(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    """Where a body holds NaN or ±Infinity: Python's json reads them, though they are not JSON (RFC 8259),
+    and neither PostgreSQL's JSON nor a 422 that echoes them can hold them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield loc
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*loc, _UNSTORABLE.sub("?", str(key))))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*loc, index))
+
+
 def _strings(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if isinstance(value, str):
         yield loc, value
@@ -102,15 +119,25 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
+# NUL: PostgreSQL cannot store it in text or JSON. A lone UTF-16 surrogate (JSON "\ud800"): it has no UTF-8
+# form, so storing it, or even echoing it in a 422, failed with a 500. No carepath value contains either.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: str) -> bool:
+    return _UNSTORABLE.search(value) is not None
+
+
 async def no_nul_characters(request: Request) -> None:
-    """Router dependency: a NUL character in a path or declared query parameter, or anywhere in a JSON or
-    form body, is 422. PostgreSQL cannot store NUL in text or JSON, and no carepath value contains one."""
+    """App-wide dependency (install_common): a NUL character or a lone surrogate in a path or declared query
+    parameter, or anywhere in a JSON or form body (keys included), is 422; the answer names where, never
+    the value."""
     found: list[tuple[str | int, ...]] = [
-        ("path", name) for name, value in request.path_params.items() if "\x00" in str(value)
+        ("path", name) for name, value in request.path_params.items() if _unstorable(str(value))
     ]
     declared = _query_names(getattr(request.scope.get("route"), "dependant", None))
     found += [
-        ("query", name) for name, value in request.query_params.multi_items() if name in declared and "\x00" in value
+        ("query", name) for name, value in request.query_params.multi_items() if name in declared and _unstorable(value)
     ]
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.method in ("POST", "PUT", "PATCH"):
@@ -126,11 +153,23 @@ async def no_nul_characters(request: Request) -> None:
         elif content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
             form = await request.form()
             body = {key: value for key, value in form.multi_items() if isinstance(value, str)}
-        found += [loc for loc, text_value in _strings(body, ("body",)) if "\x00" in text_value]
+        found += [loc for loc, text_value in _strings(body, ("body",)) if _unstorable(text_value)]
+        if not found and (not_finite := list(_non_finite(body, ("body",)))):
+            raise RequestValidationError(
+                [
+                    {"type": "number_not_finite", "loc": loc, "msg": "must be a finite number", "input": None}
+                    for loc in not_finite
+                ]
+            )
     if found:
         raise RequestValidationError(
             [
-                {"type": "string_nul", "loc": loc, "msg": "must not contain NUL characters", "input": None}
+                {
+                    "type": "string_unstorable",
+                    "loc": tuple(_UNSTORABLE.sub("?", part) if isinstance(part, str) else part for part in loc),
+                    "msg": "must not contain NUL characters or unpaired UTF-16 surrogates",
+                    "input": None,
+                }
                 for loc in found
             ]
         )
@@ -175,6 +214,25 @@ def _framework_errors(app: FastAPI) -> None:
 
     app.add_exception_handler(StarletteHTTPException, handler)
 
+    async def validation_handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _renderable(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, validation_handler)
+
+
+def _renderable(value: Any) -> Any:
+    """A 422's echo of the input, made encodable: its rendering must never turn the 422 into a 500."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_renderable(key): _renderable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_renderable(item) for item in value]
+    return value
+
 
 def _document_body_errors(app: FastAPI) -> None:
     """Every operation that takes a body may answer 413 (too large) and 422 (unparsable): say so."""
@@ -210,14 +268,77 @@ def _database_unavailable(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, handler)
 
 
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    """Any other exception is a 500 whose log line holds the route template, the exception's type and the
+    code locations only: exception messages can carry submitted values (a SQL error's row, a codec's
+    input), and submitted values can be clinical text or MRNs. Handled in a middleware, so neither
+    Starlette's ServerErrorMiddleware nor uvicorn logs the exception (with its message) again."""
+    frames = "".join(traceback.format_tb(exc.__traceback__)[-8:])
+    log.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, _route_template(request), frames)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def is_tls(request: Request) -> bool:
+    """Whether the client reached us over TLS: the request's scheme, or a trusted proxy's X-Forwarded-Proto
+    (CAREPATH_TRUST_FORWARDED_PROTO; uvicorn already rewrites the scheme for proxies in
+    --forwarded-allow-ips)."""
+    if request.url.scheme == "https":
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return get_settings().trust_forwarded_proto and forwarded == "https"
+
+
+# Served without a token only when CAREPATH_OPEN_DOCS_AND_METRICS (default: development); else ops only.
+OPERATIONS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics")
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _operations_gate(request: Request) -> Response | None:
+    """None when the request may reach an operations path; else the 401/403 answer."""
+    from shared.auth import authenticate
+
+    if request.url.path not in OPERATIONS_PATHS or get_settings().docs_and_metrics_open:
+        return None
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        principal = authenticate(token.strip() if scheme.lower() == "bearer" else None)
+    except StarletteHTTPException as refused:
+        return JSONResponse({"detail": refused.detail}, status_code=refused.status_code, headers=refused.headers)
+    if principal.role != "ops":
+        return JSONResponse({"detail": "only ops may read this outside development"}, status_code=403)
+    return None
+
+
 def install_common(app: FastAPI, service: str) -> None:
+    from fastapi import Depends
+    from starlette.concurrency import run_in_threadpool
+
     from shared.ops_metrics import register_backlog_metrics
 
     register_backlog_metrics()
     app.max_body_size = MAX_BODY_BYTES
+    # Every route of the app (those of routers included after this too) refuses NUL and lone surrogates.
+    app.router.dependencies.append(Depends(no_nul_characters))
     _framework_errors(app)
     _database_unavailable(app)
     _document_body_errors(app)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if request.url.path in OPERATIONS_PATHS and (refused := await run_in_threadpool(_operations_gate, request)):
+            response = refused
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                response = unexpected_error(request, exc)
+        # PHI must not rest in browser or proxy caches (API JSON, worklist pages, the calendar feed).
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if is_tls(request):
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifications import ics, lifecycle, queries
@@ -39,6 +39,12 @@ _ACT: dict[int | str, dict[str, Any]] = {
 }
 
 
+class SourceItem(BaseModel):
+    code: str
+    title: str
+    url: str | None
+
+
 class ReminderItem(BaseModel):
     id: str
     patient_id: str
@@ -51,6 +57,11 @@ class ReminderItem(BaseModel):
     escalated_at: str | None
     snoozed_until: str | None
     fact_ids: list[str]
+    sources: list[SourceItem] | None = Field(
+        None, description="the citation codes resolved to their sources; null when the pathway sent none"
+    )
+    origin: str = Field("pathway", description="pathway, or rule_change: created (or reopened) by a change of rule set")
+    origin_rule_set_version: str | None = Field(None, description="the rule set whose change created it")
 
 
 class ReminderPage(BaseModel):
@@ -150,12 +161,22 @@ def list_reminders(
 @router.get(
     "/reminders.ics",
     response_class=Response,
-    responses={**_AUTH, 200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"}},
+    responses={
+        401: {"description": "missing, invalid, expired or revoked feed token (API tokens are refused here)"},
+        200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"},
+    },
 )
-def reminders_calendar(principal: Annotated[Principal, Depends(require_feed())]) -> Response:
-    """Subscribable: calendar apps may pass the token as `?token=` (they cannot send headers)."""
+def reminders_calendar(
+    request: Request,
+    principal: Annotated[Principal, Depends(require_feed())],
+    token: Annotated[str | None, Query(max_length=4000, description="a feed token (`carepath token feed`)")] = None,
+) -> Response:
+    """Subscribable with a feed token as `?token=` (calendar apps cannot send headers); kinds, due times and
+    ids only, no clinical text (the feed is stored by third-party calendar services)."""
+    del token  # read by require_feed; declared so the document shows it
+    worklist_url = f"{request.base_url}worklist"
     with UnitOfWork(read_only=True) as uow:
-        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow())
+        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow(), worklist_url)
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 

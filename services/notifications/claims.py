@@ -24,6 +24,7 @@ from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
 from shared.clock import isoformat
 from shared.db.tables import Reminder
+from shared.db.tables.reminders import ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 from shared.events import REMINDER_DUE, REMINDER_ESCALATED, SOURCE_SCHEDULER, Event
 
@@ -42,6 +43,8 @@ class Claimed:
     due_at: datetime
     status: str
     escalated_at: datetime | None
+    origin: str = ORIGIN_PATHWAY
+    origin_rule_set_version: str | None = None
 
 
 def delivery_event_id(patient_id: str, kind: str, due_at: datetime) -> str:
@@ -80,7 +83,17 @@ def claim(uow: UnitOfWork, now: datetime, worker_id: str, limit: int, lease: flo
         update(_table)
         .where(target)
         .values(claimed_by=worker_id, claim_expires_at=now + timedelta(seconds=lease))
-        .returning(_c.id, _c.org, _c.patient_id, _c.kind, _c.due_at, _c.status, _c.escalated_at)
+        .returning(
+            _c.id,
+            _c.org,
+            _c.patient_id,
+            _c.kind,
+            _c.due_at,
+            _c.status,
+            _c.escalated_at,
+            _c.origin,
+            _c.origin_rule_set_version,
+        )
     ).all()
     return [Claimed(*row) for row in rows]
 
@@ -147,7 +160,7 @@ def _escalate(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: dateti
 
 
 def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
-    return {
+    data = {
         "reminder_id": item.id,
         "org": item.org,
         "patient_id": item.patient_id,
@@ -155,6 +168,9 @@ def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
         "due_at": isoformat(item.due_at),
         field: isoformat(now),
     }
+    if item.origin == ORIGIN_RULE_CHANGE:  # codes only: receivers can tell a rule change from a slip
+        data.update(origin=item.origin, origin_rule_set_version=item.origin_rule_set_version)
+    return data
 
 
 def _due_event(item: Claimed, now: datetime) -> Event:

@@ -1,6 +1,9 @@
 """The organisation's calendar feed (iCalendar): scheduled and due reminders only.
 
-No patient names or MRNs: each event names the patient id, the kind and the reminder's one-line text.
+A subscribed feed is fetched and stored by third-party calendar services, so it carries no clinical text:
+each event holds the reminder's kind (a code), its due time, the reminder and patient ids (opaque UUIDs)
+and a link to the worklist, where a signed-in coordinator reads the details. No names, MRNs, reminder
+texts, citations or statuses.
 """
 
 from __future__ import annotations
@@ -29,23 +32,27 @@ def feed_reminders(uow: UnitOfWork, org: str, limit: int = MAX_FEED_ITEMS) -> li
     return list(uow.session.execute(statement).scalars())
 
 
-def _event(reminder: Reminder, stamp: datetime) -> icalendar.Event:
+def _event(reminder: Reminder, stamp: datetime, worklist_url: str) -> icalendar.Event:
     event = icalendar.Event()
     event.add("uid", f"{reminder.id}@carepath")
     event.add("dtstamp", stamp)
     event.add("dtstart", reminder.due_at)
     event.add("duration", EVENT_DURATION)
-    event.add("summary", f"{reminder.kind} - patient {reminder.patient_id}")
-    event.add("description", f"{reminder.text}\nSource: {reminder.citation}\nStatus: {reminder.status}")
+    event.add("summary", f"carepath: {reminder.kind}")
+    event.add(
+        "description",
+        f"Reminder {reminder.id} for patient {reminder.patient_id}. Details on the worklist: {worklist_url}",
+    )
+    event.add("url", worklist_url)
     event.add("categories", [reminder.kind])
     return event
 
 
-def calendar_bytes(reminders: list[Reminder], stamp: datetime) -> bytes:
+def calendar_bytes(reminders: list[Reminder], stamp: datetime, worklist_url: str) -> bytes:
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//carepath//reminders//EN")
     calendar.add("version", "2.0")
     calendar.add("x-wr-calname", "carepath reminders")
     for reminder in reminders:
-        calendar.add_component(_event(reminder, stamp))
+        calendar.add_component(_event(reminder, stamp, worklist_url))
     return calendar.to_ical()

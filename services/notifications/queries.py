@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -22,6 +22,8 @@ from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
 
 MAX_LIMIT = 200
+CURSOR_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)  # the instants every route accepts (shared.web)
+CURSOR_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class InvalidCursor(ValueError):
@@ -35,14 +37,18 @@ def encode_cursor(reminder: Reminder) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
         due_text, reminder_id = json.loads(raw)
-        due_at = datetime.fromisoformat(due_text)
-    except (binascii.Error, ValueError, TypeError, AttributeError):
+        parsed = datetime.fromisoformat(due_text)
+        due_at = as_utc(parsed) if parsed.tzinfo is not None else None
+    except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError, RecursionError):
         raise InvalidCursor("cursor is not valid") from None
-    if due_at.tzinfo is None or not isinstance(reminder_id, str):
+    # Only what encode_cursor can produce: an instant of the years reminders use, an id of at most 36.
+    if due_at is None or not CURSOR_EARLIEST <= due_at < CURSOR_LATEST:
         raise InvalidCursor("cursor is not valid")
-    return as_utc(due_at), reminder_id
+    if not isinstance(reminder_id, str) or not 0 < len(reminder_id) <= 36 or not reminder_id.isascii():
+        raise InvalidCursor("cursor is not valid")
+    return due_at, reminder_id
 
 
 def _statuses(status: str | Sequence[str] | None) -> list[str] | None:
@@ -121,6 +127,9 @@ def reminder_view(reminder: Reminder) -> dict[str, Any]:
         "escalated_at": isoformat(reminder.escalated_at),
         "snoozed_until": isoformat(reminder.snoozed_until),
         "fact_ids": list(reminder.fact_ids or []),
+        "sources": reminder.sources,
+        "origin": reminder.origin,
+        "origin_rule_set_version": reminder.origin_rule_set_version,
     }
 
 

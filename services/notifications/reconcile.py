@@ -24,12 +24,22 @@ from services.notifications.wakeup import wake_after_commit
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder, ReminderReconcileState
 from shared.db.tables.base import new_id
-from shared.db.tables.reminders import ACTIVE_STATUSES, CLOSED_BY_PATHWAY
+from shared.db.tables.reminders import ACTIVE_STATUSES, CLOSED_BY_PATHWAY, ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
-from shared.events import PATHWAY_ASSESSED, Event
+from shared.events import PATHWAY_ASSESSED, TRIGGER_RULE_SET_CHANGED, Event
 
 Key = tuple[str, datetime]  # (kind, due_at) within one patient
 _PRECEDENCE = {"pending": 2, "satisfied": 1, "cancelled": 0}
+
+
+class SourceIn(BaseModel):
+    """One citation code resolved by the pathway (e.g. G3 -> the guideline article, with its link)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    code: str = Field(min_length=1, max_length=40)
+    title: str = Field(default="", max_length=500)
+    url: str | None = Field(default=None, max_length=1000)
 
 
 class DeadlineIn(BaseModel):
@@ -40,7 +50,11 @@ class DeadlineIn(BaseModel):
     status: Literal["pending", "satisfied", "cancelled"]
     text: str = ""
     citation: str = ""
+    sources: list[SourceIn] | None = Field(default=None, max_length=20)  # absent: the pathway sent none
     fact_ids: list[str] = Field(default_factory=list)
+
+    def sources_json(self) -> list[dict[str, Any]] | None:
+        return None if self.sources is None else [source.model_dump() for source in self.sources]
 
     @property
     def key(self) -> Key:
@@ -54,6 +68,18 @@ class AssessedIn(BaseModel):
     org: str = Field(min_length=1, max_length=100)
     assessment_seq: int
     deadlines: list[DeadlineIn]
+    trigger: str | None = Field(default=None, max_length=40)
+    rule_set_version: str | None = Field(default=None, max_length=40)
+
+    @property
+    def rule_change(self) -> bool:
+        """This assessment moved the patient to another rule set: what it creates, the rule change created."""
+        return self.trigger == TRIGGER_RULE_SET_CHANGED
+
+    def origin(self) -> dict[str, Any]:
+        if self.rule_change:
+            return {"origin": ORIGIN_RULE_CHANGE, "origin_rule_set_version": self.rule_set_version}
+        return {"origin": ORIGIN_PATHWAY, "origin_rule_set_version": None}
 
 
 @dataclass(frozen=True)
@@ -152,7 +178,9 @@ def _create(uow: UnitOfWork, payload: AssessedIn, deadline: DeadlineIn, now: dat
             status=t.SCHEDULED,
             text=deadline.text[:500],
             citation=deadline.citation[:200],
+            sources=deadline.sources_json(),
             fact_ids=list(deadline.fact_ids),
+            **payload.origin(),
             next_action_at=due_at,
             created_at=now,
             updated_at=now,
@@ -175,9 +203,12 @@ def _close(reminder: Reminder, status: str, now: datetime) -> None:
     reminder.version += 1
 
 
-def _reopen(reminder: Reminder, now: datetime) -> str:
+def _reopen(reminder: Reminder, payload: AssessedIn, now: datetime) -> str:
     """Back to where it would be had it never closed: scheduled if never delivered, else due (no second
-    delivery event: one delivery per (patient, kind, due_at))."""
+    delivery event: one delivery per (patient, kind, due_at)). Reopened by a rule change, it says so."""
+    if payload.rule_change:
+        reminder.origin = ORIGIN_RULE_CHANGE
+        reminder.origin_rule_set_version = payload.rule_set_version
     if reminder.delivered_at is None:
         reminder.status, reminder.next_action_at = t.SCHEDULED, reminder.due_at
     else:
@@ -190,9 +221,12 @@ def _reopen(reminder: Reminder, now: datetime) -> str:
 
 
 def _refresh(reminder: Reminder, deadline: DeadlineIn) -> None:
+    """The texts, sources and facts of the deadline as the pathway now words them (the origin stays)."""
     text, citation, fact_ids = deadline.text[:500], deadline.citation[:200], list(deadline.fact_ids)
-    if (reminder.text, reminder.citation, list(reminder.fact_ids or [])) != (text, citation, fact_ids):
-        reminder.text, reminder.citation, reminder.fact_ids = text, citation, fact_ids
+    sources = deadline.sources_json()
+    current = (reminder.text, reminder.citation, list(reminder.fact_ids or []), reminder.sources)
+    if current != (text, citation, fact_ids, sources):
+        reminder.text, reminder.citation, reminder.fact_ids, reminder.sources = text, citation, fact_ids, sources
 
 
 _REASONS = {
@@ -204,7 +238,9 @@ _REASONS = {
 
 def _apply_one(uow: UnitOfWork, payload: AssessedIn, action: Action, now: datetime) -> dict[str, Any] | None:
     """Carry out one decision; the history row of the status change it made, if any."""
-    details = {"assessment_seq": payload.assessment_seq}
+    details: dict[str, Any] = {"assessment_seq": payload.assessment_seq}
+    if payload.rule_change:
+        details["rule_set_version"] = payload.rule_set_version
     if action.deadline is not None and action.verb == "create":
         created = _create(uow, payload, action.deadline, now)
         if created is None:  # a concurrent reconciliation created it first
@@ -220,7 +256,7 @@ def _apply_one(uow: UnitOfWork, payload: AssessedIn, action: Action, now: dateti
         return None
     before = reminder.status
     if action.verb == "reopen":
-        after = _reopen(reminder, now)
+        after = _reopen(reminder, payload, now)
     else:
         after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
         _close(reminder, after, now)

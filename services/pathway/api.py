@@ -48,7 +48,11 @@ def get_pathway(patient_id: str, principal: Caller) -> dict[str, Any]:
     responses={**AUTH, **NOT_FOUND, 422: {"description": "bad cursor or limit"}},
 )
 def get_pathway_history(
-    patient_id: str, principal: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100, cursor: str | None = None
+    patient_id: str,
+    principal: Caller,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    # Only what the service issues (a sequence number): ASCII digits, within a 64-bit integer.
+    cursor: Annotated[str | None, Query(max_length=18, pattern=r"^[0-9]*$")] = None,
 ) -> dict[str, Any]:
     """The stored assessments, newest first, each with what changed; `next_cursor` pages to older ones."""
     with UnitOfWork(read_only=True) as uow:

@@ -49,6 +49,14 @@ def add_commands(sub: Any) -> None:
         default=None,
         help="wait while more pathway events than this are unprocessed (0: never wait)",
     )
+    reevaluate.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="evaluate every patient in memory against its latest stored assessment and print what would "
+        "change (stage, flags, reminders) per organisation; stores nothing (default scope: --all; "
+        "read in batches of 100 at --rate patients/s, default 1000)",
+    )
+    reevaluate.add_argument("--json", action="store_true", help="with --dry-run: print JSON instead of a table")
     reevaluate.set_defaults(func=cmd_reevaluate)
 
 
@@ -124,8 +132,34 @@ def _start_runs(args: argparse.Namespace) -> list[str] | None:
         return [run.id for run in runs]
 
 
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    from services.pathway.dryrun import DEFAULT_RATE as DRY_RUN_RATE
+    from services.pathway.dryrun import forecast, render_table
+    from services.pathway.reevaluation import known_orgs
+    from shared.db.uow import UnitOfWork
+
+    if args.org:
+        orgs = [args.org]
+    else:
+        with UnitOfWork(read_only=True) as uow:
+            orgs = known_orgs(uow)
+    try:
+        report = forecast(orgs, rate=args.rate or DRY_RUN_RATE)
+    except ValueError as exc:  # an organisation's stored configuration no longer validates
+        print(f"carepath reevaluate --dry-run: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n" if args.json else render_table(report))
+    return 0
+
+
 def cmd_reevaluate(args: argparse.Namespace) -> int:
     from services.pathway.reevaluation import DEFAULT_MAX_BACKLOG, drive_runs
+
+    if args.dry_run:
+        return cmd_dry_run(args)
+    if args.json:
+        print("carepath reevaluate: --json needs --dry-run", file=sys.stderr)
+        return EXIT_INVALID
 
     try:
         run_ids = _start_runs(args)

@@ -20,7 +20,7 @@ from services.pathway.rules import evaluate
 from shared.clock import utcnow
 from shared.db.tables import Assessment, Patient
 from shared.db.uow import UnitOfWork
-from shared.events import PATHWAY_ASSESSED, SOURCE_PATHWAY, Event
+from shared.events import PATHWAY_ASSESSED, SOURCE_PATHWAY, TRIGGER_RULE_SET_CHANGED, Event
 from shared.patients import PatientNotFound
 
 # Keys that change on every evaluation and say nothing about the patient's state.
@@ -68,8 +68,38 @@ def _codes(items: list[dict[str, Any]], key: str) -> set[str]:
     return {item[key] for item in items}
 
 
+_PRECEDENCE = {"pending": 2, "satisfied": 1, "cancelled": 0}  # as notifications merges colliding deadlines
+
+
+def _deadline_states(deadlines: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    states: dict[tuple[str, str], str] = {}
+    for deadline in deadlines:
+        key, status = (deadline["kind"], deadline["due_at"]), deadline["status"]
+        if key not in states or _PRECEDENCE[status] > _PRECEDENCE[states[key]]:
+            states[key] = status
+    return states
+
+
+def deadline_moves(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """Deadlines `added` (pending now, not before: a reminder to schedule) and `withdrawn` (pending before,
+    now cancelled or gone: its reminder is cancelled), each `{kind, due_at}`, in due order. A deadline that
+    turned satisfied is neither: its reminder completes."""
+    old, new = _deadline_states(before), _deadline_states(after)
+    pending_before = {key for key, status in old.items() if status == "pending"}
+    pending_after = {key for key, status in new.items() if status == "pending"}
+    withdrawn = {key for key in pending_before - pending_after if new.get(key) != "satisfied"}
+
+    def listed(keys: set[tuple[str, str]]) -> list[dict[str, str]]:
+        return [{"kind": kind, "due_at": due} for kind, due in sorted(keys, key=lambda k: (k[1], k[0]))]
+
+    return {"added": listed(pending_after - pending_before), "withdrawn": listed(withdrawn)}
+
+
 def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
-    """What changed between two assessment bodies, in terms a coordinator reads."""
+    """What changed between two assessment bodies, in terms a coordinator reads. Keys (each only when
+    something changed; the contract only grows): `stage` {from, to}; `flags` {added, removed} (codes);
+    `deadlines` [{kind, due_at, from, to}] (status moves); `deadlines_added` / `deadlines_withdrawn`
+    [{kind, due_at}]; `rule_set_version` {from, to}; `other` (names of other changed keys)."""
     if before is None:
         return {"first": True, "stage": {"from": None, "to": after["stage"]}}
     changes: dict[str, Any] = {}
@@ -88,16 +118,28 @@ def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> di
     ]
     if moved:
         changes["deadlines"] = moved
+        moves = deadline_moves(before["deadlines"], after["deadlines"])
+        changes.update({f"deadlines_{name}": keys for name, keys in moves.items() if keys})
+    if before.get("rule_set_version") != after.get("rule_set_version"):
+        changes["rule_set_version"] = {"from": before.get("rule_set_version"), "to": after.get("rule_set_version")}
     for key in WATCHED:
         if key not in ("stage", "flags", "deadlines") and before.get(key) != after.get(key):
             changes.setdefault("other", []).append(key)
     return changes
 
 
-def _assessed_event(patient: Patient, seq: int, body: dict[str, Any]) -> Event:
-    deadlines = [
-        {k: d[k] for k in ("kind", "due_at", "status", "text", "citation", "fact_ids")} for d in body["deadlines"]
-    ]
+_DEADLINE_KEYS = ("kind", "due_at", "status", "text", "citation", "fact_ids")
+
+
+def _event_deadline(deadline: dict[str, Any]) -> dict[str, Any]:
+    item = {key: deadline[key] for key in _DEADLINE_KEYS}
+    if "sources" in deadline:  # [{code, title, url}] where the engine resolves its citation codes
+        item["sources"] = deadline["sources"]
+    return item
+
+
+def assessed_event(patient: Patient, seq: int, body: dict[str, Any], trigger: str = "update") -> Event:
+    """Ids, kinds, stage, due times and rule texts only: no clinical values."""
     return Event(
         type=PATHWAY_ASSESSED,
         source=SOURCE_PATHWAY,
@@ -107,9 +149,19 @@ def _assessed_event(patient: Patient, seq: int, body: dict[str, Any]) -> Event:
             "org": patient.org,
             "assessment_seq": seq,
             "stage": body["stage"],
-            "deadlines": deadlines,
+            "deadlines": [_event_deadline(d) for d in body["deadlines"]],
+            "trigger": trigger,
+            "rule_set_version": body["rule_set_version"],
         },
     )
+
+
+def _trigger(previous: Assessment | None, body: dict[str, Any], woken_by: str) -> str:
+    """A move to another rule set is named as such, whatever woke the worker (a run, an update, a timer):
+    it is what explains the change in the patient's history and in the reminders it creates."""
+    if previous is not None and previous.rule_set_version != body["rule_set_version"]:
+        return TRIGGER_RULE_SET_CHANGED
+    return woken_by
 
 
 def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
@@ -123,11 +175,23 @@ def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
     if previous is not None and not changes:
         return Outcome(stored=False, seq=previous.seq, changed=(), published=False)
     seq = (previous.seq if previous else 0) + 1
+    trigger = _trigger(previous, body, trigger)
     uow.session.add(_assessment_row(patient, seq, body, changes, trigger, now))
-    publish = previous is None or "stage" in changes or "deadlines" in changes
+    publish = previous is None or "stage" in changes or "deadlines" in changes or _sources_changed(previous, body)
     if publish:
-        uow.publish(_assessed_event(patient, seq, body))
+        uow.publish(assessed_event(patient, seq, body, trigger))
     return Outcome(stored=True, seq=seq, changed=tuple(changes), published=publish)
+
+
+def _sources_changed(previous: Assessment | None, body: dict[str, Any]) -> bool:
+    """Deadline texts, citations or sources differ (a new rule set re-words them): reminders show them."""
+    if previous is None:
+        return False
+
+    def shown(deadlines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return [(d["kind"], d["due_at"], d.get("text"), d.get("citation"), d.get("sources")) for d in deadlines]
+
+    return shown(previous.body.get("deadlines", [])) != shown(body["deadlines"])
 
 
 def _assessment_row(

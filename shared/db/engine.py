@@ -8,13 +8,21 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from shared.files import private_dir, private_file
+
 READ_ONLY_OPTION = "carepath_read_only"
 
 
 def _prepare_sqlite(engine: Engine, url: str) -> None:
     database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    if database and database != ":memory:" and not database.startswith("file:"):
+        # A new folder is 0700 (an existing one is the operator's choice); the file is created (or tightened)
+        # 0600 before SQLite opens it, and SQLite gives its -wal and -shm files the database file's mode.
+        private_dir(Path(database).parent, tighten=False)
+        private_file(Path(database))
+        for companion in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+            if companion.exists():
+                companion.chmod(0o600)  # left by an older, laxer version
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -23,7 +31,8 @@ def _prepare_sqlite(engine: Engine, url: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: in WAL mode NORMAL may lose the last commits on power loss; a 202 promises the update is stored.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from shared.files import private_dir
 from shared.messaging.routing import CONSUMERS, QUEUES
 from shared.settings import Settings, get_settings
 
@@ -18,8 +19,8 @@ EMBEDDED_TRANSPORT = "shared.messaging.fs_transport:Transport"  # filesystem://,
 def _broker_options(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         root = settings.var_dir.resolve() / "broker"
-        for folder in ("data", "control"):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+        for folder in (settings.var_dir.resolve(), root, root / "data", root / "control"):
+            private_dir(folder)  # 0700: the messages carry patient ids (files inside follow the umask)
         return {
             "data_folder_in": str(root / "data"),
             "data_folder_out": str(root / "data"),
@@ -28,8 +29,9 @@ def _broker_options(settings: Settings) -> dict[str, Any]:
         }
     if settings.broker_url.startswith("redis"):
         # A task whose worker died comes back after this (not the default hour); the outbox lease
-        # republishes sooner anyway.
-        return {"visibility_timeout": 300, "unacked_restore_interval": 10}
+        # republishes sooner anyway. Above the task hard time limit (300 s), or a long task still running
+        # would be handed to a second worker (tests/integration/spine/test_durability_settings.py).
+        return {"visibility_timeout": 600, "unacked_restore_interval": 10}
     return {}
 
 

@@ -15,6 +15,8 @@ from shared.clock import utcnow
 from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
 from shared.events import Event, from_envelope
+from shared.messaging import deadletter
+from shared.messaging.routing import consumers_for
 from shared.settings import Settings
 
 log = logging.getLogger("carepath.consumer")
@@ -58,8 +60,39 @@ def consume(
     handler: Handler,
     settings: Settings | None = None,
 ) -> str:
-    """Run `handler` once for this event; returns "handled" or "duplicate"."""
-    event = from_envelope(envelope)
+    """Run `handler` once for this event; returns "handled", "duplicate" or "parked" (a poison message:
+    shared/messaging/deadletter.py). A failure that is not yet parked is raised: the outbox row stays
+    unfinished and the relay delivers the event again after its lease."""
+    try:
+        event = from_envelope(envelope)
+    except Exception as exc:  # not a CloudEvent of ours: no retry can help
+        deadletter.record_failure(consumer, envelope, outbox_id, exc, reason=deadletter.MALFORMED, settings=settings)
+        return "parked"
+    if consumer not in consumers_for(event.type):
+        unknown = LookupError(f"event type {event.type!r} is not consumed by {consumer!r}")
+        deadletter.record_failure(
+            consumer,
+            envelope,
+            outbox_id,
+            unknown,
+            reason=deadletter.UNKNOWN_TYPE,
+            event_type=event.type,
+            settings=settings,
+        )
+        return "parked"
+    try:
+        return _consume_once(consumer, event, outbox_id, handler, settings)
+    except Exception as exc:
+        if deadletter.is_transient(exc):
+            raise
+        if deadletter.record_failure(consumer, envelope, outbox_id, exc, event_type=event.type, settings=settings):
+            return "parked"
+        raise
+
+
+def _consume_once(
+    consumer: str, event: Event, outbox_id: int | None, handler: Handler, settings: Settings | None
+) -> str:
     try:
         with UnitOfWork(settings) as uow:
             if _already_processed(uow, consumer, event):

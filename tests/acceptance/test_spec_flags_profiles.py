@@ -54,6 +54,17 @@ ALL_FLAGS = {
     "responding_to_treatment",
     "poor_prognostic_factors",
     "good_prognostic_factors",
+    # new in 2026.2
+    "surgical_evaluation_pending",
+    "rfa_without_positive_blocks",
+    "neuropathic_agent_not_tried",
+    "active_pt_not_started",
+    "non_opioid_not_started",
+    "pt_not_started",
+    "pain_worsening",
+    "opioid_tolerance_or_hyperalgesia_reported",
+    "opioid_mme_unknown",
+    "scs_implant_criteria_unmet",
 }
 
 
@@ -232,7 +243,7 @@ def test_assessment_shape_and_explanations(api: Api) -> None:
         "deadlines",
     ):
         assert key in result, key
-    assert result["rule_set_version"] == "lbp-postlam-2026.1"
+    assert result["rule_set_version"] == "lbp-postlam-2026.2"
     assert result["profile"] == "asra-2020"
     assert re.fullmatch(r"[0-9a-f]{64}", result["params_digest"]) or len(result["params_digest"]) >= 16
     assert result["stage"] == "second_line"
@@ -263,8 +274,15 @@ def test_offsets_are_normalised_to_utc_in_output(api: Api) -> None:
     ).json()
     assert result["evaluated_at"].startswith("2026-01-06T09:00:00")
     assert ISO_Z.match(result["evaluated_at"])
+    assert result["deadlines"] == []  # an episode holding nothing but its surgery has no deadline (2026.2)
+    updates.append(
+        {"type": "neuro_exam", "occurred_at": "2026-01-06T04:00:00-05:00", "data": {"progressive_deficit": False}}
+    )
+    result = api.client.post(
+        "/v1/pathway:evaluate", json={"updates": updates, "now": "2026-01-06T10:00:00+01:00"}, headers=api.headers
+    ).json()
     due = {d["kind"]: d["due_at"] for d in result["deadlines"]}
-    assert due["initial_evaluation_overdue"].startswith("2026-01-19T09:00:00")
+    assert due["initial_evaluation_overdue"].startswith("2026-02-16T09:00:00")  # surgery + 28 + 14 days
 
 
 def test_get_pathway_has_contract_fields(api: Api) -> None:
@@ -325,7 +343,7 @@ EXPECTED_CITATIONS = {
     "passive_pt_only": "G1",
     "opioid_before_non_opioid_trial": "G3",
     "opioid_monitoring_plan_missing": "G3",
-    "opioid_no_meaningful_relief": "G3",
+    "opioid_no_meaningful_relief": "G3; CDC22",
     "opioid_tolerance_risk": "G3",
     "naloxone_indicated": "CDC22",
     "opioid_benzodiazepine_coprescription": "CDC22",
@@ -341,6 +359,18 @@ EXPECTED_CITATIONS = {
     "responding_to_treatment": "IMMPACT",
     "poor_prognostic_factors": "G4",
     "good_prognostic_factors": "G4; G1",
+    "surgical_evaluation_pending": "G1",
+    "rfa_without_positive_blocks": "G3; CMS LCD",
+    "neuropathic_agent_not_tried": "G3",
+    "active_pt_not_started": "G1",
+    "non_opioid_not_started": "G3",
+    "pt_not_started": "G1",
+    "pain_worsening": "G1",
+    "opioid_tolerance_or_hyperalgesia_reported": "G3",
+    "opioid_mme_unknown": "CDC22",
+    "scs_trial_positive": "G3; NICE TA159; CMS LCD",
+    "scs_implant_criteria_unmet": "G3; NICE TA159; CMS LCD",
+    "scs_trial_negative": "NICE TA159",
 }
 # The spec's recommendation phrase of each row (case-insensitive substring of the text).
 EXPECTED_TEXT = {
@@ -359,7 +389,8 @@ EXPECTED_TEXT = {
     "passive_pt_only": "active pt, core strengthening, stabilisation",
     "opioid_before_non_opioid_trial": "try non-opioids first",
     "opioid_monitoring_plan_missing": "monitoring strategy before long-term opioids",
-    "opioid_no_meaningful_relief": "unlikely to benefit from longer-term use; consider taper",
+    "opioid_no_meaningful_relief": "unlikely to benefit from longer-term use: taper or stop, and follow up at least "
+    "monthly",
     "opioid_tolerance_risk": "tolerance and hyperalgesia can develop within 4 weeks",
     "naloxone_indicated": "offer naloxone",
     "opioid_benzodiazepine_coprescription": "avoid concurrent use",
@@ -378,6 +409,20 @@ EXPECTED_TEXT = {
     "responding_to_treatment": "continue current plan",
     "poor_prognostic_factors": "context for the coordinator",
     "good_prognostic_factors": "context for the coordinator",
+    "surgical_evaluation_pending": "a red flag was found and no surgical evaluation is recorded since: complete the "
+    "referral",
+    "rfa_without_positive_blocks": "rfa only after positive diagnostic medial branch blocks",
+    "neuropathic_agent_not_tried": "for the neuropathic component consider an anticonvulsant (α-2-δ or "
+    "sodium-channel) or an antidepressant (tca or snri)",
+    "active_pt_not_started": "refer to active physical therapy: core strengthening and stabilisation",
+    "non_opioid_not_started": "try a non-opioid analgesic (nsaid first)",
+    "pt_not_started": "the pt referral has not started after 4 weeks: contact the patient and the provider",
+    "pain_worsening": "pain is worsening: reassess; late deterioration may reflect postoperative instability — "
+    "image with that indication if needed",
+    "opioid_tolerance_or_hyperalgesia_reported": "tolerance or opioid-induced hyperalgesia reported: reassess and "
+    "consider a taper rather than a dose increase",
+    "opioid_mme_unknown": "record the daily dose in mme so that dose thresholds can be checked",
+    "scs_implant_criteria_unmet": "do not implant yet",
 }
 
 
@@ -410,8 +455,7 @@ def test_every_recommendation_text_and_citation(api: Api) -> None:
             assert rec["citation"] == EXPECTED_CITATIONS[code], rec
         assert EXPECTED_TEXT[code] in rec["text"].lower(), rec
         assert rec["fact_ids"] == flags(result)[code]
-    expected_here = {
-        "surgical_target_on_imaging",
+    expected_here = {  # surgical_target_on_imaging retired by the repeat surgery u19 after it (7.10)
         "nerve_entrapment_in_scar",
         "facet_pain_suspected",
         "mbb_positive",
@@ -450,7 +494,8 @@ def test_profile_named_where_profile_decides(api: Api) -> None:
     updates = [surgery(0), proc(5, "medial_branch_block", relief_percent=90), therapy(6, "tens")]
     by_code = recs(api.evaluate(updates, 10))
     assert "asra-2020" in by_code["mbb_positive"]["text"]
-    assert "asra-2020" in by_code["tens_caution"]["text"]
+    # 7.11: the TENS caution names NICE NG59, not the facet profile
+    assert "asra-2020" not in by_code["tens_caution"]["text"] and "NICE NG59" in by_code["tens_caution"]["text"]
     assert (
         "asra-2020" not in by_code["surgical_history_missing"]["text"]
         if "surgical_history_missing" in by_code
@@ -460,7 +505,7 @@ def test_profile_named_where_profile_decides(api: Api) -> None:
     updates.append(proc(19, "medial_branch_block", relief_percent=85))
     by_code = recs(api.evaluate(updates, 20))
     assert "us-medicare-lcd" in by_code["mbb_positive"]["text"]
-    assert "us-medicare-lcd" in by_code["tens_caution"]["text"]
+    assert "us-medicare-lcd" not in by_code["tens_caution"]["text"]
     assert "CMS LCD" in by_code["mbb_positive"]["text"]  # §5: names the profile and its source
 
 
@@ -600,19 +645,23 @@ def test_opioid_monitoring_plan_missing(api: Api) -> None:
     assert flags(api.evaluate(two, 101))["opioid_monitoring_plan_missing"] == ["u5"]
 
 
-def test_opioid_no_meaningful_relief_boundary_28_days(api: Api) -> None:
+def test_opioid_no_meaningful_relief_boundary_7_days(api: Api) -> None:
+    # 7.2: from 7 days into the opioid episode (was 28)
     start = [surgery(0), med(1, "nsaid"), med(10, "opioid_ir", mme=20)]
-    at_28 = api.evaluate([*start, review(38, False)], 39)
-    assert flags(at_28)["opioid_no_meaningful_relief"] == ["u3"]
-    just_before = api.evaluate([*start, review(38, False, seconds=-1)], 39)
+    at_7 = api.evaluate([*start, review(17, False)], 18)
+    assert flags(at_7)["opioid_no_meaningful_relief"] == ["u3"]
+    just_before = api.evaluate([*start, review(17, False, seconds=-1)], 18)
     assert "opioid_no_meaningful_relief" not in flags(just_before)
-    relief = api.evaluate([*start, review(38, True)], 39)
+    relief = api.evaluate([*start, review(17, True)], 18)
     assert "opioid_no_meaningful_relief" not in flags(relief)
-    latest_counts = api.evaluate([*start, review(38, False), review(50, True)], 51)
+    latest_counts = api.evaluate([*start, review(17, False), review(30, True)], 31)
     assert "opioid_no_meaningful_relief" not in flags(latest_counts)
-    # "28 days into its opioid episode": a switch IR -> ER does not restart the episode
-    switch = [*start, med(20, "opioid_er", mme=30), med(20, "opioid_ir", "stopped"), review(39, False)]
-    assert flags(api.evaluate(switch, 40))["opioid_no_meaningful_relief"] == ["u5"]
+    # "7 days into its opioid episode": a switch IR -> ER does not restart the episode
+    switch = [*start, med(12, "opioid_er", mme=30), med(12, "opioid_ir", "stopped"), review(18, False)]
+    assert flags(api.evaluate(switch, 19))["opioid_no_meaningful_relief"] == ["u5"]
+    # only while on opioids (7.2)
+    stopped = [*start, review(17, False), med(18, "opioid_ir", "stopped")]
+    assert "opioid_no_meaningful_relief" not in flags(api.evaluate(stopped, 19))
 
 
 def test_opioid_tolerance_risk_exactly_28_days(api: Api) -> None:
@@ -711,10 +760,12 @@ def test_scs_psychological_evaluation_needed(api: Api) -> None:
 def test_scs_trial_positive_negative_boundary(api: Api) -> None:
     def outcome(*reliefs: float | None) -> set[str]:
         trials = [
-            proc(10 + i, "scs_trial", **({} if r is None else {"relief_percent": r})) for i, r in enumerate(reliefs)
+            proc(50 + i, "scs_trial", **({} if r is None else {"relief_percent": r})) for i, r in enumerate(reliefs)
         ]
-        found = set(flags(api.evaluate([surgery(0), *trials], 20)))
-        return found & {"scs_trial_positive", "scs_trial_negative"}
+        # second line from day 44, radicular pain, psychological evaluation before the trials (7.7)
+        prepared = [*second_line_history(), therapy(45, "psychological_evaluation", "completed")]
+        found = set(flags(api.evaluate([*prepared, *trials], 100)))
+        return found & {"scs_trial_positive", "scs_trial_negative", "scs_implant_criteria_unmet"}
 
     assert outcome(50) == {"scs_trial_positive"}
     assert outcome(49) == {"scs_trial_negative"}
@@ -725,7 +776,7 @@ def test_scs_trial_positive_negative_boundary(api: Api) -> None:
     result = api.evaluate(
         [surgery(0), proc(10, "scs_trial", relief_percent=20), proc(11, "scs_trial", relief_percent=75)], 12
     )
-    assert flags(result)["scs_trial_positive"] == ["u2"]
+    assert flags(result)["scs_implant_criteria_unmet"] == ["u2"]  # no criterion held
 
 
 def test_scs_positive_percent_override(api: Api) -> None:
@@ -812,12 +863,13 @@ def test_repeat_surgery_criteria_unmet(api: Api) -> None:
 
 
 def test_responding_to_treatment(api: Api) -> None:
-    base = [surgery(0), *evaluation_complete(1, nrs=10)]
-    relief = api.evaluate([*base, pain(20, 7)], 21)  # 10 -> 7 is exactly 30 %
-    assert flags(relief)["responding_to_treatment"] == ["u3"] or "u3" in flags(relief)["responding_to_treatment"]
-    assert "responding_to_treatment" not in flags(api.evaluate([*base, pain(20, 8)], 21))
-    stated = api.evaluate([*base, therapy(20, "physical_therapy", "progress", relief=True)], 21)
-    assert "u4" in flags(stated)["responding_to_treatment"]
+    # the baseline is the first score from 28 days after surgery (7.1): u4 at day 28
+    base = [surgery(0), *evaluation_complete(1, nrs=10), pain(28, 10)]
+    relief = api.evaluate([*base, pain(30, 7)], 31)  # 10 -> 7 is exactly 30 %
+    assert flags(relief)["responding_to_treatment"] == ["u4", "u5"]
+    assert "responding_to_treatment" not in flags(api.evaluate([*base, pain(30, 8)], 31))
+    stated = api.evaluate([*base, therapy(30, "physical_therapy", "progress", relief=True)], 31)
+    assert "u5" in flags(stated)["responding_to_treatment"]
     # the stage does not move back: second line + relief adds the flag
     improved = api.evaluate([*second_line_history(), pain(50, 5, "radicular")], 51)
     assert improved["stage"] == "second_line" and "responding_to_treatment" in flags(improved)
@@ -1027,7 +1079,9 @@ def test_opioid_review_of_an_earlier_opioid_episode(api: Api) -> None:
         med(31, "opioid_ir", "stopped"),
         med(60, "opioid_ir", mme=10),
     ]
-    assert flags(api.evaluate(history, 61))["opioid_no_meaningful_relief"] == ["u3"]
+    # 2026.2: "the latest opioid_review of the current opioid episode": a review of an earlier one does not count
+    assert "opioid_no_meaningful_relief" not in flags(api.evaluate(history, 61))
+    assert flags(api.evaluate([*history, review(67, False)], 68))["opioid_no_meaningful_relief"] == ["u6"]
     off_opioids = [surgery(0), med(1, "nsaid"), review(30, False)]
     assert "opioid_no_meaningful_relief" not in flags(api.evaluate(off_opioids, 31))  # §7.15
 
@@ -1047,14 +1101,21 @@ def test_naloxone_fact_ids_name_the_doses_behind_the_mme(api: Api) -> None:
 
 def test_exact_flag_sets_of_canonical_histories(api: Api) -> None:
     """'These, and no others': a clean history raises exactly the flags its state calls for."""
-    assert flags(api.evaluate([surgery(0), *evaluation_complete(1)], 5)) == {}
+    # radicular pain in first line and no neuropathic agent tried (7.9)
+    assert flags(api.evaluate([surgery(0), *evaluation_complete(1)], 5)) == {"neuropathic_agent_not_tried": ["u3"]}
+    assert flags(api.evaluate([surgery(0), *evaluation_complete(1, "axial")], 5)) == {}
     assert flags(api.evaluate(second_line_history(), 50)) == {
         "psychological_therapy_recommended": [],
         "radicular_pain": ["u6"],
+        "neuropathic_agent_not_tried": ["u6"],
     }
     refractory = api.evaluate(refractory_history(), 110)
     assert refractory["stage"] == "refractory"
-    assert set(flags(refractory)) == {"radicular_pain", "multidisciplinary_rehab_recommended"}
+    assert set(flags(refractory)) == {
+        "radicular_pain",
+        "multidisciplinary_rehab_recommended",
+        "neuropathic_agent_not_tried",
+    }
     assert set(flags(api.evaluate([surgery(0)], 1))) == {
         "imaging_needed",
         "neuro_exam_needed",

@@ -64,14 +64,16 @@ def review(t: datetime, relief: bool = True, **extra: Any) -> dict[str, Any]:
 
 
 def first_line_history(baseline: int = 8) -> list[dict[str, Any]]:
-    """Surgery at day 0; evaluation complete at day 1; NSAID day 2; active PT started day 3."""
+    """Surgery at day 0; evaluation complete at day 1 (its day-1 score is acute post-operative pain, no
+    baseline: spec §1, 2026.2); NSAID day 2; active PT started day 3; the baseline at day 28."""
     return [
         surgery(at(0)),
         mri(at(1)),
         neuro(at(1)),
-        pain(at(1), baseline),
+        pain(at(1), 9),
         med(at(2), "nsaid"),
         pt(at(3), "started", modality="active"),
+        pain(at(28), baseline),
     ]
 
 
@@ -94,7 +96,8 @@ def stage(a: dict[str, Any]) -> tuple[str, datetime | None]:
 def test_time_offsets_are_instants_and_output_is_utc(api: SpecClient) -> None:
     # surgery written at +05:30, evaluation facts at -08:00: "+14 days" is 14 x 24 h after the instant
     a = api.evaluate([surgery(at(0), 5.5), mri(at(20), -8), neuro(at(20), off=-8), pain(at(20), 6, -8)], at(30))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    # 2026.2: 14 days after the later of surgery + 28 days and the first other fact
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(42), "satisfied")]
     assert stage(a) == ("first_line", at(20))
     for d in a["deadlines"]:
         assert d["due_at"].endswith("Z") or d["due_at"].endswith("+00:00")
@@ -148,7 +151,7 @@ def test_order_same_instant_pain_assessments_by_compact_json_not_arrival(api: Sp
     pair = [pain(at(1), 8, dist="axial"), pain(at(1), 2, dist="radicular")]
     if reverse:
         pair.reverse()
-    a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1))] + pair, at(2))
+    a = api.evaluate([surgery(at(-30)), mri(at(1)), neuro(at(1))] + pair, at(2))
     assert "responding_to_treatment" in flags(a)
 
 
@@ -166,13 +169,13 @@ def test_order_arrival_never_matters_for_a_whole_history(api: SpecClient) -> Non
 
 # ====================================================================== §1 derived terms
 def test_relief_exactly_30_percent_is_meaningful(api: SpecClient) -> None:
-    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10)]
+    base = [surgery(at(-30)), mri(at(1)), neuro(at(1)), pain(at(1), 10)]
     assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 7)], at(6)))
     assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 8)], at(6)))
 
 
 def test_relief_needs_peg_30_percent_lower_when_both_carry_it(api: SpecClient) -> None:
-    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10, function_peg=10)]
+    base = [surgery(at(-30)), mri(at(1)), neuro(at(1)), pain(at(1), 10, function_peg=10)]
     assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 5, function_peg=8)], at(6)))
     assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 5, function_peg=7)], at(6)))
     # only one of them carries PEG: the pain test alone decides
@@ -180,19 +183,19 @@ def test_relief_needs_peg_30_percent_lower_when_both_carry_it(api: SpecClient) -
 
 
 def test_relief_baseline_pain_zero_uses_peg_only(api: SpecClient) -> None:
-    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 0, function_peg=10)]
+    base = [surgery(at(-30)), mri(at(1)), neuro(at(1)), pain(at(1), 0, function_peg=10)]
     assert "responding_to_treatment" in flags(api.evaluate(base + [pain(at(5), 3, function_peg=7)], at(6)))
     assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(5), 0, function_peg=8)], at(6)))
 
 
 def test_relief_latest_assessment_decides(api: SpecClient) -> None:
-    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 10), pain(at(5), 3)]
+    base = [surgery(at(-30)), mri(at(1)), neuro(at(1)), pain(at(1), 10), pain(at(5), 3)]
     assert "responding_to_treatment" in flags(api.evaluate(base, at(6)))
     assert "responding_to_treatment" not in flags(api.evaluate(base + [pain(at(7), 9)], at(8)))
 
 
 def test_relief_stated_by_therapy_or_review_until_a_later_assessment_fails(api: SpecClient) -> None:
-    base = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8)]
+    base = [surgery(at(-30)), mri(at(1)), neuro(at(1)), pain(at(1), 8)]
     stated = base + [therapy(at(5), "cbt", "progress", meaningful_relief=True)]
     assert "responding_to_treatment" in flags(api.evaluate(stated, at(6)))
     # a failing assessment *after* the statement ends it; one before it does not
@@ -444,17 +447,21 @@ def test_urgent_pathway_keeps_evolving_underneath(api: SpecClient) -> None:
     assert stage(b) == ("second_line", SECOND)
 
 
-def test_urgent_red_exam_of_a_previous_episode_still_counts(api: SpecClient) -> None:
+def test_7_6_a_surgery_after_a_red_flag_evaluates_it_and_ends_the_urgent_stage(api: SpecClient) -> None:
     a = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(10))], at(11))
-    assert stage(a) == ("urgent_surgical_evaluation", at(5))
-    # the later surgery satisfies the referral
+    assert stage(a) == ("initial_evaluation", at(10))
     assert deadlines(a, "urgent_surgical_referral") == [(at(5), "satisfied")]
+    assert not flags(a) & {"red_flag_neuro", "surgical_evaluation_pending"}
+    # a red flag of the previous episode that no surgery followed still counts (any episode)
+    b = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(5))], at(11))
+    assert stage(b) == ("urgent_surgical_evaluation", at(5))
 
 
 def test_new_surgery_restarts_the_pathway(api: SpecClient) -> None:
     a = api.evaluate(second_line_history() + [surgery(at(70))], at(75))
     assert stage(a) == ("initial_evaluation", at(70))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(84), "pending")]
+    # the new episode holds only its surgery: no deadline yet (2026.2, §3)
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(42), "satisfied")]
     # first-line review of the first episode was satisfied before the new episode
     assert deadlines(a, "first_line_review") == [(SECOND, "satisfied")]
 
@@ -478,9 +485,15 @@ def test_next_evaluation_for_28_days_on_opioids(api: SpecClient) -> None:
 def test_urgent_referral_each_red_exam_and_what_satisfies_it(api: SpecClient) -> None:
     base = [surgery(at(0))]
     a = api.evaluate(base + [neuro(at(2), red=True), neuro(at(4), red=True)], at(5))
-    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "pending"), (at(4), "pending")]
+    # a run of red-flag exams with no evaluation between them is one referral (2026.2)
+    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "pending")]
+    # a later clear exam does not close it (7.6)
     b = api.evaluate(base + [neuro(at(2), red=True), neuro(at(4), red=True), neuro(at(6))], at(7))
-    assert deadlines(b, "urgent_surgical_referral") == [(at(2), "satisfied"), (at(4), "satisfied")]
+    assert deadlines(b, "urgent_surgical_referral") == [(at(2), "pending")]
+    e = api.evaluate(
+        base + [neuro(at(2), red=True), neuro(at(6)), u("surgical_evaluation", at(6), None, outcome="declined")], at(7)
+    )
+    assert deadlines(e, "urgent_surgical_referral") == [(at(2), "satisfied")]
     c = api.evaluate(base + [neuro(at(2), red=True), procedure(at(3), "repeat_surgery")], at(7))
     assert deadlines(c, "urgent_surgical_referral") == [(at(2), "satisfied")]
     # a surgery at the very instant of the exam is not later
@@ -489,17 +502,23 @@ def test_urgent_referral_each_red_exam_and_what_satisfies_it(api: SpecClient) ->
 
 
 def test_initial_evaluation_overdue_satisfied_late_or_cancelled_by_new_episode(api: SpecClient) -> None:
+    # 7.5: due 14 days after the later of surgery + 28 days and the episode's first other fact
     late = api.evaluate([surgery(at(0)), mri(at(20)), neuro(at(20)), pain(at(20), 5)], at(21))
-    assert deadlines(late, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    assert deadlines(late, "initial_evaluation_overdue") == [(at(42), "satisfied")]
     cancelled = api.evaluate([surgery(at(0)), mri(at(3)), surgery(at(10))], at(11))
-    assert deadlines(cancelled, "initial_evaluation_overdue") == [(at(14), "cancelled"), (at(24), "pending")]
+    assert deadlines(cancelled, "initial_evaluation_overdue") == [(at(42), "cancelled")]
     pending = api.evaluate([surgery(at(0)), mri(at(3))], at(30))
-    assert deadlines(pending, "initial_evaluation_overdue") == [(at(14), "pending")]
+    assert deadlines(pending, "initial_evaluation_overdue") == [(at(42), "pending")]
+    enrolled_late = api.evaluate([surgery(at(0)), mri(at(400))], at(401))
+    assert deadlines(enrolled_late, "initial_evaluation_overdue") == [(at(414), "pending")]
+    surgery_only = api.evaluate([surgery(at(0))], at(100))
+    assert deadlines(surgery_only, "initial_evaluation_overdue") == []
 
 
 def test_pre_surgery_facts_form_an_episode_cancelled_by_the_surgery(api: SpecClient) -> None:
     a = api.evaluate([pain(at(-20), 5), surgery(at(0))], at(1))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(-6), "cancelled"), (at(14), "pending")]
+    # the new episode holds nothing but its surgery: no deadline of its own yet (2026.2)
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(-6), "cancelled")]
 
 
 def test_opioid_monitoring_plan_window_is_inclusive_30_days_before(api: SpecClient) -> None:
@@ -527,21 +546,26 @@ def test_opioid_review_4w_per_course(api: SpecClient) -> None:
     # a review at the very start instant is not "after" it
     b = api.evaluate(base + [review(at(0))], at(5))
     assert deadlines(b, "opioid_review_4w") == [(at(28), "pending"), (at(31), "pending")]
-    c = api.evaluate(base + [review(at(2))], at(5))
+    # 7.2: only a review at least 21 days after the course start is the 4-week reassessment
+    early = api.evaluate(base + [review(at(2))], at(5))
+    assert deadlines(early, "opioid_review_4w") == [(at(28), "pending"), (at(31), "pending")]
+    c = api.evaluate(base + [review(at(21))], at(22))
     assert deadlines(c, "opioid_review_4w") == [(at(28), "satisfied"), (at(31), "pending")]
-    # IR stopped before any review: cancelled; ER then reviewed
-    d = api.evaluate(base + [med(at(4), "opioid_ir", "stopped"), review(at(6))], at(7))
+    c2 = api.evaluate(base + [review(at(21) - SEC)], at(22))
+    assert deadlines(c2, "opioid_review_4w") == [(at(28), "pending"), (at(31), "pending")]
+    # IR stopped before any review: cancelled; ER then reviewed 21 days after its start
+    d = api.evaluate(base + [med(at(4), "opioid_ir", "stopped"), review(at(24))], at(25))
     assert deadlines(d, "opioid_review_4w") == [(at(28), "cancelled"), (at(31), "satisfied")]
     # stop and review at the same instant: satisfied wins
-    e = api.evaluate(base + [med(at(4), "opioid_ir", "stopped"), review(at(4))], at(7))
-    assert deadlines(e, "opioid_review_4w") == [(at(28), "satisfied"), (at(31), "satisfied")]
+    e = api.evaluate(base + [med(at(21), "opioid_ir", "stopped"), review(at(21))], at(22))
+    assert deadlines(e, "opioid_review_4w") == [(at(28), "satisfied"), (at(31), "pending")]
 
 
 def test_opioid_review_4w_merge_same_due(api: SpecClient) -> None:
     base = [surgery(at(-1)), med(at(0), "opioid_ir"), med(at(0), "opioid_er")]
     a = api.evaluate(base + [med(at(2), "opioid_ir", "stopped")], at(3))
     assert deadlines(a, "opioid_review_4w") == [(at(28), "pending")]  # pending over cancelled
-    b = api.evaluate(base + [med(at(2), "opioid_ir", "stopped"), review(at(3))], at(4))
+    b = api.evaluate(base + [med(at(2), "opioid_ir", "stopped"), review(at(21))], at(22))
     assert deadlines(b, "opioid_review_4w") == [(at(28), "satisfied")]  # satisfied over cancelled
 
 
@@ -655,9 +679,24 @@ def test_first_line_review(api: SpecClient) -> None:
 
 
 def test_procedure_follow_up(api: SpecClient) -> None:
-    base = [surgery(at(-1)), procedure(at(0), "medial_branch_block", relief_percent=60)]
+    # 7.8: an epidural steroid injection: 14 days, satisfied by an assessment from 7 days after it
+    base = [surgery(at(-1)), procedure(at(0), "epidural_steroid_injection", image_guided=True)]
     assert deadlines(api.evaluate(base + [pain(at(7) - SEC, 4)], at(8)), "procedure_follow_up") == [(at(14), "pending")]
     assert deadlines(api.evaluate(base + [pain(at(7), 4)], at(8)), "procedure_follow_up") == [(at(14), "satisfied")]
+    # a block that carries its result has no follow-up; one without it: 7 days, satisfied from 3 days
+    block = [surgery(at(-1)), procedure(at(0), "medial_branch_block", relief_percent=60)]
+    assert deadlines(api.evaluate(block, at(1)), "procedure_follow_up") == []
+    bare = [surgery(at(-1)), procedure(at(0), "medial_branch_block")]
+    assert deadlines(api.evaluate(bare + [pain(at(3) - SEC, 4)], at(4)), "procedure_follow_up") == [(at(7), "pending")]
+    assert deadlines(api.evaluate(bare + [pain(at(3), 4)], at(4)), "procedure_follow_up") == [(at(7), "satisfied")]
+    result = bare + [procedure(at(2), "medial_branch_block", relief_percent=80)]
+    assert (at(7), "satisfied") in deadlines(api.evaluate(result, at(3)), "procedure_follow_up")
+    # radiofrequency denervation: 90 days, satisfied from 45 days
+    rfa = [surgery(at(-1)), procedure(at(0), "radiofrequency_denervation")]
+    assert deadlines(api.evaluate(rfa + [pain(at(45) - SEC, 4)], at(46)), "procedure_follow_up") == [
+        (at(90), "pending")
+    ]
+    assert deadlines(api.evaluate(rfa + [pain(at(45), 4)], at(46)), "procedure_follow_up") == [(at(90), "satisfied")]
 
 
 def test_deadlines_every_instance_since_first_fact(api: SpecClient) -> None:
@@ -701,22 +740,31 @@ def test_pt_from_a_previous_episode_does_not_count(api: SpecClient) -> None:
 
 def test_future_surgery_does_not_start_an_episode_yet(api: SpecClient) -> None:
     history = [surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(1), 8), surgery(at(20))]
+    history += [pt(at(1), "referred"), med(at(1), "nsaid")]  # no first-line prompt comes due before day 20
     a = api.evaluate(history, at(10))
     assert stage(a) == ("first_line", at(1))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied")]
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(42), "satisfied")]
     assert utc(a["next_evaluation_at"]) == at(20)
 
 
 def test_next_evaluation_is_earliest_change_and_ignores_deadlines_falling_due(api: SpecClient) -> None:
+    # pt_start_check falling due on day 15 is no such change; pt_not_started raised at referral + 28 is
     a = api.evaluate([surgery(at(0)), pt(at(1), "referred")], at(2))
-    assert a["next_evaluation_at"] is None  # pt_start_check falling due on day 15 is no such change
+    assert utc(a["next_evaluation_at"]) == at(29)
+    assert "pt_not_started" in flags(api.evaluate([surgery(at(0)), pt(at(1), "referred")], at(29)))
+    assert "pt_not_started" not in flags(api.evaluate([surgery(at(0)), pt(at(1), "referred")], at(29) - SEC))
     b = api.evaluate([surgery(at(0)), med(at(1), "opioid_ir"), neuro(at(40))], at(2))
     assert utc(b["next_evaluation_at"]) == at(29)
 
 
 def test_urgent_run_spans_episodes_and_restarts_after_a_clear_exam(api: SpecClient) -> None:
+    # the surgery at day 10 evaluated the first red flag (7.6): the run restarts at day 12
     a = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(10)), neuro(at(12), red=True)], at(13))
-    assert stage(a) == ("urgent_surgical_evaluation", at(5))
+    assert stage(a) == ("urgent_surgical_evaluation", at(12))
+    # with no evaluation in between the run spans episodes (a new episode by a fusion elsewhere is no
+    # evaluation only when it is at the same instant as the exam: not "after" it)
+    a2 = api.evaluate([surgery(at(0)), neuro(at(5), red=True), surgery(at(5)), neuro(at(12), red=True)], at(13))
+    assert stage(a2) == ("urgent_surgical_evaluation", at(5))
     b = api.evaluate(
         [surgery(at(0)), neuro(at(5), red=True), neuro(at(6)), neuro(at(6), red=True), neuro(at(8), red=True)], at(9)
     )
@@ -786,7 +834,7 @@ def test_order_same_instant_ties_compare_json_text_not_numbers(api: SpecClient) 
     # {"distribution":"axial","pain_nrs":10} sorts before {"distribution":"axial","pain_nrs":7} as text, so
     # the 10 is the baseline (earliest) and the 7 the latest: exactly 30 % lower, meaningful relief
     for pair in ([pain(at(1), 10), pain(at(1), 7)], [pain(at(1), 7), pain(at(1), 10)]):
-        a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1))] + pair, at(2))
+        a = api.evaluate([surgery(at(-30)), mri(at(1)), neuro(at(1))] + pair, at(2))
         assert "responding_to_treatment" in flags(a)
 
 
@@ -847,9 +895,9 @@ def test_passive_pt_start_satisfies_pt_start_check_but_not_first_line_review(api
 
 def test_urgent_referral_of_a_red_exam_followed_by_red_exam_then_surgery(api: SpecClient) -> None:
     a = api.evaluate([surgery(at(0)), neuro(at(2), red=True), neuro(at(3), cauda=True), surgery(at(4))], at(5))
-    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "satisfied"), (at(3), "satisfied")]
-    # the red exams remain the latest exams: still urgent after the surgery, since the first of the run
-    assert stage(a) == ("urgent_surgical_evaluation", at(2))
+    # one run of red flags, one referral, satisfied by the surgery; the surgery also ends the urgent stage
+    assert deadlines(a, "urgent_surgical_referral") == [(at(2), "satisfied")]
+    assert stage(a) == ("initial_evaluation", at(4))
 
 
 def test_current_mme_after_stop_and_start_at_one_instant_is_the_restart_dose(api: SpecClient) -> None:
@@ -885,7 +933,7 @@ def test_relief_stated_before_the_baseline_is_ended_by_it(api: SpecClient) -> No
     # the baseline assessment is later than the statement and is not 30 % below itself: no relief claimed
     a = api.evaluate(
         [
-            surgery(at(0)),
+            surgery(at(-30)),
             therapy(at(0.5), "cbt", "progress", meaningful_relief=True),
             mri(at(1)),
             neuro(at(1)),
@@ -897,7 +945,7 @@ def test_relief_stated_before_the_baseline_is_ended_by_it(api: SpecClient) -> No
     # a statement at or after the baseline stands
     b = api.evaluate(
         [
-            surgery(at(0)),
+            surgery(at(-30)),
             mri(at(1)),
             neuro(at(1)),
             pain(at(1), 8),
@@ -957,7 +1005,8 @@ def test_episode_facts_are_those_strictly_after_the_surgery(api: SpecClient) -> 
     # strict; facts at the surgery's very instant belong to the episode before it (clinical-rules §7.29)
     same = api.evaluate([surgery(at(0)), mri(at(0)), neuro(at(0)), pain(at(0), 5)], at(20))
     assert stage(same) == ("initial_evaluation", at(0))
-    assert deadlines(same, "initial_evaluation_overdue") == [(at(14), "pending")]
+    # the episode holds nothing but its surgery: no initial-evaluation deadline (2026.2 §3)
+    assert deadlines(same, "initial_evaluation_overdue") == []
     # a pre-operative score at the surgery instant is not the post-operative baseline: 6 vs 9 is no relief
     base = api.evaluate([surgery(at(0)), pain(at(0), 9), mri(at(1)), neuro(at(1)), pain(at(1), 6)], at(2))
     assert "responding_to_treatment" not in flags(base)
@@ -968,7 +1017,8 @@ def test_facts_at_a_new_surgery_instant_close_the_previous_episode(api: SpecClie
     # the evaluation of episode 1 is completed at the instant of surgery 2: satisfied (same instant as the
     # cancellation: satisfied wins); surgery 2's own reminder is pending
     a = api.evaluate([surgery(at(0)), mri(at(1)), neuro(at(1)), pain(at(20), 5), surgery(at(20))], at(21))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(34), "pending")]
+    # surgery 2's episode holds nothing but its surgery: no reminder of its own yet (2026.2)
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(42), "satisfied")]
     assert stage(a) == ("initial_evaluation", at(20))
 
 
@@ -1067,8 +1117,11 @@ def test_backdated_surgery_and_exam(api: SpecClient) -> None:
     # episode before it
     a = api.evaluate(first_line_history() + [surgery(at(2))], at(10))
     assert stage(a) == ("initial_evaluation", at(2))
-    assert deadlines(a, "initial_evaluation_overdue") == [(at(14), "satisfied"), (at(16), "pending")]
-    # a red-flag exam posted late but dated before the latest clear exam does not make the patient urgent
+    # episode 2's first other fact is the PT start at day 3: due at surgery + 28 + 14 = day 44
+    assert deadlines(a, "initial_evaluation_overdue") == [(at(42), "satisfied"), (at(44), "pending")]
+    # a red-flag exam posted late but dated before the latest clear exam does not make the patient urgent,
+    # but its referral stays open until a surgical evaluation (7.6)
     b = api.evaluate(first_line_history() + [neuro(at(5)), neuro(at(4), red=True)], at(10))
     assert stage(b) == ("first_line", at(1))
-    assert deadlines(b, "urgent_surgical_referral") == [(at(4), "satisfied")]
+    assert deadlines(b, "urgent_surgical_referral") == [(at(4), "pending")]
+    assert "surgical_evaluation_pending" in flags(b)

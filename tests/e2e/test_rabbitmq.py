@@ -34,7 +34,8 @@ def test_stack_runs_on_rabbitmq(stack_factory: Stack) -> None:
     stack.wait_ready()
     headers = stack.token("org-amqp", "client")
     patient = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-R"}, headers=headers).json()
-    update = {"type": "surgery", "occurred_at": "2026-11-01T09:00:00+01:00", "data": {"procedure": "laminectomy"}}
+    # rule set 2026.2: a surgery alone raises no deadline, so a red-flag exam gives the reminder to reconcile
+    update = {"type": "neuro_exam", "occurred_at": "2026-11-01T09:00:00+01:00", "data": {"progressive_deficit": True}}
     assert (
         httpx.post(f"{stack.intake_url}/v1/patients/{patient['id']}/updates", json=update, headers=headers).status_code
         == 202
@@ -49,7 +50,7 @@ def test_stack_runs_on_rabbitmq(stack_factory: Stack) -> None:
         ),
         what="the worker to evaluate through RabbitMQ",
     )
-    assert pathway["stage"] == "initial_evaluation"
+    assert pathway["stage"] == "urgent_surgical_evaluation"
     coordinator = stack.token("org-amqp", "coordinator")
     reminders = wait_for(
         lambda: httpx.get(
@@ -57,4 +58,5 @@ def test_stack_runs_on_rabbitmq(stack_factory: Stack) -> None:
         ).json()["items"],
         what="reconciled reminders",
     )
-    assert {r["kind"] for r in reminders} == {"initial_evaluation_overdue"}
+    # one assessed event carries both: the referral, and (an episode without a surgery) the initial evaluation
+    assert {r["kind"] for r in reminders} == {"urgent_surgical_referral", "initial_evaluation_overdue"}

@@ -14,7 +14,17 @@ from typing import Any
 from shared import events
 from shared.clock import isoformat
 
-DATA_KEYS = ("reminder_id", "patient_id", "org", "kind", "due_at", "delivered_at", "escalated_at")
+DATA_KEYS = (
+    "reminder_id",
+    "patient_id",
+    "org",
+    "kind",
+    "due_at",
+    "delivered_at",
+    "escalated_at",
+    "origin",  # "rule_change" when a change of rule set created the reminder (absent otherwise)
+    "origin_rule_set_version",
+)
 EVENT_TYPES = (events.REMINDER_DUE, events.REMINDER_ESCALATED)
 
 

@@ -33,11 +33,48 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+# IPv6 forms that embed or translate to an IPv4 address (or relay through one): a webhook receiver has no
+# reason to publish them, and each could lead to an internal IPv4 host. Refused whatever they embed.
+_TRANSLATED_V6 = tuple(
+    ipaddress.IPv6Network(net)
+    for net in (
+        "::/96",  # IPv4-compatible (deprecated, RFC 4291)
+        "::ffff:0:0/96",  # IPv4-mapped (also caught by ipv4_mapped)
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 2765)
+        "64:ff9b::/96",  # NAT64 well-known prefix (RFC 6052)
+        "64:ff9b:1::/48",  # NAT64 local-use prefix (RFC 8215)
+        "2002::/16",  # 6to4 (RFC 3056, deprecated by RFC 7526)
+        "2001::/32",  # Teredo (RFC 4380)
+        "fec0::/10",  # site-local (deprecated, RFC 3879): Python's is_global says True
+        "3fff::/20",  # documentation (RFC 9637): newer than Python 3.11's tables
+        "5f00::/16",  # SRv6 SIDs (RFC 9602)
+    )
+)
+
+
 def is_public_address(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """True only for a plain, globally routable unicast address. Every `ipaddress` property that marks a
+    special range refuses (private, loopback, link-local, site-local, multicast, reserved, unspecified,
+    not global), and so do the IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64, 6to4,
+    Teredo) and scoped addresses (`fe80::1%eth0`)."""
+    if "%" in address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None or ip.sixtofour is not None or ip.teredo is not None or ip.is_site_local:
+            return False
+        if any(ip in network for network in _TRANSLATED_V6):
+            return False
+    return _is_public(ip)
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    )
 
 
 def check_addresses(host: str, addresses: Iterable[str], allow_private: bool) -> list[str]:
@@ -61,9 +98,12 @@ def check_url(url: str, allow_private: bool, resolver: Resolver = resolve) -> st
     if not parts.hostname or parts.username or parts.password:
         raise DestinationRefused("URL must name a host and carry no credentials")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        explicit = parts.port
     except ValueError as exc:
         raise DestinationRefused("URL port is invalid") from exc
+    if explicit == 0:
+        raise DestinationRefused("URL port is invalid")  # port 0: "any port" to the socket layer
+    port = explicit or (443 if parts.scheme == "https" else 80)
     check_addresses(parts.hostname, resolver(parts.hostname, port), allow_private)
     return parts.geturl()
 
@@ -77,6 +117,8 @@ class PinnedBackend(httpcore.SyncBackend):
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):  # type: ignore[no-untyped-def]
         try:
+            if not 0 < port < 65536:
+                raise DestinationRefused("port is invalid")
             addresses = check_addresses(host, self.resolver(host, port), self.allow_private)
         except DestinationRefused as exc:
             raise httpcore.ConnectError(str(exc)) from exc

@@ -1,12 +1,13 @@
 """The coordinators' worklist page (server-rendered, plain HTML forms: no JavaScript needed or allowed).
 
 Login pastes a token into a form; it is kept in an HttpOnly, SameSite=Strict cookie that shared.auth
-reads as a fallback to the bearer header. Every POST checks a CSRF token (web/csrf.py) and answers with a
+reads as a fallback to the bearer header. Logout revokes the token (its jti), so a copy of it is dead too. Every POST checks a CSRF token (web/csrf.py) and answers with a
 303 back to the worklist carrying a flash code (a fixed message, never reflected text).
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,11 +21,11 @@ from fastapi.templating import Jinja2Templates
 
 from services.notifications import lifecycle
 from services.notifications.web import csrf, worklist
-from shared.auth import Principal, decode_token, principal_from_request
+from shared.auth import Principal, decode_token, principal_from_request, revoke_token_or_id
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
-from shared.web import EARLIEST, LATEST, no_nul_characters
+from shared.web import EARLIEST, LATEST, is_tls, no_nul_characters
 
 router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -71,7 +72,7 @@ FORM_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    return is_tls(request)
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -148,6 +149,10 @@ def login(
 def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
     if (refused := _check_csrf(request, csrf_token)) is not None:
         return refused
+    # Signing out ends the token itself, not only the cookie: it may have been copied (it is a bearer token).
+    if session_token := request.cookies.get(csrf.TOKEN_COOKIE):
+        with contextlib.suppress(jwt.PyJWTError, ValueError):  # not a token of ours: nothing to revoke
+            revoke_token_or_id(get_settings(), session_token, "logout", allow_bare_id=False)
     response = _redirect("/login?flash=logged_out")
     response.delete_cookie(csrf.TOKEN_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response

@@ -1,11 +1,11 @@
-"""The pure pathway engine, rule set lbp-postlam-2026.1 (docs/pathway-spec.md, docs/clinical-rules.md).
+"""The pure pathway engine, rule set lbp-postlam-2026.2 (docs/pathway-spec.md, docs/clinical-rules.md).
 
 No database, broker, web framework, logging I/O or wall clock: `now` is a parameter.
 """
 
 from .catalog import RULE_SET_VERSION
 from .engine import evaluate
-from .model import Assessment, Deadline, Fact, Flag, Recommendation
+from .model import Assessment, Deadline, Fact, Flag, PainScore, PainTrend, Recommendation, StageReason
 from .params import PROFILES, Params, params_for
 
 __all__ = [
@@ -15,8 +15,11 @@ __all__ = [
     "Deadline",
     "Fact",
     "Flag",
+    "PainScore",
+    "PainTrend",
     "Params",
     "Recommendation",
+    "StageReason",
     "evaluate",
     "params_for",
 ]

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from .courses import Course, OpioidEpisode, build_courses, opioid_episodes
 from .params import Params
-from .stage import EpisodeStages, UrgentRun, episode_stages, is_urgent_at, urgent_run
+from .stage import EpisodeStages, episode_stages
 from .timeline import Event, Instants, Timeline
+from .urgent import UrgentRun, is_urgent_at, urgent_run
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,17 @@ class Context:
             return "initial_evaluation", None
         return current.stage_at(self.now)
 
-    def is_urgent_at(self, t: int) -> bool:
-        return is_urgent_at(self.timeline, t)
+    def episode_at(self, t: int) -> EpisodeStages | None:
+        """The episode whose facts include instant t (at a surgery's instant: the one it closes)."""
+        return next((e for e in self.episodes if e.episode.contains(t)), None)
+
+    def rank_at(self, t: int) -> int:
+        """The pathway stage rank at t in the episode of t (0 before any fact)."""
+        stages = self.episode_at(t)
+        return 0 if stages is None else stages.rank_at(t)
+
+    def is_urgent_at(self, t: int, evaluated_at_t: bool = True) -> bool:
+        return is_urgent_at(self.timeline, t, evaluated_at_t)
 
     def opioid_episode_at(self, t: int) -> OpioidEpisode | None:
         return next((e for e in self.opioid_episodes if e.open_at(t)), None)

@@ -13,6 +13,7 @@ from .timeline import Event
 
 NON_OPIOID_ANALGESICS = frozenset({"nsaid", "gabapentinoid", "sodium_channel_anticonvulsant", "tca", "snri"})
 OPIOID_CLASSES = frozenset({"opioid_ir", "opioid_er"})
+NEUROPATHIC_AGENTS = frozenset({"gabapentinoid", "sodium_channel_anticonvulsant", "tca", "snri"})
 
 
 @dataclass

@@ -8,6 +8,7 @@ from .context import Context
 from .courses import OPIOID_CLASSES, OpioidEpisode
 from .deadlines import Draft, Resolution, resolved_by
 from .model import DAY_US
+from .opioid_reviews import shows_no_relief
 from .timeline import Instants
 
 
@@ -35,11 +36,11 @@ def opioid_reviews(ctx: Context) -> Iterator[Draft]:
         if course.drug_class not in OPIOID_CLASSES:
             continue
         cancelled = None if course.end is None else Resolution(course.end, course.end_id)
-        yield Draft(
+        yield Draft(  # an earlier review is an early check, not the 4-week reassessment
             "opioid_review_4w",
             course.start + params.opioid_review_days * DAY_US,
             (course.start_id,),
-            satisfied=resolved_by(reviews.first_after(course.start)),
+            satisfied=resolved_by(reviews.first_at_or_after(course.start + params.opioid_review_min_days * DAY_US)),
             cancelled=cancelled,
         )
         for increase in course.increases:
@@ -51,6 +52,8 @@ def opioid_reviews(ctx: Context) -> Iterator[Draft]:
                 cancelled=_ended(ctx.opioid_episode_at(increase.t)),
             )
     yield from _periodic_reviews(ctx, reviews)
+    yield from _taper_follow_ups(ctx, reviews)
+    yield from _stop_follow_ups(ctx)
 
 
 def _periodic_reviews(ctx: Context, reviews: Instants) -> Iterator[Draft]:
@@ -65,6 +68,46 @@ def _periodic_reviews(ctx: Context, reviews: Instants) -> Iterator[Draft]:
                 satisfied=resolved_by(reviews.first_after(review.t)),
                 cancelled=_ended(episode),
             )
+
+
+def _taper_follow_ups(ctx: Context, reviews: Instants) -> Iterator[Draft]:
+    """Monthly follow-up after each review on opioids, from 7 days into the episode, showing no relief."""
+    params = ctx.params
+    for review in reviews.events:
+        episode = ctx.opioid_episode_at(review.t)
+        if (
+            episode is not None
+            and review.t - episode.start >= params.opioid_benefit_days * DAY_US
+            and shows_no_relief(ctx, review)
+        ):
+            yield Draft(
+                "opioid_taper_follow_up",
+                review.t + params.taper_follow_up_days * DAY_US,
+                (review.id,),
+                satisfied=resolved_by(reviews.first_after(review.t)),
+                cancelled=_ended(episode),
+            )
+
+
+def _stop_follow_ups(ctx: Context) -> Iterator[Draft]:
+    """A withdrawal check after each opioid episode of 28 days or more: a pain assessment or opioid review
+    after its end; a new opioid episode first cancels it."""
+    params = ctx.params
+    checks = Instants(
+        sorted(ctx.timeline.of_type("pain_assessment") + ctx.timeline.of_type("opioid_review"), key=lambda e: e.t)
+    )
+    for index, episode in enumerate(ctx.opioid_episodes):
+        end = episode.end
+        if end is None or end - episode.start < params.stop_follow_up_min_days * DAY_US:
+            continue
+        following = ctx.opioid_episodes[index + 1] if index + 1 < len(ctx.opioid_episodes) else None
+        yield Draft(
+            "opioid_stop_follow_up",
+            end + params.stop_follow_up_days * DAY_US,
+            tuple(sorted({c.end_id for c in episode.courses if c.end == end and c.end_id is not None})),
+            satisfied=resolved_by(checks.first_after(end)),
+            cancelled=None if following is None else Resolution(following.start, following.start_ids[0]),
+        )
 
 
 def recurring_checks(ctx: Context) -> Iterator[Draft]:

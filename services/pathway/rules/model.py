@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .sources import resolve
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAY_US = 86_400 * 1_000_000
 
@@ -67,6 +69,7 @@ class Recommendation:
             "code": self.code,
             "text": self.text,
             "citation": self.citation,
+            "sources": resolve(self.citation),
             "fact_ids": list(self.fact_ids),
         }
 
@@ -87,7 +90,47 @@ class Deadline:
             "status": self.status,
             "text": self.text,
             "citation": self.citation,
+            "sources": resolve(self.citation),
             "fact_ids": list(self.fact_ids),
+        }
+
+
+@dataclass(frozen=True)
+class StageReason:
+    text: str
+    fact_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "fact_ids": list(self.fact_ids)}
+
+
+@dataclass(frozen=True)
+class PainScore:
+    pain_nrs: Any
+    function_peg: Any
+    at: datetime
+    fact_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pain_nrs": self.pain_nrs,
+            "function_peg": self.function_peg,
+            "at": _iso(self.at),
+            "fact_id": self.fact_id,
+        }
+
+
+@dataclass(frozen=True)
+class PainTrend:
+    baseline: PainScore | None
+    latest: PainScore | None
+    change_percent: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": None if self.baseline is None else self.baseline.to_dict(),
+            "latest": None if self.latest is None else self.latest.to_dict(),
+            "change_percent": self.change_percent,
         }
 
 
@@ -112,17 +155,23 @@ class Assessment:
     deadlines: tuple[Deadline, ...]
     pathway_stage: str
     pathway_stage_since: datetime | None
+    stage_reason: StageReason = StageReason("", ())
+    pain: PainTrend = PainTrend(None, None, None)
+    current_mme: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": self.stage,
             "stage_since": _iso(self.stage_since),
+            "stage_reason": self.stage_reason.to_dict(),
             "rule_set_version": self.rule_set_version,
             "profile": self.profile,
             "params_digest": self.params_digest,
             "evaluated_at": _iso(self.evaluated_at),
             "next_evaluation_at": _iso(self.next_evaluation_at),
             "updates_evaluated": self.updates_evaluated,
+            "pain": self.pain.to_dict(),
+            "current_mme": self.current_mme,
             "flags": [flag.to_dict() for flag in self.flags],
             "recommendations": [rec.to_dict() for rec in self.recommendations],
             "deadlines": [deadline.to_dict() for deadline in self.deadlines],

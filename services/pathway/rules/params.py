@@ -1,4 +1,4 @@
-"""Default parameters of rule set lbp-postlam-2026.1 and the policy profiles (pathway-spec §5).
+"""Default parameters of rule set lbp-postlam-2026.2 and the policy profiles (pathway-spec §5).
 
 Every number of the spec that does not come from a source is a named field here, so an organisation can
 override it; the assessment records the profile and a digest of the parameters it used.
@@ -23,12 +23,12 @@ PROFILES: Mapping[str, Mapping[str, Any]] = {
     "us-medicare-lcd": {"mbb_blocks_required": 2, "mbb_relief_percent": 80, "mbb_min_days_apart": 14},
 }
 
-PROFILE_SOURCES: Mapping[str, str] = {
-    "asra-2020": "ASRA 2020 consensus, Cohen et al. 2020",
-    "us-medicare-lcd": "CMS LCD, Medicare facet joint interventions",
-}
+# The source (a code of sources.py) behind each profile's thresholds.
+PROFILE_SOURCES: Mapping[str, str] = {"asra-2020": "ASRA 2020", "us-medicare-lcd": "CMS LCD"}
 
 _PERCENT_FIELDS = frozenset({"mbb_relief_percent", "scs_positive_percent"})
+_FRACTION_FIELDS = frozenset({"relief_fraction", "worsening_fraction"})
+_POSITIVE_FIELDS = frozenset({"mbb_blocks_required"})
 
 
 @dataclass(frozen=True)
@@ -36,17 +36,31 @@ class Params:
     """All tunable numbers of the rule set. Days are exact 24 h multiples of UTC time."""
 
     profile: str = DEFAULT_PROFILE
+    baseline_delay_days: int = 28  # acute post-operative pain before this is no baseline (2026.2)
     initial_evaluation_days: int = 14
     first_line_trial_days: int = 42
     pt_assessment_after_days: int = 28
     psych_therapy_days: int = 56
     relief_fraction: Fraction = Fraction(3, 10)
+    worsening_points: int = 2
+    worsening_fraction: Fraction = Fraction(3, 10)
+    first_line_prompt_days: int = 14  # active_pt_not_started, non_opioid_not_started
+    pt_not_started_days: int = 28
+    rehab_after_surgery_days: int = 365
     pt_start_check_days: int = 14
     pt_follow_up_days: int = 28
-    procedure_follow_up_days: int = 14
-    procedure_assessment_after_days: int = 7
+    esi_follow_up_days: int = 14
+    rfa_follow_up_days: int = 90
+    scs_implant_follow_up_days: int = 90
+    endoscopic_follow_up_days: int = 42
+    repeat_surgery_follow_up_days: int = 42
+    block_follow_up_days: int = 7  # medial_branch_block and scs_trial recorded without their result
     opioid_review_days: int = 28
-    opioid_benefit_days: int = 28
+    opioid_review_min_days: int = 21  # a review this long after a course start is the 4-week review
+    opioid_benefit_days: int = 7
+    taper_follow_up_days: int = 28
+    stop_follow_up_min_days: int = 28
+    stop_follow_up_days: int = 14
     dose_change_review_days: int = 28
     periodic_review_days: int = 90
     pdmp_interval_days: int = 90
@@ -62,8 +76,9 @@ class Params:
 
     def __post_init__(self) -> None:
         # Exact arithmetic: 0.3 given as a float must still make 10 -> 7 count as 30 %.
-        if not isinstance(self.relief_fraction, Fraction):
-            object.__setattr__(self, "relief_fraction", _checked_fraction(self.relief_fraction))
+        for name in _FRACTION_FIELDS:
+            if not isinstance(getattr(self, name), Fraction):
+                object.__setattr__(self, name, _checked_fraction(name, getattr(self, name)))
 
     def as_json_dict(self) -> dict[str, Any]:
         """Every parameter as JSON-ready values (fractions as exact "n/d" strings)."""
@@ -99,8 +114,8 @@ def params_for(profile: str = DEFAULT_PROFILE, overrides: Mapping[str, Any] | No
 
 
 def _checked(name: str, raw: Any) -> Any:
-    if name == "relief_fraction":
-        return _checked_fraction(raw)
+    if name in _FRACTION_FIELDS:
+        return _checked_fraction(name, raw)
     if isinstance(raw, bool) or not isinstance(raw, (int, float, Decimal, Fraction)):
         raise ValueError(f"parameter {name!r} must be a number, got {raw!r}")
     value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
@@ -108,18 +123,18 @@ def _checked(name: str, raw: Any) -> Any:
         raise ValueError(f"parameter {name!r} must be a whole number >= 0, got {raw!r}")
     if name in _PERCENT_FIELDS and value > 100:
         raise ValueError(f"parameter {name!r} is a percentage (0-100), got {raw!r}")
-    if name == "mbb_blocks_required" and value < 1:
-        raise ValueError("parameter 'mbb_blocks_required' must be at least 1")
+    if name in _POSITIVE_FIELDS and value < 1:
+        raise ValueError(f"parameter {name!r} must be at least 1")
     return int(value)
 
 
-def _checked_fraction(raw: Any) -> Fraction:
+def _checked_fraction(name: str, raw: Any) -> Fraction:
     if isinstance(raw, bool):
-        raise ValueError("parameter 'relief_fraction' must be a number")
+        raise ValueError(f"parameter {name!r} must be a number")
     try:
         value = Fraction(str(raw)) if isinstance(raw, (float, Decimal)) else Fraction(raw)
     except (TypeError, ValueError, ZeroDivisionError) as exc:
-        raise ValueError(f"parameter 'relief_fraction' must be a fraction, got {raw!r}") from exc
+        raise ValueError(f"parameter {name!r} must be a fraction, got {raw!r}") from exc
     if not 0 < value <= 1:
-        raise ValueError(f"parameter 'relief_fraction' must be in (0, 1], got {raw!r}")
+        raise ValueError(f"parameter {name!r} must be in (0, 1], got {raw!r}")
     return value

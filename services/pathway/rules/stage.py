@@ -1,7 +1,8 @@
 """Stage of the pathway (pathway-spec §2): entry instants per episode and the urgent overlay.
 
 Entry instants are computed once from the facts; each depends only on facts at or before itself, so
-"the stage at instant t" is the highest stage whose entry instant is <= t. Escalation is therefore one way
+"the stage at instant t" is the highest stage whose entry instant is <= t. Second line needs the latest
+assessment to fail the 30 % test (an inapplicable test does not escalate). Escalation is therefore one way
 within an episode by construction. An entry instant may lie after `now` when only time is missing
 (PT start + 42 days, psychological therapy + 56 days): that is a time-driven change.
 """
@@ -16,7 +17,7 @@ from .courses import NON_OPIOID_ANALGESICS, Course
 from .model import DAY_US
 from .params import Params
 from .relief import ReliefTimeline
-from .timeline import Episode, Event, Timeline, is_red_flag_exam
+from .timeline import Episode, Event
 
 PSYCHOLOGICAL_THERAPIES = frozenset({"cbt", "biofeedback", "relaxation_training", "supportive_psychotherapy"})
 INTERVENTIONAL = frozenset(
@@ -66,8 +67,13 @@ class EpisodeStages:
         return [entry for entry in self.entries if entry is not None and entry > now]
 
 
+def baseline_from(episode: Episode, params: Params) -> int | None:
+    """The first instant a pain assessment can be the episode's baseline (None: any assessment can)."""
+    return None if episode.surgery is None else episode.surgery + params.baseline_delay_days * DAY_US
+
+
 def episode_stages(episode: Episode, courses: Sequence[Course], params: Params) -> EpisodeStages:
-    relief = ReliefTimeline(episode.events, params.relief_fraction)
+    relief = ReliefTimeline(episode.events, params.relief_fraction, baseline_from(episode, params))
     first_line = _initial_evaluation_complete(episode.events)
     first_pt = next((e for e in episode.events if is_active_pt_start(e)), None)
     second = _second_line_entry(episode, first_line, first_pt, courses, relief, params)
@@ -94,7 +100,7 @@ def _initial_evaluation_complete(events: Sequence[Event]) -> int | None:
     return None if any(p is None for p in parts) else max(p for p in parts if p is not None)
 
 
-def _non_opioid_available(episode: Episode, courses: Sequence[Course]) -> int | None:
+def non_opioid_available(episode: Episode, courses: Sequence[Course]) -> int | None:
     """Earliest instant a non-opioid analgesic course was open at the episode start or started in it."""
     starts = [
         c.start
@@ -114,13 +120,13 @@ def _second_line_entry(
 ) -> int | None:
     if first_line is None or first_pt is None:
         return None
-    non_opioid = _non_opioid_available(episode, courses)
+    non_opioid = non_opioid_available(episode, courses)
     assessed_from = first_pt.t + params.pt_assessment_after_days * DAY_US
     outcome = _first_time(episode.events, lambda e: e.type == "pain_assessment" and e.t >= assessed_from)
     if non_opioid is None or outcome is None:
         return None
     ready = max(first_line, first_pt.t + params.first_line_trial_days * DAY_US, non_opioid, outcome)
-    return relief.first_without_relief(ready)
+    return relief.first_failing(ready)
 
 
 def _refractory_entry(episode: Episode, second: int | None, relief: ReliefTimeline, params: Params) -> int | None:
@@ -132,39 +138,3 @@ def _refractory_entry(episode: Episode, second: int | None, relief: ReliefTimeli
         return None
     ready = max(second, psych + params.psych_therapy_days * DAY_US, procedure)
     return relief.first_without_relief(ready)
-
-
-@dataclass(frozen=True)
-class UrgentRun:
-    since: int
-    exam_ids: tuple[str, ...]
-
-
-def urgent_run(timeline: Timeline) -> UrgentRun | None:
-    """The current unbroken run of red-flag neuro exams (any episode), or None if the latest is clear."""
-    exams = timeline.of_type("neuro_exam")
-    red_instants: dict[int, list[str]] = {}
-    clear_instants: set[int] = set()
-    for exam in exams:
-        if is_red_flag_exam(exam):
-            red_instants.setdefault(exam.t, []).append(exam.id)
-        else:
-            clear_instants.add(exam.t)
-    ids: list[str] = []
-    since: int | None = None
-    for instant in sorted(red_instants.keys() | clear_instants, reverse=True):
-        if instant not in red_instants:  # an instant with a red-flag exam counts as red (safer)
-            break
-        since = instant
-        ids.extend(red_instants[instant])
-    return None if since is None else UrgentRun(since, tuple(sorted(ids)))
-
-
-def is_urgent_at(timeline: Timeline, t: int) -> bool:
-    """Whether the latest neuro exam at or before t (red-flag one first at ties) shows a red flag."""
-    latest = None
-    for exam in timeline.of_type("neuro_exam"):
-        if exam.t > t:
-            break
-        latest = exam
-    return latest is not None and is_red_flag_exam(latest)

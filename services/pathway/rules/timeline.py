@@ -63,6 +63,7 @@ class Episode:
     end: int | None
     start_ids: tuple[str, ...]
     events: tuple[Event, ...]
+    surgery: int | None = None  # the instant of the surgery that starts it (None: the earliest fact does)
 
     def contains(self, t: int) -> bool:
         return self.start <= t and (self.end is None or t <= self.end)
@@ -118,7 +119,8 @@ def _episodes(events: list[Event], surgeries: list[Event]) -> list[Episode]:
         end = instants[index + 1] if index + 1 < len(instants) else None
         hi = len(events) if end is None else bisect_right(times, end)
         lo = bisect_left(times, start) if start not in surgery_instants else bisect_right(times, start)
-        result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi])))
+        surgery_at = start if start in surgery_instants else None
+        result.append(Episode(start, end, tuple(starts[start]), tuple(events[lo:hi]), surgery_at))
     return result
 
 

@@ -1,5 +1,6 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
 
+from shared.db.tables.auth import RevokedToken
 from shared.db.tables.base import metadata, table_of
 from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (
@@ -11,6 +12,7 @@ from shared.db.tables.core import (
     PatientUpdate,
     ProcessedEvent,
 )
+from shared.db.tables.deadletter import DeadLetter
 from shared.db.tables.fhir import FhirPatientLink, FhirResourceLink
 from shared.db.tables.reevaluation import ReevaluationRun
 from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
@@ -18,6 +20,7 @@ from shared.db.tables.reminders import Reminder, ReminderReconcileState, Reminde
 __all__ = [
     "Assessment",
     "ChannelDelivery",
+    "DeadLetter",
     "EmailRecipient",
     "FhirPatientLink",
     "FhirResourceLink",
@@ -31,6 +34,7 @@ __all__ = [
     "Reminder",
     "ReminderReconcileState",
     "ReminderTransition",
+    "RevokedToken",
     "WebhookEndpoint",
     "metadata",
     "table_of",

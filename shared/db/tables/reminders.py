@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from shared.db.tables.base import json_field, new_id, utc_field
@@ -16,6 +16,11 @@ STATUSES = ACTIVE_STATUSES + TERMINAL_STATUSES
 # Who closed a terminal reminder: the pathway (may reopen it) or a coordinator (never overridden).
 CLOSED_BY_PATHWAY = "pathway"
 CLOSED_BY_USER = "user"
+# Why a reminder exists: a deadline of the pathway as it evaluated the patient's facts (the usual case), or a
+# deadline that a change of rule set created (or reopened) for facts that were already known.
+ORIGIN_PATHWAY = "pathway"
+ORIGIN_RULE_CHANGE = "rule_change"
+ORIGINS = (ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE)
 
 
 class Reminder(SQLModel, table=True):
@@ -35,7 +40,11 @@ class Reminder(SQLModel, table=True):
     status: str = Field(max_length=20)
     text: str = Field(max_length=500)
     citation: str = Field(max_length=200)
+    # The citation codes resolved to their sources, [{code, title, url}], when the pathway sent them.
+    sources: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, nullable=True)
     fact_ids: list[str] = json_field(default_factory=list)
+    origin: str = Field(default=ORIGIN_PATHWAY, max_length=20, sa_column_kwargs={"server_default": ORIGIN_PATHWAY})
+    origin_rule_set_version: str | None = Field(default=None, max_length=40)  # set when origin is rule_change
     # scheduled: due_at; snoozed: until; due/acknowledged: escalation time; else NULL.
     next_action_at: datetime | None = utc_field(nullable=True)
     delivered_at: datetime | None = utc_field(nullable=True)

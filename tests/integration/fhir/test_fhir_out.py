@@ -18,7 +18,6 @@ from services.pathway.handler import evaluate_patient  # the worker's evaluation
 from shared.db.tables import Patient, PatientUpdate
 from shared.db.uow import UnitOfWork
 from shared.settings import Settings
-from shared.updates import PsychosocialData
 from tests.integration.fhir.fhir_support import auth, load, post_bundle, row_counts
 
 pytestmark = pytest.mark.integration
@@ -112,15 +111,9 @@ RISKS = {
     "substance_use_disorder": {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F11.20"},
     "prior_overdose": {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "T40.2X1A"},
 }
-ACCEPTED = set(PsychosocialData.model_fields["factors"].annotation.__args__[0].__args__)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("factor", RISKS, ids=list(RISKS))
-@pytest.mark.xfail(
-    condition=not {"substance_use_disorder", "prior_overdose"} <= ACCEPTED,
-    reason="shared/updates.py on this branch does not accept the factor yet (added on another branch)",
-    strict=True,
-)
 def test_risk_conditions_map_to_psychosocial_factors(client: TestClient, settings: Settings, factor: str) -> None:
     before = row_counts(settings)
     response = post_bundle(client, settings, _condition(RISKS[factor], "resolved"))
@@ -129,18 +122,3 @@ def test_risk_conditions_map_to_psychosocial_factors(client: TestClient, setting
         row = uow.session.execute(select(PatientUpdate.type, PatientUpdate.data)).one()
     assert tuple(row) == ("psychosocial", {"factors": [factor]})
     assert row_counts(settings) != before
-
-
-@pytest.mark.parametrize("factor", RISKS, ids=list(RISKS))
-def test_risk_conditions_are_mapped_and_then_validated_like_native_updates(
-    client: TestClient, settings: Settings, factor: str
-) -> None:
-    """Until shared/updates.py accepts the factor, the mapped update is refused by the same validation as the
-    native route (naming the factor) and nothing is stored."""
-    if factor in ACCEPTED:
-        pytest.skip("the factor is accepted: the test above covers it")
-    before = row_counts(settings)
-    response = post_bundle(client, settings, _condition(RISKS[factor]))
-    assert response.status_code == 422
-    assert "psychosocial update" in response.text and "data.factors" in response.text
-    assert row_counts(settings) == before

@@ -10,6 +10,7 @@ import pytest
 from reminder_testkit import T0
 
 from services.notifications.scheduler import deliver_due
+from shared.auth import FEED, create_token
 from shared.clock import isoformat, utcnow
 
 pytestmark = pytest.mark.integration
@@ -198,28 +199,29 @@ def test_list_rejects_bad_parameters(client, auth, params):  # type: ignore[no-u
     assert client.get("/v1/reminders", params=params, headers=auth()).status_code == 422
 
 
-def test_calendar_feed_holds_only_the_organisations_scheduled_and_due(client, auth, make_reminder):  # type: ignore[no-untyped-def]
+def test_calendar_feed_holds_only_the_organisations_scheduled_and_due(client, settings, make_reminder):  # type: ignore[no-untyped-def]
     scheduled = make_reminder("org-a", status="scheduled")
     due = make_reminder("org-a", status="due", kind="pdmp_review")
     make_reminder("org-a", status="completed")
     other = make_reminder("org-b", status="scheduled")
     assert client.get("/v1/reminders.ics").status_code == 401
-    response = client.get("/v1/reminders.ics", headers=auth(role="client"))
+    feed = create_token(settings, "org-a", "coordinator", typ=FEED)
+    # Calendar apps cannot send headers: the feed token as ?token=.
+    response = client.get("/v1/reminders.ics", params={"token": feed})
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/calendar")
     calendar = icalendar.Calendar.from_ical(response.content)
     events = {str(e["uid"]): e for e in calendar.walk("VEVENT")}
     assert set(events) == {f"{scheduled.id}@carepath", f"{due.id}@carepath"}
     assert other.patient_id not in response.text
-    summary = str(events[f"{due.id}@carepath"]["summary"])
-    assert due.patient_id in summary and "pdmp_review" in summary
-    assert "MRN" not in response.text
+    event = events[f"{due.id}@carepath"]
+    assert "pdmp_review" in str(event["summary"]) and due.patient_id in str(event["description"])
+    assert str(event["url"]).endswith("/worklist")
+    # No clinical text: neither the reminder's sentence nor its citation, and no MRN.
+    assert due.text not in response.text and due.citation not in response.text and "MRN" not in response.text
     assert events[f"{scheduled.id}@carepath"].decoded("dtstart") == scheduled.due_at
-    # Calendar apps cannot send headers: the same feed by ?token=, and a bad one is refused.
-    token = auth(role="coordinator")["Authorization"].removeprefix("Bearer ")
-    subscribed = client.get("/v1/reminders.ics", params={"token": token})
-    assert subscribed.status_code == 200 and len(icalendar.Calendar.from_ical(subscribed.content).walk("VEVENT")) == 2
-    assert client.get("/v1/reminders.ics", params={"token": token + "x"}).status_code == 401
-    assert client.get("/v1/reminders", params={"token": token}).status_code == 401  # the API takes headers only
+    assert client.get("/v1/reminders.ics", params={"token": feed + "x"}).status_code == 401
+    assert client.get("/v1/reminders", params={"token": feed}).status_code == 401  # the API takes headers only
+    assert client.get("/v1/reminders", headers={"Authorization": f"Bearer {feed}"}).status_code == 401
 
 
 def test_openapi_declares_every_status(client):  # type: ignore[no-untyped-def]

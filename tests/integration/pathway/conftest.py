@@ -27,8 +27,9 @@ from shared.settings import Settings
 class Kit:
     settings: Settings
 
-    def patients(self, org: str, count: int, *, evaluate: bool = True) -> list[str]:
-        """`count` patients with one surgery fact each, evaluated once under the current configuration."""
+    def patients(self, org: str, count: int, *, evaluate: bool = True, presenting: bool = False) -> list[str]:
+        """`count` patients with one surgery fact each (and, `presenting`, a pain assessment 2 days later: the
+        initial evaluation is then pending), evaluated once under the current configuration."""
         surgery_at = datetime.now(UTC) - timedelta(days=30)
         with UnitOfWork(self.settings) as uow:
             ids = []
@@ -47,6 +48,19 @@ class Kit:
                         received_at=surgery_at,
                     )
                 )
+                if presenting:
+                    pain_at = surgery_at + timedelta(days=2)
+                    uow.session.add(
+                        PatientUpdate(
+                            patient_id=patient.id,
+                            org=org,
+                            type="pain_assessment",
+                            occurred_at=pain_at,
+                            occurred_at_text=pain_at.isoformat(),
+                            data={"pain_nrs": 6, "distribution": "axial"},
+                            received_at=pain_at,
+                        )
+                    )
                 ids.append(patient.id)
             uow.session.flush()
             if evaluate:

@@ -11,7 +11,9 @@ from sqlalchemy import func, select
 from carepath.apps import create_intake_app as create_app
 from shared.auth import create_token
 from shared.db.tables import IdempotencyRecord, OutboxMessage, PatientUpdate
+from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.messaging.routing import CONSUMERS
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -210,3 +212,13 @@ def test_database_down_is_503_with_retry_after(monkeypatch: pytest.MonkeyPatch, 
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert client.get("/readyz").json()["database"] == "down"
     assert client.get("/healthz").status_code == 200
+
+
+def test_backlog_gauges_exist_at_zero_when_there_is_nothing_to_count(client: TestClient) -> None:
+    metrics = client.get("/metrics").text
+    for consumer in CONSUMERS:
+        assert f'carepath_outbox_unfinished{{consumer="{consumer}"}} 0.0' in metrics
+        assert f'carepath_outbox_oldest_unfinished_seconds{{consumer="{consumer}"}} 0.0' in metrics
+    for status in STATUSES:
+        assert f'carepath_reminders{{status="{status}"}} 0.0' in metrics
+    assert "carepath_reminders_scheduled_past_due 0.0" in metrics

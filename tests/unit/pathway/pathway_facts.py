@@ -117,6 +117,10 @@ def procedure(
     return fact("procedure", day, data, id_, seconds)
 
 
+def surgical_evaluation(day: float, outcome: str = "no_surgery_indicated", id_: str | None = None) -> Fact:
+    return fact("surgical_evaluation", day, {"outcome": outcome}, id_)
+
+
 def psychosocial(day: float, factors: Iterable[str], months: float | None = None, id_: str | None = None) -> Fact:
     data: dict[str, Any] = {"factors": list(factors)}
     if months is not None:

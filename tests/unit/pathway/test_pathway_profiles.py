@@ -6,7 +6,18 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from pathway_facts import assess, evaluation_complete, failed_first_line, flag_codes, pain, procedure, therapy
+from pathway_facts import (
+    assess,
+    at,
+    deadlines_of,
+    evaluation_complete,
+    failed_first_line,
+    flag_codes,
+    pain,
+    procedure,
+    surgery,
+    therapy,
+)
 
 from services.pathway.rules import PROFILES, Params, params_for
 
@@ -71,7 +82,8 @@ def test_profile_named_in_profile_dependent_recommendation(profile):
         params=params_for(profile),
     )
     texts = {r.code: r.text for r in result.recommendations}
-    assert profile in texts["mbb_positive"] and profile in texts["tens_caution"]
+    assert profile in texts["mbb_positive"]
+    assert profile not in texts["tens_caution"] and "NICE NG59" in texts["tens_caution"]  # 7.11
     assert result.profile == profile and result.to_dict()["profile"] == profile
 
 
@@ -128,9 +140,10 @@ def test_override_changes_digest_and_rule():
 
 def test_relief_fraction_override_moves_the_boundary():
     facts = [
-        *evaluation_complete(pain_nrs=10),
+        *evaluation_complete(),
         therapy(3, "physical_therapy"),
         procedure(3, "epidural_steroid_injection", image_guided=True),
+        pain(28, 10),
         pain(31, 7),
     ]
     stricter = params_for(overrides={"relief_fraction": "0.5"})
@@ -147,3 +160,61 @@ def test_digest_is_sha256_of_sorted_compact_json():
     assert params.digest() == hashlib.sha256(text.encode()).hexdigest()
     assert params.as_json_dict()["profile"] == "us-medicare-lcd"
     assert params.digest() != params_for().digest()
+
+
+NEW_2026_2_DEFAULTS = {
+    "baseline_delay_days": 28,
+    "opioid_benefit_days": 7,
+    "opioid_review_min_days": 21,
+    "first_line_prompt_days": 14,
+    "pt_not_started_days": 28,
+    "rehab_after_surgery_days": 365,
+    "worsening_points": 2,
+    "esi_follow_up_days": 14,
+    "rfa_follow_up_days": 90,
+    "scs_implant_follow_up_days": 90,
+    "endoscopic_follow_up_days": 42,
+    "repeat_surgery_follow_up_days": 42,
+    "block_follow_up_days": 7,
+    "taper_follow_up_days": 28,
+    "stop_follow_up_min_days": 28,
+    "stop_follow_up_days": 14,
+}
+
+
+def test_2026_2_defaults_and_every_new_parameter_is_an_override_in_the_digest():
+    params = params_for()
+    assert {name: getattr(params, name) for name in NEW_2026_2_DEFAULTS} == NEW_2026_2_DEFAULTS
+    assert params.worsening_fraction == Fraction(3, 10)
+    for name, default in NEW_2026_2_DEFAULTS.items():
+        changed = params_for(overrides={name: default + 1})
+        assert getattr(changed, name) == default + 1 and changed.digest() != params.digest(), name
+    assert params_for(overrides={"worsening_fraction": "1/2"}).worsening_fraction == Fraction(1, 2)
+
+
+@pytest.mark.parametrize("name", ["procedure_follow_up_days", "procedure_assessment_after_days"])
+def test_2026_1_procedure_parameters_are_gone(name):
+    with pytest.raises(ValueError):
+        params_for(overrides={name: 14})
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, "x", True])
+def test_worsening_fraction_is_validated(bad):
+    with pytest.raises(ValueError):
+        params_for(overrides={"worsening_fraction": bad})
+
+
+def test_baseline_delay_override_moves_the_baseline():
+    facts = [surgery(0), pain(20, 10), pain(40, 7)]
+    assert "responding_to_treatment" not in flag_codes(assess(facts, 41))  # day 20 is acute: baseline is day 40
+    shorter = params_for(overrides={"baseline_delay_days": 14})
+    assert "responding_to_treatment" in flag_codes(assess(facts, 41, params=shorter))  # 10 -> 7
+
+
+def test_procedure_delay_override_moves_due_and_window():
+    params = params_for(overrides={"esi_follow_up_days": 21})
+    facts = [procedure(0, "epidural_steroid_injection"), pain(10, 5)]
+    assert deadlines_of(assess(facts, 11, params=params), "procedure_follow_up") == [(at(21), "satisfied")]
+    assert deadlines_of(assess(facts[:1] + [pain(10 - 1 / 86400, 5)], 11, params=params), "procedure_follow_up") == [
+        (at(21), "pending")
+    ]

@@ -20,7 +20,7 @@ ZONES = [
     ZoneInfo("Europe/Berlin"),
 ]
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-DUE_OFFSETS_DAYS = {0, 14, 28, 42, 90, 365}
+DUE_OFFSETS_DAYS = {0, 7, 14, 28, 42, 90, 365}
 
 booleans = st.booleans()
 nrs = st.integers(0, 10)
@@ -145,12 +145,17 @@ DATA = {
                         "diffuse_complaints",
                         "predominant_psychological_factors",
                         "secondary_gain",
+                        "substance_use_disorder",
+                        "prior_overdose",
                     ]
                 ),
                 max_size=3,
             )
         },
         {"symptom_months_before_surgery": st.sampled_from([0, 6, 11.5, 12, 40])},
+    ),
+    "surgical_evaluation": _fixed(
+        {"outcome": st.sampled_from(["surgery_planned", "no_surgery_indicated", "declined"])},
     ),
 }
 
@@ -199,8 +204,16 @@ def clinical_histories(draw):
         ("procedure", day(40, 120), {"kind": "epidural_steroid_injection", "image_guided": True}),
         ("medication", day(10, 120), {"drug_class": "opioid_ir", "action": "started", "mme_per_day": 40}),
         ("opioid_review", day(30, 150), {"meaningful_relief": draw(booleans)}),
+        # 2026.2 thresholds: a baseline from surgery + 28 days, a PT referral (14/28-day prompts), an early
+        # opioid review (7 and 21 days), the opioid stop (stop follow-up), a red flag and its evaluation
+        ("pain_assessment", day(20, 40), {"pain_nrs": draw(nrs), "distribution": "radicular"}),
+        ("therapy", day(0, 40), {"kind": "physical_therapy", "status": "referred"}),
+        ("opioid_review", day(15, 40), {"meaningful_relief": draw(booleans), "pain_nrs": draw(nrs)}),
+        ("medication", day(40, 200), {"drug_class": "opioid_ir", "action": "stopped"}),
+        ("neuro_exam", day(0, 100), {"progressive_deficit": True}),
+        ("surgical_evaluation", day(0, 120), {"outcome": "no_surgery_indicated"}),
     ]
-    mostly = st.sampled_from([True, True, True, True, False])
+    mostly = st.sampled_from([True, True, True, False])
     keep = draw(st.lists(mostly, min_size=len(skeleton), max_size=len(skeleton)))
     raws = [
         _skeleton_fact(i, *item) for i, (item, kept) in enumerate(zip(skeleton, keep, strict=True)) if kept or i < 4
@@ -295,3 +308,19 @@ def test_nothing_changes_before_next_evaluation_at(facts, now):
     assert result.next_evaluation_at > now
     just_before = result.next_evaluation_at - timedelta(microseconds=1)
     assert _visible(evaluate(facts, just_before)) == _visible(result)
+    halfway = now + (result.next_evaluation_at - now) / 2
+    assert _visible(evaluate(facts, halfway)) == _visible(result)
+
+
+@SETTINGS
+@given(st.one_of(histories(max_size=25), clinical_histories()), nows)
+def test_something_changes_at_next_evaluation_at(facts, now):
+    """Exactness from the other side: at next_evaluation_at a future fact takes effect or the visible
+    result changes (the 7/21/28-day, 14/28-day prompt and 365-day thresholds all feed it)."""
+    result = evaluate(facts, now)
+    moment = result.next_evaluation_at
+    if moment is None:
+        return
+    if any(f.occurred_at == moment for f in facts):
+        return  # a future-dated fact comes into effect then
+    assert _visible(evaluate(facts, moment)) != _visible(result)

@@ -109,12 +109,13 @@ def test_backdated_relief_changes_the_earlier_conclusion():
 
 
 def test_each_episode_has_its_own_initial_evaluation_deadline():
-    result = assess([surgery(0), surgery(30)], 31)
-    expected = [(at(14), "cancelled"), (at(44), "pending")]  # overdue, then dropped by the new episode
+    result = assess([surgery(0), pain(3, 8), surgery(30), pain(31, 8)], 32)
+    expected = [(at(42), "cancelled"), (at(72), "pending")]  # surgery + 28 + 14; dropped by the new episode
     assert deadlines_of(result, "initial_evaluation_overdue") == expected
 
 
 def test_facts_before_the_first_surgery_form_their_own_episode():
     result = assess([pain(-20, 8), surgery(0)], 1)
-    assert deadlines_of(result, "initial_evaluation_overdue") == [(at(-6), "cancelled"), (at(14), "pending")]
+    # the pre-surgery episode: earliest fact + 14 days; the new one holds only its surgery: no deadline (7.5)
+    assert deadlines_of(result, "initial_evaluation_overdue") == [(at(-6), "cancelled")]
     assert result.stage == "initial_evaluation" and result.stage_since == at(0)

@@ -1,9 +1,7 @@
 """FHIR links: FHIR Patient → carepath patient, FHIR resource version → updates.
 
-Re-chain at merge: down_revision points at 0001 for now; a 0002 on another branch goes before this one.
-
-Revision ID: 0003
-Revises: 0001
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 20:10:56.450635
 """
 from alembic import op
@@ -12,8 +10,8 @@ import sqlmodel
 import shared.db.types
 
 
-revision = '0003'
-down_revision = '0001'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
