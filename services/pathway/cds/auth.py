@@ -91,8 +91,9 @@ def verify_client_jwt(token: str, audiences: list[str]) -> auth.Principal:
         raise ClientRefused("algorithm or issuer")
     with UnitOfWork(read_only=True) as uow:
         client = uow.session.execute(select(CdsClient).where(col(CdsClient.issuer) == issuer)).scalar_one_or_none()
-    if client is None:
-        raise ClientRefused("unknown issuer")
+        if client is None:
+            raise ClientRefused("unknown issuer")
+        uow.session.expunge(client)  # read after the unit of work ends
     key = _key(client, token, header)
     try:
         claims: dict[str, Any] = jwt.decode(

@@ -198,17 +198,17 @@ def patient_view(principal: Principal, request: dict[str, Any]) -> dict[str, Any
                 .order_by(col(Reminder.due_at))
             ).scalars()
         )
-    result: list[dict[str, Any]] = []
-    if stored is not None:
-        body = stored.body
-        rule_set = str(body.get("rule_set_version"))
-        result.append(cards.stage_card(rule_set, body))
-        recommendations = {r["code"]: r for r in body.get("recommendations") or []}
-        flags = sorted(
-            body.get("flags") or [], key=lambda f: ("critical", "warning", "info").index(cards.indicator(f["code"]))
-        )
-        result += [cards.flag_card(rule_set, flag, recommendations.get(flag["code"])) for flag in flags]
-    result += [cards.reminder_card(reminder, now) for reminder in reminders]
+        result: list[dict[str, Any]] = []
+        if stored is not None:
+            body = stored.body
+            rule_set = str(body.get("rule_set_version"))
+            result.append(cards.stage_card(rule_set, body))
+            recommendations = {r["code"]: r for r in body.get("recommendations") or []}
+            flags = sorted(
+                body.get("flags") or [], key=lambda f: ("critical", "warning", "info").index(cards.indicator(f["code"]))
+            )
+            result += [cards.flag_card(rule_set, flag, recommendations.get(flag["code"])) for flag in flags]
+        result += [cards.reminder_card(reminder, now) for reminder in reminders]
     return {"cards": result}
 
 
