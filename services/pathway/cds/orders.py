@@ -73,6 +73,8 @@ def _parse(raw: dict[str, Any]) -> Any | None:
     model: Any = {"MedicationRequest": MedicationRequest, "MedicationStatement": MedicationStatement}.get(str(kind))
     if model is None:
         return None
+    if "subject" not in raw:
+        raw = {**raw, "subject": {"reference": "Patient/unknown"}}  # required by FHIR; not needed here
     try:
         return model.model_validate(raw)
     except ValidationError:

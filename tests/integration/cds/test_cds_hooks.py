@@ -4,6 +4,9 @@ patient matching and organisation scoping, the EHR's FHIR server when prefetch i
 from __future__ import annotations
 
 import copy
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +36,7 @@ from tests.integration.cds.cds_support import (
 )
 
 pytestmark = pytest.mark.integration
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "interop.md").read_text()
 
 
 def row_counts(settings: Settings) -> dict[str, int]:
@@ -329,3 +333,28 @@ def test_the_validator_refuses_what_the_specification_forbids() -> None:
     ):
         assert card_problems(broken), broken
     assert response_problems({"cards": [good, good]}) == ["cards: uuids are not unique"]
+
+
+def test_the_order_sign_example_of_the_doc(client: TestClient, settings: Settings, keys: Keys) -> None:
+    """docs/interop.md's order-sign.json answers the cards the doc lists; its feedback example is valid."""
+    section = DOC.split("\n## CDS Hooks 2.0\n")[1].split("\n## ")[0]
+    blocks = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
+    request = json.loads(blocks[0])
+    seed_patient(client, settings, "pat-1", first_line_history())
+    listed = re.search(r"answers cards for (.*?), for example", section, flags=re.DOTALL)
+    assert listed is not None
+    expected = set(re.findall(r"`([a-z_]+)`", listed.group(1)))
+    assert set(codes(call(client, keys, "carepath-order-sign", request))) == expected
+    (feedback,) = re.findall(r"-d '(\{.*?\})'\n```", section, flags=re.DOTALL)
+    card = next(
+        c
+        for c in call(
+            client,
+            keys,
+            "carepath-patient-view",
+            {"hook": "patient-view", "hookInstance": "h", "context": {"patientId": "pat-1"}},
+        )["cards"]
+    )
+    url = f"{BASE}/carepath-patient-view/feedback"
+    body = json.loads(feedback.replace("<the reminder card uuid>", card["uuid"]))
+    assert client.post(url, json=body, headers=bearer(client_jwt(keys, url))).status_code == 200
