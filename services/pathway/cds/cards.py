@@ -162,10 +162,11 @@ def reminder_card(reminder: Any, now: Any) -> dict[str, Any]:
 
 
 def _naloxone_product(cds: OpioidCds) -> tuple[str, str]:
-    """A naloxone nasal spray of the value set (deterministic), else its first code."""
-    products = sorted(cds.value_sets["naloxone"].items())
+    """A generic naloxone nasal spray of the value set (the lowest code: 40 MG/ML, the 4 mg spray), else the
+    first naloxone product (never a buprenorphine/naloxone combination)."""
+    products = sorted((c, d) for c, d in cds.value_sets["naloxone"].items() if cds.classify(c) == "naloxone")
     for code, display in products:
-        if "nasal spray" in display.lower() and "/" not in display:
+        if "nasal spray" in display.lower() and "[" not in display:
             return code, display
     return products[0]
 

@@ -211,6 +211,11 @@ def test_unknown_patient_and_other_organisation_get_no_cards(
     assert other.status_code == 200 and other.json() == {"cards": []}
     other = client.post(url, json=body, headers=carepath_auth(settings, "org-b"))
     assert other.status_code == 200 and other.json() == {"cards": []}
+    mine_view = {**view, "context": {"patientId": "Patient/pat-a"}}
+    view_url = f"{BASE}/carepath-patient-view"
+    assert call(client, keys, "carepath-patient-view", mine_view)["cards"]
+    other = client.post(view_url, json=mine_view, headers=bearer(client_jwt(keys, view_url, issuer=OTHER_ORG_ISSUER)))
+    assert other.status_code == 200 and other.json() == {"cards": []}
     # A carepath token of org-a works as well as the client's JWT.
     mine = client.post(url, json=body, headers=carepath_auth(settings, "org-a"))
     assert mine.status_code == 200 and mine.json()["cards"]
