@@ -111,7 +111,7 @@ def _key(raw: dict[str, Any]) -> tuple[Any, ...]:
     return (raw.get("resourceType"), raw.get("id"), tuple(sorted(str(c.get("code")) for c in codings)))
 
 
-def draft_facts(cds: OpioidCds, draft_orders: Any, now: datetime) -> Medications:
+def draft_facts(cds: OpioidCds, draft_orders: Any, now: datetime, prefix: str = "cds-draft") -> Medications:
     """The draft orders as medications started now (naloxone: offered now)."""
     out = Medications()
     for index, raw in enumerate(resources_of(draft_orders)):
@@ -120,7 +120,7 @@ def draft_facts(cds: OpioidCds, draft_orders: Any, now: datetime) -> Medications
             continue
         if raw.get("resourceType") == "MedicationRequest" and resource.intent not in ORDER_INTENTS:
             continue
-        made = _fact(cds, resource, f"cds-draft-{index}", now, out)
+        made = _fact(cds, resource, f"{prefix}-{index}", now, out)
         if made is not None:
             out.facts.append(made[1])
     return out

@@ -212,6 +212,20 @@ def patient_view(principal: Principal, request: dict[str, Any]) -> dict[str, Any
     return {"cards": result}
 
 
+def _split_selections(
+    request: dict[str, Any], drafts: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """order-select's `context.selections` ("MedicationRequest/<id>"): (selected, the other drafts). Without
+    selections (order-sign), every draft is selected."""
+    context = request.get("context") or {}
+    selections = context.get("selections") if request.get("hook") == "order-select" else None
+    if not isinstance(selections, list) or not selections:
+        return drafts, []
+    chosen = {str(s) for s in selections}
+    selected = [d for d in drafts if f"{d.get('resourceType')}/{d.get('id')}" in chosen]
+    return selected, [d for d in drafts if d not in selected]
+
+
 def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any]:
     """One card per flag the draft orders would newly raise: evaluated once without and once with them."""
     now = utcnow()
@@ -240,11 +254,14 @@ def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any
         r for r in resources if r.get("resourceType") in ("MedicationRequest", "MedicationStatement")
     ]
     active = orders.active_facts(cds, medication_resources, now, orders.draft_keys(draft_orders), known_ids)
-    drafts = orders.draft_facts(cds, draft_orders, now)
+    # order-select: the selected orders are the news; the other unsigned drafts are part of the picture.
+    selected, unselected = _split_selections(request, orders.resources_of(draft_orders))
+    drafts = orders.draft_facts(cds, selected, now)
     if not drafts.facts:
         return {"cards": []}
-    before = evaluate(stored + active.facts, now, params).to_dict()
-    after = evaluate(stored + active.facts + drafts.facts, now, params).to_dict()
+    others = orders.draft_facts(cds, unselected, now, prefix="cds-unselected").facts
+    before = evaluate(stored + active.facts + others, now, params).to_dict()
+    after = evaluate(stored + active.facts + others + drafts.facts, now, params).to_dict()
     raised_before = {flag["code"] for flag in before["flags"]}
     recommendations = {r["code"]: r for r in after["recommendations"]}
     rule_set = str(after["rule_set_version"])

@@ -363,3 +363,22 @@ def test_the_order_sign_example_of_the_doc(client: TestClient, settings: Setting
     url = f"{BASE}/carepath-patient-view/feedback"
     body = json.loads(feedback.replace("<the reminder card uuid>", card["uuid"]))
     assert client.post(url, json=body, headers=bearer(client_jwt(keys, url))).status_code == 200
+
+
+def test_order_select_judges_the_selected_orders(client: TestClient, settings: Settings, keys: Keys) -> None:
+    """The unselected drafts belong to the picture; only what the selected ones newly raise is a card."""
+    seed_patient(client, settings, "pat-select", first_line_history())
+    patch = fentanyl_draft("patch-1")["entry"][0]["resource"]
+    benzo = medication_request(*TEMAZEPAM, dose=1, unit="{tablet}", status="draft", id_="benzo-1")
+    body = order_sign(
+        "pat-select",
+        {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patch}, {"resource": benzo}]},
+    )
+    body["hook"] = "order-select"
+    body["context"]["selections"] = ["MedicationRequest/benzo-1"]
+    found = codes(call(client, keys, "carepath-order-select", body))
+    assert "opioid_benzodiazepine_coprescription" in found
+    assert "er_opioid_before_first_line_failed" not in found  # the patch is not the selected order
+    body["context"]["selections"] = ["MedicationRequest/patch-1"]
+    found = codes(call(client, keys, "carepath-order-select", body))
+    assert {"er_opioid_before_first_line_failed", "opioid_benzodiazepine_coprescription"} <= set(found)
