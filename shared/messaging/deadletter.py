@@ -87,6 +87,12 @@ def record_failure(
                 last_failed_at=now,
             )
             uow.session.add(row)
+        elif row.parked_at is not None and row.retried_at is None:
+            # Already parked: another copy of it (the relay republished before the first was handled). Not a
+            # new failure: keep the count, make sure its outbox row stays finished.
+            _finish(uow, outbox_id, consumer, now)
+            uow.commit()
+            return True
         elif row.retried_at is not None:  # failing again after a replay: count afresh
             row.attempts, row.parked_at, row.retried_at = 0, None, None
         row.attempts += 1
