@@ -46,6 +46,7 @@ class Load:
     accepted: list[str] = field(default_factory=list)
     missing_retry_after: int = 0
     transport_errors: int = 0
+    refused: int = 0  # of transport_errors: connection refused (the intake not listening, e.g. restarting)
     patient_ids: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -70,8 +71,9 @@ class Load:
         }
         try:
             response = client.post(f"/v1/patients/{patient_id}/updates", json=update)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self.transport_errors += 1
+            self.refused += isinstance(exc, httpx.ConnectError)
             return
         self.statuses[response.status_code] += 1
         if response.status_code == 202:
