@@ -18,7 +18,7 @@ from tests.faults.invariants import wait_until_consistent
 from tests.faults.load import Load
 
 RATE = 8.0
-LOAD_SECONDS = 30.0
+LOAD_SECONDS = 24.0
 FULL_SECONDS = 12.0
 
 

@@ -16,7 +16,7 @@ from tests.faults.load import Load
 from tests.faults.servers import PrivatePostgres
 
 RATE = 10.0
-LOAD_SECONDS = 40.0
+LOAD_SECONDS = 25.0
 
 
 def test_sigterm_drains_every_part_within_the_grace_period(fault_stack: Stack, private_pg: PrivatePostgres) -> None:
