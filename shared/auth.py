@@ -150,10 +150,18 @@ def verify_signature(settings: Settings, token: str, *, verify_exp: bool = True)
         leeway=LEEWAY_SECONDS,
         options={
             "require": ["iss", "sub", "org", "role", "typ", "iat", "exp", "jti"],
-            "verify_exp": verify_exp,
+            # times are checked below against shared.clock, not PyJWT's own time.time(): one clock
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
             "verify_aud": False,
         },
     )
+    now = utcnow().timestamp()
+    if verify_exp and _integer(claims, "exp") + LEEWAY_SECONDS <= now:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    if "nbf" in claims and _integer(claims, "nbf") > now + LEEWAY_SECONDS:
+        raise jwt.ImmatureSignatureError("The token is not yet valid (nbf)")
     return claims
 
 

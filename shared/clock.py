@@ -1,12 +1,25 @@
-"""The one place that reads the wall clock."""
+"""The one place that reads the wall clock.
+
+Tests may move a whole process's clock with CAREPATH_CLOCK_OFFSET_SECONDS (fault scenario 5 advances a
+stack by 28 days). Settings refuse the offset outside development, and it is ignored here outside
+development as well, so a production process can never run on a shifted clock."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from shared.settings import get_settings
+
+
+def _offset() -> timedelta:
+    settings = get_settings()
+    if settings.env != "development" or not settings.clock_offset_seconds:
+        return timedelta(0)
+    return timedelta(seconds=settings.clock_offset_seconds)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _offset()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.files import private_dir, write_private_file
@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     dead_letter_after: int = Field(
         5, gt=0, description="failed deliveries of one event to one consumer before it is parked (dead letter)"
     )
+
+    clock_offset_seconds: float = Field(
+        0.0,
+        description=(
+            "tests only: this process's clock runs this many seconds ahead (negative: behind) of the wall clock;"
+            " refused (the process does not start) unless CAREPATH_ENV is development"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _clock_offset_only_in_development(self) -> Settings:
+        if self.clock_offset_seconds and self.env != "development":
+            raise ValueError("CAREPATH_CLOCK_OFFSET_SECONDS is for tests: refused outside CAREPATH_ENV=development")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -68,12 +68,15 @@ def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float
 
 
 def _release_for_retry(settings: Settings, ids: list[int]) -> None:
+    """Retry soon, and take back the claim's attempt: a message the broker never accepted was not
+    delivered, so it must not lengthen the lease of the next, real delivery (a broker or disk outage of a
+    few seconds would otherwise leave a message its consumer then loses waiting up to 16 leases)."""
     with UnitOfWork(settings) as uow:
         table = table_of(OutboxMessage)
         uow.session.execute(
             update(table)
             .where(table.c.id.in_(ids), table.c.done_at.is_(None))
-            .values(available_at=utcnow() + RETRY_AFTER_PUBLISH_ERROR)
+            .values(available_at=utcnow() + RETRY_AFTER_PUBLISH_ERROR, attempts=table.c.attempts - 1)
         )
         uow.commit()
 

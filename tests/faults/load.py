@@ -46,6 +46,7 @@ class Load:
     accepted: list[str] = field(default_factory=list)
     missing_retry_after: int = 0
     transport_errors: int = 0
+    refused: int = 0  # of transport_errors: connection refused (the intake not listening, e.g. restarting)
     patient_ids: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -70,8 +71,9 @@ class Load:
         }
         try:
             response = client.post(f"/v1/patients/{patient_id}/updates", json=update)
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self.transport_errors += 1
+            self.refused += isinstance(exc, httpx.ConnectError)
             return
         self.statuses[response.status_code] += 1
         if response.status_code == 202:
@@ -100,3 +102,56 @@ class Load:
     @property
     def sent(self) -> int:
         return sum(self.statuses.values()) + self.transport_errors
+
+
+@dataclass
+class Coordinator:
+    """A coordinator working the worklist through the notifications API: acknowledges or snoozes (for a few
+    seconds, so the reminder falls due again) what is due. Bounded in time; every response recorded."""
+
+    notifications_url: str
+    headers: dict[str, str]
+    interval: float = 1.0
+    snooze_seconds: float = 3.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    transport_errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _act(self, client: httpx.Client, turn: int) -> None:
+        try:
+            page = client.get("/v1/reminders", params={"status": "due", "limit": 5})
+            self.statuses[page.status_code] += 1
+            if page.status_code != 200:
+                return
+            for index, item in enumerate(page.json()["items"]):
+                if (turn + index) % 2:
+                    until = (datetime.now(UTC) + timedelta(seconds=self.snooze_seconds)).isoformat()
+                    action = client.post(f"/v1/reminders/{item['id']}/snooze", json={"until": until})
+                    name = "snooze"
+                else:
+                    action = client.post(f"/v1/reminders/{item['id']}/acknowledge")
+                    name = "acknowledge"
+                self.statuses[action.status_code] += 1
+                if action.status_code == 200:
+                    self.actions[name] += 1
+        except httpx.HTTPError:
+            self.transport_errors += 1
+
+    def _run(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        turn = 0
+        with httpx.Client(base_url=self.notifications_url, headers=self.headers, timeout=10) as client:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self._act(client, turn)
+                turn += 1
+                self._stop.wait(self.interval)
+
+    def start(self, seconds: float) -> None:
+        self._thread = threading.Thread(target=self._run, args=(seconds,), daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        assert self._thread is not None
+        self._thread.join()

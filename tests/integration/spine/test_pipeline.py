@@ -106,6 +106,30 @@ def test_lost_message_is_republished_after_the_lease(settings: Settings, patient
     assert _count(settings, Assessment, Assessment.patient_id == patient_id) == 1
 
 
+class _RefusingPublisher:
+    """A broker that refuses every message (down, or its disk full)."""
+
+    def publish(self, consumer: str, envelope: dict, outbox_id: int) -> None:  # type: ignore[type-arg]
+        raise OSError(28, "No space left on device")
+
+
+def test_refused_publishes_do_not_lengthen_the_lease_of_the_next_delivery(settings: Settings, patient) -> None:
+    # Found by fault scenario 7 (disk full): every refused publish counted as a delivery attempt, so after a
+    # few seconds of outage the next real delivery was leased for 16 leases (8 min) instead of one.
+    for _ in range(6):
+        assert relay_once(_RefusingPublisher(), settings) == 0
+        with UnitOfWork(settings) as uow:  # the 2 s retry delay passes
+            uow.session.execute(OutboxMessage.__table__.update().values(available_at=datetime.now(UTC)))
+            uow.commit()
+    publisher = InMemoryPublisher()
+    before = datetime.now(UTC)
+    assert relay_once(publisher, settings) == 1
+    with UnitOfWork(settings, read_only=True) as uow:
+        attempts, available_at = uow.session.execute(select(OutboxMessage.attempts, OutboxMessage.available_at)).one()
+    assert attempts == 1
+    assert available_at.replace(tzinfo=UTC) <= before + timedelta(seconds=settings.relay_lease_seconds + 5)
+
+
 def test_stale_assessed_event_does_not_undo_a_newer_one(settings: Settings, patient) -> None:
     client, headers, patient_id = patient
     publisher = InMemoryPublisher()
