@@ -173,6 +173,7 @@ def list_reminders(
     response_class=Response,
     responses={
         401: {"description": "missing, invalid, expired or revoked feed token (API tokens are refused here)"},
+        429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
         200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"},
     },
 )
