@@ -46,7 +46,9 @@ def _limiter(uri: str, prefix: str, scope: str) -> MovingWindowRateLimiter:
     from sharing memory counts."""
     del scope
     options = {"key_prefix": prefix} if uri.startswith(("redis", "rediss")) else {}
-    storage: Storage = storage_from_string(uri, **options)
+    storage = storage_from_string(uri, **options)
+    if not isinstance(storage, Storage):  # an async storage (async+redis://…) cannot serve sync routes
+        raise ValueError("CAREPATH_RATE_LIMIT_STORAGE must name a synchronous storage (redis://…, memory://)")
     return MovingWindowRateLimiter(storage)
 
 
