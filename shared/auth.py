@@ -295,6 +295,12 @@ def _audit_refusal(request: Request, principal: Principal | None, refused: HTTPE
     )
 
 
+def audited_principal(request: Request, authenticate_request: Callable[[], Principal]) -> Principal:
+    """For routes with an authentication of their own (CDS Hooks): its refusals audited, and the same
+    per-token and per-organisation rates as every other route."""
+    return _within_limits(request, _audited(request, authenticate_request))
+
+
 def _audited(request: Request, authenticate_request: Callable[[], Principal]) -> Principal:
     try:
         return authenticate_request()

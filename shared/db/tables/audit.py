@@ -1,7 +1,7 @@
 """The audit trail (HIPAA §164.312(b)): one append-only row per read or change of patient data, per
 configuration change, per notification sent and per sign-in or refused authentication.
 
-Rows are never updated or deleted: database triggers (migration 0006) refuse UPDATE and DELETE on both
+Rows are never updated or deleted: database triggers (migration 0007) refuse UPDATE and DELETE on both
 PostgreSQL and SQLite. A row holds identifiers only (actor, organisation, patient id, resource type and id,
 route template): never a request body, a clinical value or an MRN.
 """

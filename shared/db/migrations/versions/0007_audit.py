@@ -1,8 +1,8 @@
 """Audit trail: the append-only audit_event table; triggers refuse UPDATE and DELETE (and TRUNCATE on
-PostgreSQL) on both databases.
+PostgreSQL) on both databases. (Written as 0006 beside CDS Hooks' 0006; re-chained after it.)
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-01 21:00:00.000000
 """
 from alembic import op
@@ -11,8 +11,8 @@ import sqlmodel
 import shared.db.types
 
 
-revision = '0006'
-down_revision = '0005'
+revision = '0007'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
