@@ -322,6 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     from services.pathway.commands import add_commands as add_pathway_commands  # config, reevaluate
 
     add_pathway_commands(sub)
+    from shared.audit import add_commands as add_audit_commands  # audit export
+
+    add_audit_commands(sub)
     return parser
 
 

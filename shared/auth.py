@@ -267,10 +267,12 @@ def require(*roles: str) -> Callable[..., Principal]:
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         # The API takes the bearer header only: a browser's cookie never authorises an API call (CSRF).
-        principal = principal_from_request(request, credentials, allow_cookie=False)
+        principal = _audited(request, lambda: principal_from_request(request, credentials, allow_cookie=False))
         if roles and principal.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
-        return principal
+            refused = HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
+            _audit_refusal(request, principal, refused)
+            raise refused
+        return _within_limits(request, principal)
 
     return dependency
 
@@ -283,6 +285,45 @@ def require_feed() -> Callable[..., Principal]:
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         token = credentials.credentials if credentials else request.query_params.get("token")
-        return authenticate(token, typ=FEED)
+        return _within_limits(request, _audited(request, lambda: authenticate(token, typ=FEED)))
 
     return dependency
+
+
+def _audit_refusal(request: Request, principal: Principal | None, refused: HTTPException) -> None:
+    """A refused authentication (401) or authorisation (403) goes to the audit trail."""
+    from shared import audit
+
+    audit.Audit(request).read(
+        principal,
+        "auth.refused",
+        outcome=audit.DENIED,
+        status_code=refused.status_code,
+        patient_id=audit.safe_id(request.path_params.get("patient_id")),
+    )
+
+
+def audited_principal(request: Request, authenticate_request: Callable[[], Principal]) -> Principal:
+    """For routes with an authentication of their own (CDS Hooks): its refusals audited, and the same
+    per-token and per-organisation rates as every other route."""
+    return _within_limits(request, _audited(request, authenticate_request))
+
+
+def _audited(request: Request, authenticate_request: Callable[[], Principal]) -> Principal:
+    try:
+        return authenticate_request()
+    except HTTPException as refused:
+        _audit_refusal(request, None, refused)
+        raise
+
+
+def _within_limits(request: Request, principal: Principal) -> Principal:
+    """The per-token and per-organisation request rates (shared.abuse): 429 with Retry-After when over."""
+    from shared import abuse
+
+    try:
+        abuse.check_principal(get_settings(), principal.org, principal.token_id or principal.subject)
+    except HTTPException as refused:
+        _audit_refusal(request, principal, refused)
+        raise
+    return principal

@@ -69,6 +69,29 @@ class Settings(BaseSettings):
     dead_letter_after: int = Field(
         5, gt=0, description="failed deliveries of one event to one consumer before it is parked (dead letter)"
     )
+    rate_limits_enabled: bool = Field(True, description="enforce the request, sign-in and notification limits")
+    rate_limit_per_token: str = Field(
+        "600/minute", description="requests one token may make (moving window, `limits` notation); then 429"
+    )
+    rate_limit_per_org: str = Field("6000/minute", description="requests all tokens of one organisation may make")
+    rate_limit_storage: str = Field(
+        "", description="counter storage (redis://…, memory://); default: the Redis broker, else process memory"
+    )
+    rate_limit_prefix: str = Field("carepath-limits", max_length=100, description="key prefix of the counters")
+    login_limit_per_client: str = Field("20/minute", description="worklist sign-in attempts per client address")
+    login_limit_per_subject: str = Field("10/minute", description="worklist sign-in attempts naming one subject")
+    what_if_concurrency: int = Field(4, gt=0, description="what-if evaluations running at once in one process")
+    what_if_queue_seconds: float = Field(2.0, ge=0, description="how long a what-if waits for a slot before 429")
+    what_if_max_body_bytes: int = Field(1024 * 1024, gt=0, description="largest what-if body; larger is 413")
+    notifications_per_patient_per_day: int = Field(
+        20, gt=0, description="webhook/email notifications per patient per UTC day; beyond, deliveries are held"
+    )
+    idempotency_retention_days: float = Field(
+        7, gt=0, description="Idempotency-Key records are deleted after this (a retry after that is new work)"
+    )
+    delivery_retention_days: float = Field(
+        90, gt=0, description="finished (delivered, failed, cancelled, held) channel deliveries are deleted after this"
+    )
 
     clock_offset_seconds: float = Field(
         0.0,

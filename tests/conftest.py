@@ -7,6 +7,7 @@ PostgreSQL + Redis). CI runs the integration and e2e suites once per backend.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,12 @@ def settings(
     """Settings for one test: its own migrated database (and broker folder), applied to the environment
     so code that calls get_settings() and child processes see the same configuration."""
     var_dir = tmp_path / "var"
-    env = {"CAREPATH_VAR_DIR": str(var_dir), "CAREPATH_ALLOW_PRIVATE_WEBHOOKS": "true"}
+    env = {
+        "CAREPATH_VAR_DIR": str(var_dir),
+        "CAREPATH_ALLOW_PRIVATE_WEBHOOKS": "true",
+        # Rate-limit counters of one test only (on Redis, under the pg backend, they would outlive it).
+        "CAREPATH_RATE_LIMIT_PREFIX": f"carepath-test-{uuid.uuid4().hex[:12]}",
+    }
 
     def apply(extra: dict[str, str]) -> Settings:
         for key, value in {**env, **extra}.items():

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 
 from services.intake import handlers, idempotency
 from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOut, UpdateAccepted, UpdateIn
+from shared import audit
+from shared.audit import AuditTrail
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
@@ -21,7 +23,11 @@ Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 
 NOT_FOUND: Responses = {404: {"description": "no such patient in your organisation"}}
-AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+AUTH: Responses = {
+    401: {"description": "missing or invalid token"},
+    403: {"description": "role not allowed"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
+}
 IDEMPOTENCY: Responses = {
     409: {"description": "the same Idempotency-Key is still in flight"},
     422: {"description": "invalid update, or Idempotency-Key reused with another body"},
@@ -38,21 +44,52 @@ def _not_found() -> HTTPException:
     response_model=PatientOut,
     responses={**AUTH, 409: {"description": "external_id exists; body carries the existing id"}},
 )
-def create_patient(body: PatientIn, principal: Writer) -> Any:
-    with UnitOfWork() as uow:
+def create_patient(body: PatientIn, principal: Writer, trail: AuditTrail) -> Any:
+    with trail.failures(principal, "patient.create"), UnitOfWork() as uow:
         try:
             patient = handlers.create_patient(uow, principal, body.external_id)
         except handlers.DuplicatePatient as duplicate:
+            trail.write(
+                uow,
+                principal,
+                "patient.create",
+                outcome=audit.INVALID,
+                status_code=409,
+                patient_id=duplicate.existing_id,
+            )
+            uow.commit()
             return JSONResponse(
                 {"detail": "patient exists", "id": duplicate.existing_id, "external_id": body.external_id},
                 status_code=409,
             )
+        trail.write(uow, principal, "patient.create", patient_id=patient.id, resource=("patient", patient.id))
         uow.commit()
         return PatientOut(id=patient.id, external_id=patient.external_id)
 
 
 def _idempotent(
-    request: Request, principal: Principal, key: str | None, body: Any, work: Callable[[UnitOfWork], dict[str, Any]]
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    body: Any,
+    work: Callable[[UnitOfWork], dict[str, Any]],
+    trail: audit.Audit,
+    action: str,
+    patient_id: str,
+) -> Any:
+    with trail.failures(principal, action, patient_id=patient_id):
+        return _run_idempotent(request, principal, key, body, work, trail, action, patient_id)
+
+
+def _run_idempotent(
+    request: Request,
+    principal: Principal,
+    key: str | None,
+    body: Any,
+    work: Callable[[UnitOfWork], dict[str, Any]],
+    trail: audit.Audit,
+    action: str,
+    patient_id: str,
 ) -> Any:
     settings = get_settings()
     if key is not None:
@@ -63,11 +100,13 @@ def _idempotent(
             raise HTTPException(409, detail="a request with this Idempotency-Key is in flight") from None
         except idempotency.KeyReusedWithOtherBody:
             raise HTTPException(422, detail="Idempotency-Key was used with a different request body") from None
-        if replay is not None:
+        if replay is not None:  # the first answer again: nothing new is stored
+            trail.read(principal, f"{action}.replay", patient_id=patient_id, status_code=replay.status_code)
             return JSONResponse(replay.body, status_code=replay.status_code)
     try:
         with UnitOfWork(settings) as uow:
             response = work(uow)
+            trail.write(uow, principal, action, patient_id=patient_id, resource=("event", response.get("event_id")))
             if key is not None:
                 idempotency.complete(uow, principal.org, key, 202, response)
             uow.commit()
@@ -89,6 +128,7 @@ def post_update(
     update: UpdateIn,
     request: Request,
     principal: Writer,
+    trail: AuditTrail,
     key: IdempotencyKey = None,  # type: ignore[valid-type]
 ) -> Any:
     check_instant(update.occurred_at, ("body", "occurred_at"))
@@ -100,7 +140,9 @@ def post_update(
             raise _not_found() from None
         return {"update_id": ids[0], "event_id": event_id}
 
-    return _idempotent(request, principal, key, update.model_dump(mode="json"), work)
+    return _idempotent(
+        request, principal, key, update.model_dump(mode="json"), work, trail, "update.create", patient_id
+    )
 
 
 @router.post(
@@ -109,7 +151,14 @@ def post_update(
     response_model=BatchAccepted,
     responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY},
 )
-def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
+def post_batch(
+    patient_id: str,
+    batch: BatchIn,
+    request: Request,
+    principal: Writer,
+    trail: AuditTrail,
+    key: IdempotencyKey = None,
+) -> Any:
     for index, item in enumerate(batch.updates):
         check_instant(item.occurred_at, ("body", "updates", index, "occurred_at"))
 
@@ -120,4 +169,4 @@ def post_batch(patient_id: str, batch: BatchIn, request: Request, principal: Wri
             raise _not_found() from None
         return {"event_id": event_id, "updates": [{"update_id": i, "event_id": event_id} for i in ids]}
 
-    return _idempotent(request, principal, key, batch.model_dump(mode="json"), work)
+    return _idempotent(request, principal, key, batch.model_dump(mode="json"), work, trail, "update.batch", patient_id)

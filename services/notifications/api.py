@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifications import ics, lifecycle, queries
+from shared.audit import AuditTrail
 from shared.auth import Principal, require, require_feed
 from shared.clock import utcnow
 from shared.db.tables.reminders import STATUSES
@@ -26,7 +27,10 @@ Reader = Annotated[Principal, Depends(require())]
 Actor = Annotated[Principal, Depends(require("coordinator", "ops"))]
 ReminderId = Annotated[str, Path(min_length=1, max_length=36)]
 
-_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "missing, invalid or expired token"}}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, invalid or expired token"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
+}
 _READ: dict[int | str, dict[str, Any]] = {**_AUTH, 422: {"description": "invalid parameters"}}
 _ONE: dict[int | str, dict[str, Any]] = {
     **_READ,
@@ -132,6 +136,7 @@ def _parse_statuses(raw: str | None) -> list[str] | None:
 @router.get("/reminders", response_model=ReminderPage, responses=_READ)
 def list_reminders(
     principal: Reader,
+    trail: AuditTrail,
     patient_id: Annotated[str | None, Query(max_length=36)] = None,
     status_: Annotated[str | None, Query(alias="status", max_length=200)] = None,
     kind: Annotated[str | None, Query(max_length=60, pattern=r"^[a-z0-9_]+$")] = None,
@@ -139,23 +144,28 @@ def list_reminders(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
 ) -> dict[str, Any]:
-    statuses = _parse_statuses(status_)
-    check_instant(due_before, ("query", "due_before"))
-    with UnitOfWork(read_only=True) as uow:
-        try:
-            items, next_cursor = queries.list_reminders(
-                uow,
-                principal.org,
-                patient_id=patient_id,
-                status=statuses,
-                kind=kind,
-                due_before=due_before,
-                cursor=cursor,
-                limit=limit,
-            )
-        except queries.InvalidCursor as error:
-            raise _unprocessable("cursor", str(error)) from None
-        return {"items": [queries.reminder_view(r) for r in items], "next_cursor": next_cursor}
+    with trail.failures(principal, "reminder.list", patient_id=patient_id):
+        statuses = _parse_statuses(status_)
+        check_instant(due_before, ("query", "due_before"))
+        with UnitOfWork(read_only=True) as uow:
+            try:
+                items, next_cursor = queries.list_reminders(
+                    uow,
+                    principal.org,
+                    patient_id=patient_id,
+                    status=statuses,
+                    kind=kind,
+                    due_before=due_before,
+                    cursor=cursor,
+                    limit=limit,
+                )
+            except queries.InvalidCursor as error:
+                raise _unprocessable("cursor", str(error)) from None
+            page = {"items": [queries.reminder_view(r) for r in items], "next_cursor": next_cursor}
+            shown = [r.patient_id for r in items]
+        # One row per patient whose reminders the page shows (one without a patient for an empty page).
+        trail.read(principal, "reminder.list", patient_ids=shown)
+        return page
 
 
 @router.get(
@@ -163,12 +173,14 @@ def list_reminders(
     response_class=Response,
     responses={
         401: {"description": "missing, invalid, expired or revoked feed token (API tokens are refused here)"},
+        429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
         200: {"content": {"text/calendar": {}}, "description": "iCalendar feed"},
     },
 )
 def reminders_calendar(
     request: Request,
     principal: Annotated[Principal, Depends(require_feed())],
+    trail: AuditTrail,
     token: Annotated[str | None, Query(max_length=4000, description="a feed token (`carepath token feed`)")] = None,
 ) -> Response:
     """Subscribable with a feed token as `?token=` (calendar apps cannot send headers); kinds, due times and
@@ -176,45 +188,80 @@ def reminders_calendar(
     del token  # read by require_feed; declared so the document shows it
     worklist_url = f"{request.base_url}worklist"
     with UnitOfWork(read_only=True) as uow:
-        body = ics.calendar_bytes(ics.feed_reminders(uow, principal.org), utcnow(), worklist_url)
+        reminders = ics.feed_reminders(uow, principal.org)
+        body = ics.calendar_bytes(reminders, utcnow(), worklist_url)
+        shown = [r.patient_id for r in reminders]
+    trail.read(principal, "reminder.calendar_feed", patient_ids=shown)
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/reminders/{reminder_id}", response_model=ReminderDetail, responses=_ONE)
-def get_reminder(principal: Reader, reminder_id: ReminderId) -> dict[str, Any]:
-    with UnitOfWork(read_only=True) as uow, _domain_errors():
-        reminder = queries.get_reminder(uow, principal.org, reminder_id)
-        return queries.reminder_detail_view(reminder, queries.history(uow, reminder.id))
+def get_reminder(principal: Reader, reminder_id: ReminderId, trail: AuditTrail) -> dict[str, Any]:
+    with trail.failures(principal, "reminder.read", resource=("reminder", reminder_id)):
+        with UnitOfWork(read_only=True) as uow, _domain_errors():
+            reminder = queries.get_reminder(uow, principal.org, reminder_id)
+            detail = queries.reminder_detail_view(reminder, queries.history(uow, reminder.id))
+            patient_id = reminder.patient_id
+        trail.read(principal, "reminder.read", patient_id=patient_id, resource=("reminder", reminder_id))
+        return detail
 
 
 @router.post("/reminders/{reminder_id}/acknowledge", response_model=ReminderItem, responses=_ACT)
-def acknowledge(principal: Actor, reminder_id: ReminderId) -> dict[str, Any]:
-    with UnitOfWork() as uow, _domain_errors():
+def acknowledge(principal: Actor, reminder_id: ReminderId, trail: AuditTrail) -> dict[str, Any]:
+    with (
+        trail.failures(principal, "reminder.acknowledge", resource=("reminder", reminder_id)),
+        UnitOfWork() as uow,
+        _domain_errors(),
+    ):
         reminder = lifecycle.acknowledge(uow, principal, reminder_id)
+        trail.write(
+            uow, principal, "reminder.acknowledge", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
+        )
         uow.commit()
         return queries.reminder_view(reminder)
 
 
 @router.post("/reminders/{reminder_id}/complete", response_model=ReminderItem, responses=_ACT)
-def complete(principal: Actor, reminder_id: ReminderId) -> dict[str, Any]:
-    with UnitOfWork() as uow, _domain_errors():
+def complete(principal: Actor, reminder_id: ReminderId, trail: AuditTrail) -> dict[str, Any]:
+    with (
+        trail.failures(principal, "reminder.complete", resource=("reminder", reminder_id)),
+        UnitOfWork() as uow,
+        _domain_errors(),
+    ):
         reminder = lifecycle.complete(uow, principal, reminder_id)
+        trail.write(
+            uow, principal, "reminder.complete", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
+        )
         uow.commit()
         return queries.reminder_view(reminder)
 
 
 @router.post("/reminders/{reminder_id}/snooze", response_model=ReminderItem, responses=_ACT)
-def snooze(principal: Actor, reminder_id: ReminderId, body: SnoozeIn) -> dict[str, Any]:
+def snooze(principal: Actor, reminder_id: ReminderId, body: SnoozeIn, trail: AuditTrail) -> dict[str, Any]:
     check_instant(body.until, ("body", "until"))
-    with UnitOfWork() as uow, _domain_errors():
+    with (
+        trail.failures(principal, "reminder.snooze", resource=("reminder", reminder_id)),
+        UnitOfWork() as uow,
+        _domain_errors(),
+    ):
         reminder = lifecycle.snooze(uow, principal, reminder_id, body.until, body.reason)
+        trail.write(
+            uow, principal, "reminder.snooze", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
+        )
         uow.commit()
         return queries.reminder_view(reminder)
 
 
 @router.post("/reminders/{reminder_id}/dismiss", response_model=ReminderItem, responses=_ACT)
-def dismiss(principal: Actor, reminder_id: ReminderId, body: DismissIn) -> dict[str, Any]:
-    with UnitOfWork() as uow, _domain_errors():
+def dismiss(principal: Actor, reminder_id: ReminderId, body: DismissIn, trail: AuditTrail) -> dict[str, Any]:
+    with (
+        trail.failures(principal, "reminder.dismiss", resource=("reminder", reminder_id)),
+        UnitOfWork() as uow,
+        _domain_errors(),
+    ):
         reminder = lifecycle.dismiss(uow, principal, reminder_id, body.reason, body.comment)
+        trail.write(
+            uow, principal, "reminder.dismiss", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
+        )
         uow.commit()
         return queries.reminder_view(reminder)

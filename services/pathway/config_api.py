@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.pathway.config import ConfigError, describe_config, replace_config
+from shared.audit import AuditTrail
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.web import Responses, no_nul_characters
@@ -17,6 +18,7 @@ Ops = Annotated[Principal, Depends(require("ops"))]
 AUTH: Responses = {
     401: {"description": "missing or invalid token"},
     403: {"description": "only ops tokens may do this"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
 }
 INVALID: Responses = {422: {"description": "unknown profile or parameter, or a bad value"}}
 # No parameter (days, months, counts, an MME threshold) needs more than 100 years' worth of days; far larger
@@ -34,23 +36,26 @@ class PathwayConfigIn(BaseModel):
 
 
 @router.get("/pathway-config", responses=AUTH)
-def get_pathway_config(principal: Ops) -> dict[str, Any]:
+def get_pathway_config(principal: Ops, trail: AuditTrail) -> dict[str, Any]:
     with UnitOfWork(read_only=True) as uow:
-        return describe_config(uow, principal.org)
+        described = describe_config(uow, principal.org)
+    trail.read(principal, "config.pathway.read", resource=("org_config", None))
+    return described
 
 
 @router.put("/pathway-config", responses={**AUTH, **INVALID})
-def put_pathway_config(body: PathwayConfigIn, principal: Ops) -> dict[str, Any]:
+def put_pathway_config(body: PathwayConfigIn, principal: Ops, trail: AuditTrail) -> dict[str, Any]:
     """Replace the configuration. A change to any parameter re-evaluates every patient of the organisation
     (a run driven by the scheduler); the response names that run under `reevaluation`."""
-    for name, value in body.overrides.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_PARAMETER:
-            raise HTTPException(422, detail=f"parameter {name!r} is at most {MAX_PARAMETER}, got {value!r}")
-    with UnitOfWork() as uow:
+    with trail.failures(principal, "config.pathway.update"), UnitOfWork() as uow:
+        for name, value in body.overrides.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_PARAMETER:
+                raise HTTPException(422, detail=f"parameter {name!r} is at most {MAX_PARAMETER}, got {value!r}")
         try:
             change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
         except ConfigError as exc:
             raise HTTPException(422, detail=str(exc)) from None
+        trail.write(uow, principal, "config.pathway.update", resource=("reevaluation_run", change.run_id))
         uow.commit()
         described = describe_config(uow, principal.org)
         return {**described, "changed": change.changed, "reevaluation_run_id": change.run_id}

@@ -115,11 +115,20 @@ def prune(uow: UnitOfWork, now: datetime, settings: Settings) -> tuple[int, int]
 
 
 def _prune_now(settings: Settings) -> None:
+    from shared import retention
+
     with UnitOfWork(settings) as uow:
         finished, forgotten = prune(uow, utcnow(), settings)
+        kept_for = retention.prune(uow, utcnow(), settings)
         uow.commit()
     if finished or forgotten:
         log.info("pruned %d finished outbox rows and %d de-duplication records", finished, forgotten)
+    if kept_for.idempotency_records or kept_for.deliveries:
+        log.info(
+            "pruned %d idempotency records and %d finished channel deliveries",
+            kept_for.idempotency_records,
+            kept_for.deliveries,
+        )
 
 
 def run_relay(publisher: Publisher, stop: threading.Event, settings: Settings | None = None) -> None:

@@ -53,6 +53,8 @@ class Entry:
 class Result:
     status_code: int
     body: dict[str, Any]
+    # The carepath patients the Bundle's recorded entries were linked to (for the audit trail).
+    patient_ids: list[str] = field(default_factory=list)
 
 
 class BundleRefused(Exception):
@@ -325,7 +327,8 @@ def process(uow: UnitOfWork, principal: Principal, cds: OpioidCds, document: Any
             if linked is not None:
                 entry.issues.append(information(entry.prefix, f"linked to carepath patient {linked}"))
     _record(uow, principal, entries)
-    return Result(200, _response(bundle_type, entries))
+    recorded = [entry.patient_id for entry in entries if entry.outcome == "recorded" and entry.patient_id]
+    return Result(200, _response(bundle_type, entries), list(dict.fromkeys(recorded)))
 
 
 def _record(uow: UnitOfWork, principal: Principal, entries: list[Entry]) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from services.intake import idempotency
 from services.intake.fhir import bundle, capability, careplan
 from services.intake.fhir.outcome import error, operation_outcome
+from shared import audit
+from shared.audit import AuditTrail
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
 from shared.fhir import terminology
@@ -28,9 +30,16 @@ Caller = Annotated[Principal, Depends(require())]
 Writer = Annotated[Principal, Depends(require("client", "coordinator", "ops"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)]
 
-AUTH: Responses = {401: {"description": "missing or invalid token"}, 403: {"description": "role not allowed"}}
+AUTH: Responses = {
+    401: {"description": "missing or invalid token"},
+    403: {"description": "role not allowed"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
+}
 _OBJECT = {"type": "object", "additionalProperties": True}
 _FHIR_CONTENT = {FHIR_JSON: {"schema": _OBJECT}, "application/json": {"schema": _OBJECT}}
+
+
+ACTION = "fhir.bundle"
 
 
 class FhirResponse(JSONResponse):
@@ -64,16 +73,18 @@ def _outcome(status_code: int, expression: str, message: str, code: str) -> Fhir
     },
     openapi_extra={"requestBody": {"required": True, "content": _FHIR_CONTENT}},
 )
-async def post_bundle(request: Request, principal: Writer, key: IdempotencyKey = None) -> Any:
+async def post_bundle(request: Request, principal: Writer, trail: AuditTrail, key: IdempotencyKey = None) -> Any:
     """The Idempotency-Key works as on the native routes (same key + same body → the first answer again);
     without one, resource identity and version already make a re-sent Bundle store nothing new."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (FHIR_JSON, "application/json"):
+        await run_in_threadpool(trail.read, principal, ACTION, outcome=audit.INVALID, status_code=415)
         return _outcome(415, "Bundle", "send the Bundle as application/fhir+json or application/json", "not-supported")
     raw = await request.body()
     try:
         document = json.loads(raw)
     except (ValueError, RecursionError):
+        await run_in_threadpool(trail.read, principal, ACTION, outcome=audit.INVALID, status_code=422)
         return _outcome(422, "Bundle", "the body is not JSON", "structure")
     cds = opioid_cds()
     settings = get_settings()
@@ -91,6 +102,7 @@ async def post_bundle(request: Request, principal: Writer, key: IdempotencyKey =
                 issue = error("Bundle", "this Idempotency-Key was used with another body", "business-rule")
                 return bundle.Result(422, operation_outcome([issue]))
             if replay is not None:
+                trail.read(principal, f"{ACTION}.replay", status_code=replay.status_code)
                 return bundle.Result(replay.status_code, replay.body)
         try:
             with UnitOfWork(settings) as uow:
@@ -99,22 +111,30 @@ async def post_bundle(request: Request, principal: Writer, key: IdempotencyKey =
                 except bundle.BundleRefused as refused:
                     result = bundle.Result(422, operation_outcome(refused.issues))
                 if result.status_code == 200:
+                    # One row per patient the Bundle recorded data for (one without a patient if none).
+                    trail.write(uow, principal, ACTION, patient_ids=result.patient_ids, status_code=200)
                     if key is not None:
                         idempotency.complete(uow, principal.org, key, 200, result.body)
                     uow.commit()
-                elif key is not None:
-                    idempotency.release(settings, principal.org, key)
-                return result
+                    return result
+            if key is not None:
+                idempotency.release(settings, principal.org, key)
+            trail.read(principal, ACTION, outcome=audit.outcome_of(result.status_code), status_code=result.status_code)
+            return result
         except BaseException:
             if key is not None:
                 idempotency.release(settings, principal.org, key)
             raise
 
-    try:
-        result = await run_in_threadpool(work)
-    except IntegrityError:
-        log.info("fhir bundle raced another request on the same resource or patient")
-        return _outcome(409, "Bundle", "a concurrent request recorded the same resource or patient; retry", "conflict")
+    with trail.failures(principal, ACTION):
+        try:
+            result = await run_in_threadpool(work)
+        except IntegrityError:
+            log.info("fhir bundle raced another request on the same resource or patient")
+            await run_in_threadpool(trail.read, principal, ACTION, outcome=audit.INVALID, status_code=409)
+            return _outcome(
+                409, "Bundle", "a concurrent request recorded the same resource or patient; retry", "conflict"
+            )
     return FhirResponse(result.body, status_code=result.status_code)
 
 
@@ -145,8 +165,17 @@ def metadata() -> Any:
         422: {"description": "patient parameter missing or invalid"},
     },
 )
-def search_careplan(principal: Caller, patient: Annotated[str, Query(min_length=1, max_length=200)]) -> Any:
+def search_careplan(
+    principal: Caller, trail: AuditTrail, patient: Annotated[str, Query(min_length=1, max_length=200)]
+) -> Any:
     with UnitOfWork(read_only=True) as uow:
         found = careplan.find_patient_for_search(uow, principal.org, patient)
         plan = careplan.careplan(uow, found) if found is not None else None
-        return FhirResponse(careplan.searchset([plan] if plan else []))
+        found_id = found.id if found is not None else None
+    trail.read(
+        principal,
+        "fhir.careplan.search",
+        outcome=audit.SUCCESS if found_id is not None else audit.NOT_FOUND,
+        patient_id=found_id,
+    )
+    return FhirResponse(careplan.searchset([plan] if plan else []))

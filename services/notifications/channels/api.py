@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 from pydantic import BaseModel, Field
 
 from services.notifications.channels import config
+from shared.audit import AuditTrail
 from shared.auth import Principal, require
 from shared.clock import utcnow
 from shared.db.uow import UnitOfWork
@@ -21,6 +22,7 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid token"},
     403: {"description": "the token's role may not configure channels"},
     422: {"description": "invalid request"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such channel in the token's organisation"}}
 
@@ -41,10 +43,10 @@ def _not_found() -> HTTPException:
 
 
 @router.post("/v1/webhook-endpoints", status_code=201, responses=AUTH_ERRORS)
-def create_endpoint(body: EndpointIn, principal: Manager) -> dict[str, Any]:
+def create_endpoint(body: EndpointIn, principal: Manager, trail: AuditTrail) -> dict[str, Any]:
     """Register an endpoint. The response carries the signing secret (`whsec_…`): it is shown only here."""
     settings = get_settings()
-    with UnitOfWork(settings) as uow:
+    with trail.failures(principal, "config.webhook.create"), UnitOfWork(settings) as uow:
         try:
             endpoint = config.create_endpoint(
                 uow,
@@ -57,6 +59,7 @@ def create_endpoint(body: EndpointIn, principal: Manager) -> dict[str, Any]:
             )
         except config.InvalidChannel as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        trail.write(uow, principal, "config.webhook.create", resource=("webhook_endpoint", endpoint.id))
         uow.commit()
         return config.endpoint_view(endpoint, with_secret=True)
 
@@ -77,36 +80,42 @@ def get_endpoint(endpoint_id: str, principal: Manager) -> dict[str, Any]:
 
 
 @router.delete("/v1/webhook-endpoints/{endpoint_id}", status_code=204, responses={**AUTH_ERRORS, **NOT_FOUND})
-def delete_endpoint(endpoint_id: str, principal: Manager) -> Response:
-    with UnitOfWork() as uow:
+def delete_endpoint(endpoint_id: str, principal: Manager, trail: AuditTrail) -> Response:
+    resource = ("webhook_endpoint", endpoint_id)
+    with trail.failures(principal, "config.webhook.delete", resource=resource), UnitOfWork() as uow:
         try:
             config.delete_endpoint(uow, principal.org, endpoint_id, utcnow())
         except config.ChannelNotFound:
             raise _not_found() from None
+        trail.write(uow, principal, "config.webhook.delete", resource=resource)
         uow.commit()
     return Response(status_code=204)
 
 
 @router.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret", responses={**AUTH_ERRORS, **NOT_FOUND})
-def rotate_secret(endpoint_id: str, principal: Manager) -> dict[str, Any]:
+def rotate_secret(endpoint_id: str, principal: Manager, trail: AuditTrail) -> dict[str, Any]:
     """Issue a new secret (returned once). The old one keeps signing alongside it for 24 hours."""
-    with UnitOfWork() as uow:
+    resource = ("webhook_endpoint", endpoint_id)
+    with trail.failures(principal, "config.webhook.rotate_secret", resource=resource), UnitOfWork() as uow:
         try:
             endpoint = config.rotate_secret(uow, principal.org, endpoint_id, utcnow())
         except config.ChannelNotFound:
             raise _not_found() from None
+        trail.write(uow, principal, "config.webhook.rotate_secret", resource=resource)
         uow.commit()
         return config.endpoint_view(endpoint, with_secret=True)
 
 
 @router.post("/v1/webhook-endpoints/{endpoint_id}/enable", responses={**AUTH_ERRORS, **NOT_FOUND})
-def enable_endpoint(endpoint_id: str, principal: Manager) -> dict[str, Any]:
+def enable_endpoint(endpoint_id: str, principal: Manager, trail: AuditTrail) -> dict[str, Any]:
     """Re-enable an endpoint that was disabled after persistent failure."""
-    with UnitOfWork() as uow:
+    resource = ("webhook_endpoint", endpoint_id)
+    with trail.failures(principal, "config.webhook.enable", resource=resource), UnitOfWork() as uow:
         try:
             endpoint = config.enable_endpoint(uow, principal.org, endpoint_id, utcnow())
         except config.ChannelNotFound:
             raise _not_found() from None
+        trail.write(uow, principal, "config.webhook.enable", resource=resource)
         uow.commit()
         return config.endpoint_view(endpoint)
 
@@ -125,12 +134,13 @@ def list_deliveries(
 
 
 @router.post("/v1/email-recipients", status_code=201, responses=AUTH_ERRORS)
-def create_recipient(body: RecipientIn, principal: Manager) -> dict[str, Any]:
-    with UnitOfWork() as uow:
+def create_recipient(body: RecipientIn, principal: Manager, trail: AuditTrail) -> dict[str, Any]:
+    with trail.failures(principal, "config.email.create"), UnitOfWork() as uow:
         try:
             recipient = config.create_recipient(uow, principal.org, body.address, body.escalation, utcnow())
         except config.InvalidChannel as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from None
+        trail.write(uow, principal, "config.email.create", resource=("email_recipient", recipient.id))
         uow.commit()
         return config.recipient_view(recipient)
 
@@ -142,11 +152,13 @@ def list_recipients(principal: Manager) -> dict[str, Any]:
 
 
 @router.delete("/v1/email-recipients/{recipient_id}", status_code=204, responses={**AUTH_ERRORS, **NOT_FOUND})
-def delete_recipient(recipient_id: str, principal: Manager) -> Response:
-    with UnitOfWork() as uow:
+def delete_recipient(recipient_id: str, principal: Manager, trail: AuditTrail) -> Response:
+    resource = ("email_recipient", recipient_id)
+    with trail.failures(principal, "config.email.delete", resource=resource), UnitOfWork() as uow:
         try:
             config.delete_recipient(uow, principal.org, recipient_id, utcnow())
         except config.ChannelNotFound:
             raise _not_found() from None
+        trail.write(uow, principal, "config.email.delete", resource=resource)
         uow.commit()
     return Response(status_code=204)

@@ -7,7 +7,7 @@ The worklist needs no delivery: it is the reminder table itself, which the sched
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 
 from services.notifications.channels import store
 from services.notifications.channels.payloads import EVENT_TYPES, webhook_payload
@@ -17,6 +17,7 @@ from shared.clock import isoformat, utcnow
 from shared.db.tables import ChannelDelivery, Reminder
 from shared.db.uow import UnitOfWork
 from shared.events import Event
+from shared.settings import get_settings
 
 log = logging.getLogger("carepath.channels")
 
@@ -48,6 +49,17 @@ def _targets(uow: UnitOfWork, org: str, *, escalation: bool) -> list[tuple[str, 
     return targets
 
 
+def _over_daily_cap(uow: UnitOfWork, patient_id: str, now: datetime) -> bool:
+    """CAREPATH_NOTIFICATIONS_PER_PATIENT_PER_DAY events about one patient per UTC day are delivered; the
+    deliveries of any further one are recorded as held (never sent). The reminder itself is untouched, so
+    the coordinator still sees it on the worklist."""
+    settings = get_settings()
+    if not settings.rate_limits_enabled:
+        return False
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return store.notified_today(uow, patient_id, day_start) >= settings.notifications_per_patient_per_day
+
+
 def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
     """Insert one pending delivery per active target of the event's organisation; returns how many."""
     if event.type not in EVENT_TYPES:
@@ -63,6 +75,9 @@ def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
         return 0
     payload = webhook_payload(event.type, event.time, _event_data(event, reminder))
     targets = _targets(uow, reminder.org, escalation=event.type == events.REMINDER_ESCALATED)
+    held = bool(targets) and _over_daily_cap(uow, reminder.patient_id, now)
+    if held:
+        log.warning("channels: event %s held: the patient's daily notification cap is reached", event.id)
     for channel, target_id in targets:
         uow.session.add(
             ChannelDelivery(
@@ -74,7 +89,9 @@ def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
                 event_type=event.type,
                 reminder_id=reminder.id,
                 payload=payload,
-                next_attempt_at=now,
+                status=store.HELD if held else store.PENDING,
+                next_attempt_at=None if held else now,
+                last_error="held: the patient's daily notification cap is reached" if held else None,
                 created_at=now,
             )
         )

@@ -19,6 +19,7 @@ from services.notifications.channels.payloads import email_message, webhook_body
 from services.notifications.channels.policy import Decision, Delivered, GiveUp, Outcome, RetryAt
 from services.notifications.channels.senders import Senders, real_senders
 from services.notifications.channels.signing import webhook_headers
+from shared import audit
 from shared.clock import utcnow
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
@@ -126,10 +127,25 @@ def _record(settings: Settings, job: Job, outcome: Outcome, now: datetime, token
         delivery.last_status_code = outcome.status_code
         decision = policy.decide(outcome, attempts=delivery.attempts, created_at=delivery.created_at, now=now)
         _apply(delivery, decision, outcome, now)
+        if isinstance(decision, Delivered):  # a notification about a patient left carepath: audited
+            audit.record(
+                uow,
+                audit.system_actor("dispatcher", delivery.org),
+                f"notification.{job.channel}.sent",
+                route="command dispatcher",
+                patient_id=_patient_of(delivery),
+                resource=("channel_delivery", str(delivery.id)),
+            )
         if endpoint is not None:
             _update_endpoint_health(uow, endpoint, outcome, decision, now)
         uow.commit()
     log.info("delivery %s (%s) attempt: %s", job.delivery_id, job.channel, type(decision).__name__)
+
+
+def _patient_of(delivery: ChannelDelivery) -> str | None:
+    data = delivery.payload.get("data") if isinstance(delivery.payload, dict) else None
+    patient_id = data.get("patient_id") if isinstance(data, dict) else None
+    return patient_id if isinstance(patient_id, str) else None
 
 
 def _apply(delivery: ChannelDelivery, decision: Decision, outcome: Outcome, now: datetime) -> None:

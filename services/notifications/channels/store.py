@@ -5,16 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import distinct, func, select, update
 from sqlmodel import col
 
-from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
+from shared.db.tables import ChannelDelivery, EmailRecipient, Reminder, WebhookEndpoint
 from shared.db.uow import UnitOfWork
 
 ACTIVE = "active"
 DISABLED = "disabled"
 DELETED = "deleted"
 PENDING, DELIVERED, FAILED, CANCELLED = "pending", "delivered", "failed", "cancelled"
+HELD = "held"  # over the patient's daily notification cap: never sent (the worklist still shows the reminder)
 WEBHOOK, EMAIL = "webhook", "email"
 
 _delivery = ChannelDelivery.__table__  # type: ignore[attr-defined]
@@ -84,3 +85,14 @@ def close_pending_for(uow: UnitOfWork, target_id: str, status: str, reason: str,
         .where(_delivery.c.target_id == target_id, _delivery.c.status == PENDING)
         .values(status=status, last_error=reason[:300], next_attempt_at=None, claimed_by=None, last_attempt_at=now)
     )
+
+
+def notified_today(uow: UnitOfWork, patient_id: str, day_start: datetime) -> int:
+    """How many events about `patient_id` got deliveries (not held) since `day_start`: the daily cap's count."""
+    reminder = Reminder.__table__  # type: ignore[attr-defined]
+    statement = (
+        select(func.count(distinct(_delivery.c.event_id)))
+        .select_from(_delivery.join(reminder, reminder.c.id == _delivery.c.reminder_id))
+        .where(reminder.c.patient_id == patient_id, _delivery.c.created_at >= day_start, _delivery.c.status != HELD)
+    )
+    return int(uow.session.execute(statement).scalar_one())

@@ -21,7 +21,8 @@ from fastapi.templating import Jinja2Templates
 
 from services.notifications import lifecycle
 from services.notifications.web import csrf, worklist
-from shared.auth import Principal, decode_token, principal_from_request, revoke_token_or_id
+from shared import abuse, audit
+from shared.auth import SUBJECT_PATTERN, Principal, decode_token, principal_from_request, revoke_token_or_id
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
@@ -68,6 +69,7 @@ FORM_ERRORS: dict[int | str, dict[str, Any]] = {
     303: {"description": "done (or not signed in): redirect with a flash message"},
     403: {"description": "missing or invalid CSRF token, or a role that may not use the worklist"},
     422: {"description": "malformed form"},
+    429: {"description": "too many requests or sign-in attempts (Retry-After says when to retry)"},
 }
 
 
@@ -122,22 +124,63 @@ def login_page(request: Request, flash: Annotated[str | None, Query(max_length=4
     return _render(request, "login.html", {"flash": _flash(flash)})
 
 
+def _claimed_subject(token: str) -> str | None:
+    """The subject a pasted token names, before its signature is checked (only to throttle guessing at one
+    person's sign-in); None when it names none in the subject charset."""
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError:
+        return None
+    return subject if isinstance(subject, str) and SUBJECT_PATTERN.fullmatch(subject) else None
+
+
+def _over_rate(request: Request, principal: Principal) -> Response | None:
+    """The per-token and per-organisation request rates on the worklist pages too (429 page)."""
+    try:
+        abuse.check_principal(get_settings(), principal.org, principal.token_id or principal.subject)
+    except HTTPException as refused:
+        audit.Audit(request).read(principal, "auth.refused", outcome=audit.DENIED, status_code=refused.status_code)
+        page = _render(
+            request, "error.html", {"heading": "Too many requests", "message": "Wait a moment and try again."}, 429
+        )
+        page.headers.update(refused.headers or {})
+        return page
+    return None
+
+
 @router.post("/login", response_class=HTMLResponse, responses={**FORM_ERRORS, 401: {"description": "bad token"}})
 def login(
     request: Request,
     token: Annotated[str, Form(max_length=4000)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    trail = audit.Audit(request)
     if (refused := _check_csrf(request, csrf_token)) is not None:
+        trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=403)
         return refused
+    settings = get_settings()
+    limited = abuse.check_login(settings, abuse.client_address(request), _claimed_subject(token.strip()))
+    if limited is not None:
+        trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=429)
+        page = _render(
+            request,
+            "login.html",
+            {"error": f"Too many sign-in attempts. Wait {limited.retry_after} seconds and try again."},
+            status_code=429,
+        )
+        page.headers.update(abuse.retry_headers(limited))
+        return page
     try:
-        principal = decode_token(get_settings(), token.strip())
+        principal = decode_token(settings, token.strip())
     except jwt.PyJWTError:  # malformed, expired or forged: simply "not accepted"
+        trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=401)
         return _render(request, "login.html", {"error": "That token was not accepted."}, status_code=401)
     if principal.role not in WORKLIST_ROLES:
+        trail.read(principal, SIGN_IN, outcome=audit.DENIED, status_code=403)
         return _render(
             request, "login.html", {"error": "Only coordinator or ops tokens can use the worklist."}, status_code=403
         )
+    trail.read(principal, SIGN_IN)
     response = _redirect("/worklist")
     response.set_cookie(
         csrf.TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", secure=_secure(request), path="/"
@@ -151,8 +194,11 @@ def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = 
         return refused
     # Signing out ends the token itself, not only the cookie: it may have been copied (it is a bearer token).
     if session_token := request.cookies.get(csrf.TOKEN_COOKIE):
+        signed_in = _signed_in(request)
         with contextlib.suppress(jwt.PyJWTError, ValueError):  # not a token of ours: nothing to revoke
             revoke_token_or_id(get_settings(), session_token, "logout", allow_bare_id=False)
+        if signed_in is not None:
+            audit.Audit(request).read(signed_in, "auth.signout")
     response = _redirect("/login?flash=logged_out")
     response.delete_cookie(csrf.TOKEN_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response
@@ -168,8 +214,12 @@ def worklist_page(
     principal = _signed_in(request)
     if principal is None:
         return _redirect("/login")
+    trail = audit.Audit(request)
     if principal.role not in WORKLIST_ROLES:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
         return _forbidden(request, "Only coordinators and ops can use the worklist.")
+    if (limited := _over_rate(request, principal)) is not None:
+        return limited
     status = status if status in worklist.WORKLIST_STATUSES else None
     now = utcnow()
     with UnitOfWork(read_only=True) as uow:
@@ -177,6 +227,8 @@ def worklist_page(
             uow, principal.org, now, kind=kind or None, statuses=(status,) if status else worklist.WORKLIST_STATUSES
         )
         kinds = sorted(set(worklist.kinds(uow, principal.org)) | ({kind} if kind else set()))
+    # One row per patient the page shows (one without a patient for an empty worklist).
+    trail.read(principal, "worklist.read", patient_ids=[row.patient_id for row in rows])
     context = {
         "principal": principal,
         "rows": rows,
@@ -215,6 +267,7 @@ def parse_until(value: str) -> datetime | None:
         return None
 
 
+SIGN_IN = "auth.signin"
 _DONE = {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"}
 
 
@@ -233,34 +286,64 @@ def act(
     principal = _signed_in(request)
     if principal is None:
         return _redirect("/login")
+    trail = audit.Audit(request)
     if (refused := _check_csrf(request, csrf_token)) is not None:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
         return refused
     if principal.role not in WORKLIST_ROLES:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
         return _forbidden(request, "Only coordinators and ops can act on reminders.")
-    code = _apply(principal, reminder_id, action, until=until, reason=reason, comment=comment)
+    if (limited := _over_rate(request, principal)) is not None:
+        return limited
+    code = _apply(trail, principal, reminder_id, action, until=until, reason=reason, comment=comment)
     return _back(code, filter_kind, filter_status)
 
 
-def _apply(principal: Principal, reminder_id: str, action: str, *, until: str, reason: str, comment: str) -> str:
-    """Run one lifecycle action in its own unit of work; returns the flash code."""
+_OUTCOMES = {"not_found": audit.NOT_FOUND, "conflict": audit.INVALID, "invalid": audit.INVALID}
+
+
+def _apply(
+    trail: audit.Audit, principal: Principal, reminder_id: str, action: str, *, until: str, reason: str, comment: str
+) -> str:
+    """Run one lifecycle action in its own unit of work (its audit row in the same transaction); returns the
+    flash code. A refused action is audited on its own."""
+    name, resource = f"worklist.reminder.{action}", ("reminder", reminder_id)
+    code = _run(trail, principal, reminder_id, action, name, until=until, reason=reason, comment=comment)
+    if code in _OUTCOMES:
+        trail.read(principal, name, outcome=_OUTCOMES[code], resource=resource)
+    return code
+
+
+def _run(
+    trail: audit.Audit,
+    principal: Principal,
+    reminder_id: str,
+    action: str,
+    name: str,
+    *,
+    until: str,
+    reason: str,
+    comment: str,
+) -> str:
     with UnitOfWork() as uow:
         try:
             if action == "acknowledge":
-                lifecycle.acknowledge(uow, principal, reminder_id)
+                reminder = lifecycle.acknowledge(uow, principal, reminder_id)
             elif action == "complete":
-                lifecycle.complete(uow, principal, reminder_id)
+                reminder = lifecycle.complete(uow, principal, reminder_id)
             elif action == "snooze":
                 when = parse_until(until)
                 if when is None:
                     return "invalid"
-                lifecycle.snooze(uow, principal, reminder_id, when, reason.strip() or None)
+                reminder = lifecycle.snooze(uow, principal, reminder_id, when, reason.strip() or None)
             else:
-                lifecycle.dismiss(uow, principal, reminder_id, reason, comment.strip() or None)
+                reminder = lifecycle.dismiss(uow, principal, reminder_id, reason, comment.strip() or None)
         except lifecycle.ReminderNotFound:
             return "not_found"
         except lifecycle.InvalidTransition:
             return "conflict"
         except lifecycle.InvalidRequest:
             return "invalid"
+        trail.write(uow, principal, name, patient_id=reminder.patient_id, resource=("reminder", reminder.id))
         uow.commit()
     return _DONE[action]

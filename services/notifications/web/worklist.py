@@ -64,6 +64,7 @@ class Row:
     sources: tuple[Source, ...] = ()
     rule_change: str | None = None  # "2026.2": created by the change to that rule set
     shown_due_at: datetime | None = None  # when it reached the worklist, for a rule change's past deadline
+    patient_id: str = ""  # for the audit trail (never shown: the page shows the MRN label)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def _row(reminder: Reminder, external_id: str, now: datetime) -> Row:
     rule_change = rule_set_label(reminder.origin_rule_set_version) if reminder.origin == ORIGIN_RULE_CHANGE else None
     return Row(
         id=reminder.id,
+        patient_id=reminder.patient_id,
         patient_label=external_id,
         kind=reminder.kind,
         kind_label=kind_label(reminder.kind),

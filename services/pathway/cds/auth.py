@@ -147,7 +147,11 @@ def endpoint_urls(request: Request) -> list[str]:
 def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> auth.Principal:
-    """Dependency: a CDS client (JWT) or a carepath principal; 401 otherwise."""
+    """Dependency: a CDS client (JWT) or a carepath principal; 401 otherwise (audited), 429 over the rate."""
+    return auth.audited_principal(request, lambda: _authenticate(request, credentials))
+
+
+def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> auth.Principal:
     token = credentials.credentials if credentials else None
     if not token or len(token) > 8000:
         raise _unauthorized()

@@ -11,10 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.pathway.cds import service
 from services.pathway.cds.auth import Caller
+from shared.audit import AuditTrail
 from shared.web import Responses, no_nul_characters
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], dependencies=[Depends(no_nul_characters)])
-AUTH: Responses = {401: {"description": "missing or invalid token (CDS client JWT or carepath token)"}}
+AUTH: Responses = {
+    401: {"description": "missing or invalid token (CDS client JWT or carepath token)"},
+    429: {"description": "rate limit exceeded (Retry-After says when to retry)"},
+}
 NOT_FOUND: Responses = {404: {"description": "no such CDS service"}}
 INVALID: Responses = {422: {"description": "not a CDS Hooks request of this service's hook"}}
 ServiceId = Annotated[str, Path(max_length=60, pattern=r"^[a-z0-9-]+$")]
@@ -50,23 +54,32 @@ def discovery(principal: Caller) -> dict[str, Any]:
 
 
 @router.post("/{service_id}", response_model=CardsOut, responses={**AUTH, **NOT_FOUND, **INVALID})
-async def call_service(service_id: ServiceId, body: CdsRequest, principal: Caller) -> dict[str, Any]:
-    described = _service(service_id)
-    if body.hook != described["hook"]:
-        raise HTTPException(422, detail=f"this service answers the {described['hook']} hook")
-    request = body.model_dump(mode="json")
-    if service_id == service.PATIENT_VIEW:
-        return await run_in_threadpool(service.patient_view, principal, request)
-    return await run_in_threadpool(service.order_review, principal, request)
+async def call_service(service_id: ServiceId, body: CdsRequest, principal: Caller, trail: AuditTrail) -> dict[str, Any]:
+    action = f"cds.{service_id}"[:60]
+    with trail.failures(principal, action):
+        described = _service(service_id)
+        if body.hook != described["hook"]:
+            raise HTTPException(422, detail=f"this service answers the {described['hook']} hook")
+        request = body.model_dump(mode="json")
+        use_case = service.patient_view if service_id == service.PATIENT_VIEW else service.order_review
+        cards = await run_in_threadpool(use_case, principal, request)
+        # The FHIR patient of the request is not a carepath id: the row names the service, not the patient.
+        await run_in_threadpool(trail.read, principal, action)
+        return cards
 
 
 @router.post("/{service_id}/feedback", responses={**AUTH, **NOT_FOUND, **INVALID})
-def feedback(service_id: ServiceId, principal: Caller, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+def feedback(
+    service_id: ServiceId, principal: Caller, trail: AuditTrail, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
     """Accepted / overridden cards (CDS Hooks 2.0 feedback); an override of a reminder card snoozes or
     dismisses the reminder as its reason says."""
-    _service(service_id)
-    try:
-        recorded = service.record_feedback(principal, service_id, body)
-    except service.InvalidFeedback as problem:
-        raise HTTPException(422, detail=str(problem)) from None
-    return {"recorded": recorded}
+    action = f"cds.{service_id}.feedback"[:60]
+    with trail.failures(principal, action):
+        _service(service_id)
+        try:
+            recorded = service.record_feedback(principal, service_id, body)
+        except service.InvalidFeedback as problem:
+            raise HTTPException(422, detail=str(problem)) from None
+        trail.read(principal, action)
+        return {"recorded": recorded}

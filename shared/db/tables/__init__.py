@@ -1,5 +1,6 @@
 """All SQLModel tables; importing this package registers every table on SQLModel.metadata."""
 
+from shared.db.tables.audit import AuditEvent
 from shared.db.tables.auth import RevokedToken
 from shared.db.tables.base import metadata, table_of
 from shared.db.tables.cds import CdsClient, CdsFeedback, CdsJwtUse
@@ -20,6 +21,7 @@ from shared.db.tables.reminders import Reminder, ReminderReconcileState, Reminde
 
 __all__ = [
     "Assessment",
+    "AuditEvent",
     "CdsClient",
     "CdsFeedback",
     "CdsJwtUse",
