@@ -36,7 +36,7 @@ def create_notifications_app() -> FastAPI:
     from services.notifications.web import routes as web_routes
 
     app = FastAPI(title="carepath notifications", version="1")
-    install_common(app, "notifications")
+    install_common(app, "notifications", database_metrics=True)
     app.include_router(api.router)
     app.include_router(channels_api.router)
     app.include_router(web_routes.router)

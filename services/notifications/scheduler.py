@@ -30,6 +30,7 @@ from services.notifications.wakeup import sleep, start_listener, wake, wake_afte
 from shared.clock import utcnow
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
+from shared.observability.metrics import beat
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.scheduler")
@@ -124,6 +125,7 @@ def run_scheduler(
         except Exception:  # database unreachable or a deadlock victim: leases make a retry safe
             log.exception("scheduler pass failed; retrying")
             delay = settings.scheduler_max_sleep
+        beat("reminders")
         if delay > 0:
             sleep(stop, delay, STOP_CHECK_SECONDS)
     log.info("scheduler stopped")

@@ -22,6 +22,7 @@ from services.notifications.channels.signing import webhook_headers
 from shared.clock import utcnow
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
+from shared.observability.metrics import DELIVERIES, beat
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.channels.dispatcher")
@@ -43,6 +44,9 @@ class Job:
     url: str = ""
     signing_secrets: tuple[str, ...] = ()
     recipient: str = ""
+
+
+_OUTCOMES = {Delivered: "delivered", RetryAt: "retry", GiveUp: "failed"}
 
 
 def dispatch_due(settings: Settings | None = None, now: datetime | None = None, senders: Senders | None = None) -> int:
@@ -129,6 +133,7 @@ def _record(settings: Settings, job: Job, outcome: Outcome, now: datetime, token
         if endpoint is not None:
             _update_endpoint_health(uow, endpoint, outcome, decision, now)
         uow.commit()
+    DELIVERIES.labels(job.channel, _OUTCOMES[type(decision)]).inc()
     log.info("delivery %s (%s) attempt: %s", job.delivery_id, job.channel, type(decision).__name__)
 
 
@@ -188,6 +193,7 @@ def run_dispatcher(stop: threading.Event, settings: Settings | None = None) -> N
                 log.exception("dispatcher pass failed; retrying")
                 stop.wait(max(idle_sleep, 1.0))
                 continue
+            beat("channels")
             if attempted < BATCH:
                 stop.wait(idle_sleep)
     finally:
