@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared import token_keys
 from shared.db.schema import upgrade
@@ -33,10 +34,10 @@ def _spawn(part: str) -> subprocess.Popen[bytes]:
 def _share_metrics(settings: Settings) -> None:
     """Every child writes its metrics to one folder (prometheus-client's multi-process mode), emptied at
     start: the notifications /metrics then shows the whole stack (docs/operations.md)."""
-    folder = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str((settings.var_dir / "metrics").resolve()))
-    from shared.observability.metrics import reset_multiprocess_dir
-
-    reset_multiprocess_dir(folder)
+    folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str((settings.var_dir / "metrics").resolve())))
+    private_dir(folder)
+    for stale in folder.glob("*.db"):  # a previous run's processes must not count
+        stale.unlink()
 
 
 @dataclass

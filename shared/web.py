@@ -269,7 +269,7 @@ def unexpected_error(request: Request, exc: Exception) -> Response:
     code locations only: exception messages can carry submitted values (a SQL error's row, a codec's
     input), and submitted values can be clinical text or MRNs. Handled in a middleware, so neither
     Starlette's ServerErrorMiddleware nor uvicorn logs the exception (with its message) again."""
-    frames = [line.strip() for line in traceback.format_list(traceback.extract_tb(exc.__traceback__)[-8:])]
+    frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)[-8:]]
     # One line (the frames are a field of it, not lines of their own): `carepath_http_requests_total`
     # counts the 500 (shared/observability/http.py).
     log.error(

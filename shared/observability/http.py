@@ -18,6 +18,9 @@ from shared.observability.tracing import tracer
 
 REQUESTS = Counter("carepath_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
 LATENCY = Histogram("carepath_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
+# FastAPI's own OpenTelemetry spans, metrics and logs are off: their server span records the raw path and
+# query (patient ids, external ids), and ours (below) covers the request with the route template only.
+FASTAPI_TELEMETRY: dict[str, bool] = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 

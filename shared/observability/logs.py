@@ -19,6 +19,7 @@ _part = "carepath"
 
 def _add_part(_: Any, __: str, event_dict: EventDict) -> EventDict:
     event_dict.setdefault("part", _part)
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     return event_dict
 
 
@@ -47,6 +48,7 @@ def configure_logging(part: str = "carepath") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level.upper())
+    logging.captureWarnings(True)  # warnings (Celery's, a library's) in the same format
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "alembic"):
         logging.getLogger(name).handlers = []  # propagate to the root handler: one format
         logging.getLogger(name).propagate = True

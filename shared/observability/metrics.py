@@ -85,14 +85,6 @@ def serve_metrics(port: int | None) -> None:
         log.info("metrics on port %s", port)
 
 
-def reset_multiprocess_dir(directory: str) -> None:
-    """Empty the folder (at `carepath up`'s start: samples of a previous run's processes must not count)."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    for name in os.listdir(directory):
-        if name.endswith(".db"):
-            os.unlink(os.path.join(directory, name))
-
-
 def beat(loop: str) -> None:
     """A loop finished a pass: the heartbeat gauge and the heartbeat file `carepath health` reads."""
     from shared.observability.heartbeat import touch
