@@ -6,6 +6,7 @@ real. Span attributes hold route templates, event types and ids only."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from fastapi.testclient import TestClient
@@ -86,7 +87,7 @@ def test_one_trace_from_the_http_request_to_the_notifications_consumer(
     assert set(chain) <= set(finished), sorted(finished)
     assert len({finished[name].context.trace_id for name in chain}) == 1
     parents = {span.context.span_id: span.parent.span_id for span in spans.get_finished_spans() if span.parent}
-    for earlier, later in zip(chain, chain[1:], strict=False):  # each step descends from the one before
+    for earlier, later in pairwise(chain):  # each step descends from the one before
         assert finished[earlier].context.span_id in _ancestors(parents, finished[later].context.span_id), later
     assert finished["consume pathway"].attributes["cloudevents.event_type"] == "carepath.patient.updated"
     assert finished["consume notifications"].attributes["carepath.outcome"] == "handled"
