@@ -217,7 +217,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.hostname:
         argv += ["--hostname", args.hostname]
     if settings.json_logs:
-        argv.append("--quiet")  # no banner: every line on stderr is a JSON log line
+        argv.insert(0, "--quiet")  # no banner: every line on stderr is a JSON log line
     celery.worker_main(argv)
     return 0
 

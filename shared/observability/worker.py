@@ -4,13 +4,17 @@ loop is stuck), and the request id of the event a task handles on its log lines.
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from celery import Celery, bootsteps
 from celery.signals import setup_logging, task_postrun, task_prerun
 
 from shared.observability.metrics import TASK_SECONDS, TASKS, beat
+from shared.settings import get_settings
 
 HEARTBEAT_EVERY_SECONDS = 5.0
 _started: dict[str, float] = {}
@@ -58,7 +62,21 @@ class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is unt
             self.tref = None
 
 
+def _say_as_json(msg: str, f: Any = None) -> None:
+    """Celery's shutdown notices (printed from signal handlers) as JSON lines: one write, no locks."""
+    line = {"event": msg, "level": "info", "logger": "celery.apps.worker", "timestamp": _now(), "part": "worker"}
+    os.write(2, (json.dumps(line) + "\n").encode())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
 def instrument(app: Celery) -> None:
+    if get_settings().json_logs:
+        from celery.apps import worker as celery_worker
+
+        celery_worker.safe_say = _say_as_json  # type: ignore[assignment]
     app.steps["consumer"].add(Heartbeat)
     setup_logging.connect(_keep_our_logging, weak=False)  # Celery logs through our root handler
     task_prerun.connect(_on_prerun, weak=False)
