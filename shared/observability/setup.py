@@ -3,7 +3,9 @@ an HTTP app (`install_http_observability`, called by shared.web.install_common).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -23,7 +25,11 @@ def setup_process(part: str) -> None:
     if part not in BACKGROUND_PARTS + ("intake", "notifications"):
         return
     if part == "worker" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="carepath-worker-metrics-")
+        private = tempfile.mkdtemp(prefix="carepath-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = private
+        atexit.register(shutil.rmtree, private, ignore_errors=True)
+    if folder := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
     from shared.observability import heartbeat
     from shared.observability.metrics import serve_metrics
     from shared.observability.tracing import configure_tracing

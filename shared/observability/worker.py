@@ -76,7 +76,7 @@ def instrument(app: Celery) -> None:
     if get_settings().json_logs:
         from celery.apps import worker as celery_worker
 
-        celery_worker.safe_say = _say_as_json  # type: ignore[assignment]
+        celery_worker.safe_say = _say_as_json
     app.steps["consumer"].add(Heartbeat)
     setup_logging.connect(_keep_our_logging, weak=False)  # Celery logs through our root handler
     task_prerun.connect(_on_prerun, weak=False)
