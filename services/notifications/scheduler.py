@@ -31,6 +31,7 @@ from shared.clock import utcnow
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
 from shared.observability.metrics import beat
+from shared.observability.tracing import tracer
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.scheduler")
@@ -61,7 +62,9 @@ def deliver_due(
         uow.commit()
     if not claimed:
         return {"claimed": 0, "delivered": 0, "unsnoozed": 0, "escalated": 0}
-    with UnitOfWork(settings) as uow:
+    # The events published here carry this span's trace context.
+    span = tracer().start_as_current_span("deliver due reminders", attributes={"carepath.claimed": len(claimed)})
+    with span, UnitOfWork(settings) as uow:
         lock_in_id_order(uow, claimed)
         counts = act(uow, claimed, worker_id, fixed or utcnow())
         uow.commit()
