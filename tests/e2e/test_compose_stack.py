@@ -19,9 +19,22 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
 
 
+def _bind_mounts(name: str) -> dict[str, str]:
+    """A service's bind mounts, container path -> the host folder it stands for (relative to compose.yaml)."""
+    mounts = {}
+    for volume in COMPOSE[name].get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if source.startswith((".", "/")):
+            mounts[target] = str((ROOT / source).resolve())
+    return mounts
+
+
 def _service_env(name: str, stack: Stack) -> dict[str, str]:
     env = dict(stack.env)
+    mounts = _bind_mounts(name)
     for key, value in COMPOSE[name].get("environment", {}).items():
+        if str(value) in mounts:  # a path inside the container: the host folder compose mounts there
+            value = mounts[str(value)]
         if key in ("CAREPATH_DATABASE_URL", "CAREPATH_BROKER_URL"):
             continue  # compose's hosts are container names: keep the test's local servers
         if key.endswith("_HOST"):
