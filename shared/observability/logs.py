@@ -15,6 +15,7 @@ from structlog.typing import EventDict, Processor
 from shared.settings import get_settings
 
 _part = "carepath"
+EXTRA_FIELDS = ("exc_type", "route", "frames")
 
 
 def _add_part(_: Any, __: str, event_dict: EventDict) -> EventDict:
@@ -31,7 +32,8 @@ def configure_logging(part: str = "carepath") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
+        # Only our own extra fields: Celery passes its task arguments (whole envelopes) as `data`.
+        structlog.stdlib.ExtraAdder(allow=EXTRA_FIELDS),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_part,
     ]
