@@ -20,6 +20,7 @@ def create_intake_app() -> FastAPI:
     from services.intake.fhir import routes as fhir_routes
     from services.pathway import api as pathway_api
     from services.pathway import config_api as pathway_config_api
+    from services.pathway.cds import routes as cds_routes
 
     app = FastAPI(title="carepath intake", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "intake")
@@ -28,6 +29,7 @@ def create_intake_app() -> FastAPI:
     app.include_router(fhir_routes.router)
     app.include_router(pathway_api.router)
     app.include_router(pathway_config_api.router)
+    app.include_router(cds_routes.router)
     return app
 
 

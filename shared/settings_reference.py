@@ -5,6 +5,7 @@ python -m shared.settings_reference > docs/configuration.md
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic.fields import FieldInfo
@@ -23,10 +24,28 @@ needs at least `CAREPATH_SECRET_KEY`, `CAREPATH_DATABASE_URL` and `CAREPATH_BROK
 """
 
 
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def _portable(path: Path) -> str:
+    """An absolute default under or beside the checkout, written relative to it (the page must not depend on
+    where the checkout lives)."""
+    if not path.is_absolute():
+        return str(path)
+    for base, prefix in ((CHECKOUT, ""), (CHECKOUT.parent, "../")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def _default(field: FieldInfo) -> str:
     value: Any = field.get_default(call_default_factory=True)
     if value in ("", None):
         return "—"
+    if isinstance(value, Path):
+        value = _portable(value)
     return f"`{value}`"
 
 

@@ -58,6 +58,16 @@ def add_commands(sub: Any) -> None:
     )
     reevaluate.add_argument("--json", action="store_true", help="with --dry-run: print JSON instead of a table")
     reevaluate.set_defaults(func=cmd_reevaluate)
+    cds = sub.add_parser("cds-client", help="CDS Hooks clients (EHRs) whose JWTs are accepted").add_subparsers(
+        dest="cds_command", required=True
+    )
+    register = cds.add_parser("register", help="register (or re-key) a CDS client of an organisation")
+    register.add_argument("--org", required=True)
+    register.add_argument("--issuer", required=True, help="the client's JWT iss")
+    keys = register.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks-url", help="the client's JWKS URL (fetched and cached)")
+    keys.add_argument("--jwk-file", help="a file with the client's public JWK or JWKS (stored inline)")
+    register.set_defaults(func=cmd_cds_client_register)
 
 
 def _positive(value: str) -> float:
@@ -174,3 +184,18 @@ def cmd_reevaluate(args: argparse.Namespace) -> int:
     state = "interrupted; run `carepath reevaluate` again to resume" if stop.is_set() else "done"
     print(f"{enqueued} patients enqueued for re-evaluation; {state}", file=sys.stderr)
     return 0 if not stop.is_set() else 130
+
+
+def cmd_cds_client_register(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from services.pathway.cds.clients import InvalidClient, read_jwks, register
+
+    try:
+        jwks = read_jwks(Path(args.jwk_file)) if args.jwk_file else None
+        client = register(args.org, args.issuer, args.jwks_url, jwks)
+    except InvalidClient as problem:
+        print(f"carepath cds-client register: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps({"id": client.id, "org": client.org, "issuer": client.issuer}))
+    return 0

@@ -20,11 +20,11 @@ from sqlmodel import col
 from services.intake import handlers
 from services.intake.fhir import linking, mapping
 from services.intake.fhir.outcome import Issue, error, fhir_path, information, operation_outcome, warning
-from services.intake.fhir.terminology import OpioidCds
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.db.tables import FhirResourceLink, PatientUpdate
 from shared.db.uow import UnitOfWork
+from shared.fhir.terminology import OpioidCds
 from shared.updates import UpdateIn
 from shared.web import EARLIEST, LATEST
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from services.intake.fhir import codes, mapping
+from services.intake.fhir import mapping
+from shared.fhir import codes
 
 _DOCUMENTATION = {
     "Patient": "linked by identifier (system|value) or id to a carepath patient of the caller's organisation",

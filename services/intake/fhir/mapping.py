@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from services.intake.fhir import codes, mme
 from services.intake.fhir.outcome import Issue, error, information, warning
-from services.intake.fhir.terminology import RXNORM, OpioidCds
+from shared.fhir import codes, medications, mme
+from shared.fhir.terminology import OpioidCds
 
 SUPPORTED = (
     "Procedure",
@@ -241,19 +241,9 @@ def _medication_concept(resource: Any, ctx: Context) -> tuple[Any, str]:
 
 def _drug_class(ctx: Context, concept: Any, element: str) -> tuple[str, str | None]:
     """(drug class, RxNorm name) of the first RxNorm coding carepath knows."""
-    for coding in _codings(concept):
-        if coding.system != RXNORM or not coding.code:
-            continue
-        klass = ctx.cds.classify(coding.code)
-        if klass is not None:
-            return klass, ctx.cds.display(coding.code) or coding.display
-        by_code = codes.NON_OPIOIDS.lookup(RXNORM, coding.code)
-        if by_code is not None:
-            return by_code, coding.display
-        name = (coding.display or "").strip().lower()
-        first = name.split(" ")[0] if name else ""
-        if first in codes.NON_OPIOID_BY_NAME and " / " not in name:
-            return codes.NON_OPIOID_BY_NAME[first], coding.display
+    found = medications.classify_concept(ctx.cds, concept)
+    if found is not None:
+        return found
     raise Unmappable(
         warning(
             f"{ctx.prefix}.{element}",

@@ -13,10 +13,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.intake import idempotency
-from services.intake.fhir import bundle, capability, careplan, terminology
+from services.intake.fhir import bundle, capability, careplan
 from services.intake.fhir.outcome import error, operation_outcome
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
+from shared.fhir import terminology
 from shared.settings import get_settings
 from shared.web import Responses, no_nul_characters
 

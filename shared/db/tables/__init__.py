@@ -2,6 +2,7 @@
 
 from shared.db.tables.auth import RevokedToken
 from shared.db.tables.base import metadata, table_of
+from shared.db.tables.cds import CdsClient, CdsFeedback, CdsJwtUse
 from shared.db.tables.channels import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.tables.core import (
     Assessment,
@@ -19,6 +20,9 @@ from shared.db.tables.reminders import Reminder, ReminderReconcileState, Reminde
 
 __all__ = [
     "Assessment",
+    "CdsClient",
+    "CdsFeedback",
+    "CdsJwtUse",
     "ChannelDelivery",
     "DeadLetter",
     "EmailRecipient",

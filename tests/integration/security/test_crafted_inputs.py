@@ -77,7 +77,11 @@ def test_a_lone_surrogate_in_any_field_of_any_json_body_is_422_and_not_logged(
             url = concrete(path, operation)
             for name in ("patient_id", "reminder_id"):
                 url = url.replace(path.split("{" + name + "}")[0], path.split("{" + name + "}")[0])
-            url = path.format(**seeded, endpoint_id=seeded["reminder_id"]) if "{" in path else url
+            url = (
+                path.format(**seeded, endpoint_id=seeded["reminder_id"], service_id="carepath-order-sign")
+                if "{" in path
+                else url
+            )
             bodies = [{name: f"{MARKER}{SURROGATE}"} for name in schema.get("properties", {})]
             bodies.append({f"{MARKER}{SURROGATE}": "key"})
             bodies.append({"nested": [{"deeper": {"text": f"{MARKER}{SURROGATE}"}}]})

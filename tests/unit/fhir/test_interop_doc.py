@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.intake.fhir import codes
+from shared.fhir import codes
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "interop.md").read_text()
 

@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.dosage import Dosage
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from services.intake.fhir import mme, terminology
+from shared.fhir import mme, terminology
 from shared.settings import Settings
 
 CDS = terminology.load(Settings().opioid_cds_dir)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from services.intake.fhir.terminology import OpioidCds
+from shared.fhir.terminology import OpioidCds
 
 # An RxNorm normalised name: "[N HR ]ingredient strength UNIT[ / ingredient strength UNIT …] Dose Form[ [Brand]]".
 _BRAND = re.compile(r"\s*\[[^\]]*\]\s*$")
