@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from shared.observability.http import FASTAPI_TELEMETRY
 from shared.web import install_common
 
 # Celery task modules a worker imports: one per service that consumes events.
@@ -21,7 +22,7 @@ def create_intake_app() -> FastAPI:
     from services.pathway import config_api as pathway_config_api
     from services.pathway.cds import routes as cds_routes
 
-    app = FastAPI(title="carepath intake", version="1")
+    app = FastAPI(title="carepath intake", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "intake")
     app.include_router(intake_api.router)
     fhir_routes.opioid_cds()  # the value sets and MME factors are read at start: a missing folder fails here
@@ -37,8 +38,8 @@ def create_notifications_app() -> FastAPI:
     from services.notifications.channels import api as channels_api
     from services.notifications.web import routes as web_routes
 
-    app = FastAPI(title="carepath notifications", version="1")
-    install_common(app, "notifications")
+    app = FastAPI(title="carepath notifications", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
+    install_common(app, "notifications", database_metrics=True)
     app.include_router(api.router)
     app.include_router(channels_api.router)
     app.include_router(web_routes.router)

@@ -15,13 +15,10 @@ from shared.settings import get_settings
 log = logging.getLogger("carepath.cli")
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _configure_logging(command: str = "carepath") -> None:
+    from shared.observability.setup import setup_process  # logs, metrics, heartbeats, tracing
+
+    setup_process(command)
 
 
 def _stop_event() -> threading.Event:
@@ -173,7 +170,13 @@ def _serve(app_path: str, port: int, host: str) -> int:
         print(f"carepath: not starting: {problem}", file=sys.stderr)
         return EXIT_MISCONFIGURED
     uvicorn.run(
-        app_path, factory=True, host=host, port=port, log_level=get_settings().log_level.lower(), access_log=False
+        app_path,
+        factory=True,
+        host=host,
+        port=port,
+        log_level=get_settings().log_level.lower(),
+        access_log=False,
+        log_config=None,  # uvicorn logs through the root handler: one format (shared/observability/logs.py)
     )
     return 0
 
@@ -196,6 +199,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     celery = get_celery()
     celery.conf.include = list(TASK_MODULES)
+    from shared.observability.worker import instrument
+
+    instrument(celery)
     argv = [
         "worker",
         "--queues",
@@ -210,6 +216,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     ]
     if args.hostname:
         argv += ["--hostname", args.hostname]
+    if settings.json_logs:
+        argv.insert(0, "--quiet")  # no banner: every line on stderr is a JSON log line
     celery.worker_main(argv)
     return 0
 
@@ -325,12 +333,15 @@ def _parser() -> argparse.ArgumentParser:
     from shared.audit import add_commands as add_audit_commands  # audit export
 
     add_audit_commands(sub)
+    from carepath.health import add_commands as add_health_commands  # carepath health <part>
+
+    add_health_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.command)
     return int(args.func(args) or 0)
 
 

@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared import token_keys
 from shared.db.schema import upgrade
 from shared.files import private_dir
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.up")
 PARTS = ("intake", "notifications", "worker", "relay", "scheduler")
@@ -28,6 +29,15 @@ RESTART_WINDOW_SECONDS = 60.0
 def _spawn(part: str) -> subprocess.Popen[bytes]:
     # Own session: the terminal's Ctrl-C reaches only us, and we stop the children in order.
     return subprocess.Popen([sys.executable, "-m", "carepath.cli", part], env=os.environ.copy(), start_new_session=True)
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Every child writes its metrics to one folder (prometheus-client's multi-process mode), emptied at
+    start: the notifications /metrics then shows the whole stack (docs/operations.md)."""
+    folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str((settings.var_dir / "metrics").resolve())))
+    private_dir(folder)
+    for stale in folder.glob("*.db"):  # a previous run's processes must not count
+        stale.unlink()
 
 
 @dataclass
@@ -77,6 +87,7 @@ def run_stack() -> int:
         log.error("not starting: %s", exc)
         return 78
     upgrade(settings.effective_database_url)
+    _share_metrics(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

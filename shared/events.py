@@ -46,10 +46,24 @@ class Event:
     time: datetime = field(default_factory=utcnow)
 
 
+def _context_extensions() -> dict[str, str]:
+    """Extension attributes from what this process is handling: the request id that caused the event
+    (`carepathrequestid`) and the W3C trace context (`traceparent`, `tracestate`). Ids only."""
+    from shared.observability.context import REQUEST_ID_ATTRIBUTE, current_request_id
+    from shared.observability.tracing import inject
+
+    extensions: dict[str, str] = {}
+    if (request_id := current_request_id()) is not None:
+        extensions[REQUEST_ID_ATTRIBUTE] = request_id
+    inject(extensions)
+    return extensions
+
+
 def to_envelope(event: Event) -> dict[str, Any]:
     """Structured-mode CloudEvent as a JSON-ready dict."""
     cloud_event = CloudEvent(
         attributes={
+            **_context_extensions(),
             "id": event.id,
             "source": event.source,
             "type": event.type,

@@ -66,6 +66,21 @@ class Settings(BaseSettings):
         DEFAULT_OPIOID_CDS_DIR,
         description="folder with valuesets/*.json and mme_conversion_factors.csv (FHIR medication mapping)",
     )
+    log_format: str = Field(
+        "", description="text | json; default: json when CAREPATH_ENV=production, readable text otherwise"
+    )
+    metrics_port: int | None = Field(
+        None, description="worker, relay, scheduler: serve /metrics on this port (HTTP services use /metrics)"
+    )
+    heartbeat_dir: Path | None = Field(
+        None, description="where worker, relay and scheduler loops write heartbeats; default var_dir/heartbeats"
+    )
+    heartbeat_max_age: float = Field(
+        30.0, gt=0, description="`carepath health` fails when a loop has not beaten for this many seconds"
+    )
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP traces endpoint (http://collector:4318/v1/traces); empty: tracing off"
+    )
     dead_letter_after: int = Field(
         5, gt=0, description="failed deliveries of one event to one consumer before it is parked (dead letter)"
     )
@@ -125,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem")
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" if self.log_format else self.env == "production"
 
     @property
     def docs_and_metrics_open(self) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -37,9 +36,6 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # Python's calendar converting to UTC or adding a deadline overflows.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-REQUESTS = Counter("carepath_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
-LATENCY = Histogram("carepath_http_request_seconds", "HTTP request latency", ["service", "method", "route"])
 
 
 def _route_template(request: Request) -> str:
@@ -273,8 +269,16 @@ def unexpected_error(request: Request, exc: Exception) -> Response:
     code locations only: exception messages can carry submitted values (a SQL error's row, a codec's
     input), and submitted values can be clinical text or MRNs. Handled in a middleware, so neither
     Starlette's ServerErrorMiddleware nor uvicorn logs the exception (with its message) again."""
-    frames = "".join(traceback.format_tb(exc.__traceback__)[-8:])
-    log.error("unhandled %s in %s %s\n%s", type(exc).__name__, request.method, _route_template(request), frames)
+    frames = [f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__)[-8:]]
+    # One line (the frames are a field of it, not lines of their own): `carepath_http_requests_total`
+    # counts the 500 (shared/observability/http.py).
+    log.error(
+        "unhandled %s in %s %s",
+        type(exc).__name__,
+        request.method,
+        _route_template(request),
+        extra={"exc_type": type(exc).__name__, "route": _route_template(request), "frames": frames},
+    )
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
@@ -310,13 +314,14 @@ def _operations_gate(request: Request) -> Response | None:
     return None
 
 
-def install_common(app: FastAPI, service: str) -> None:
+def install_common(app: FastAPI, service: str, *, database_metrics: bool = False) -> None:
+    """`database_metrics`: this app's /metrics carries the database- and broker-derived gauges (one
+    service only, so that a scrape of the stack sees each once: the notifications service)."""
     from fastapi import Depends
     from starlette.concurrency import run_in_threadpool
 
-    from shared.ops_metrics import register_backlog_metrics
+    from shared.observability.setup import install_http_observability
 
-    register_backlog_metrics()
     app.max_body_size = MAX_BODY_BYTES
     # Every route of the app (those of routers included after this too) refuses NUL and lone surrogates.
     app.router.dependencies.append(Depends(no_nul_characters))
@@ -340,26 +345,21 @@ def install_common(app: FastAPI, service: str) -> None:
             response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_template(request)
-        REQUESTS.labels(service, request.method, route, str(response.status_code)).inc()
-        LATENCY.labels(service, request.method, route).observe(time.perf_counter() - started)
-        return response
-
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "a dependency is unreachable"}})
     def readyz() -> JSONResponse:
-        checks = {"database": database_ready(), "broker": broker_ready()}
+        from shared.observability.setup import configuration_ready
+
+        checks = {"database": database_ready(), "broker": broker_ready(), "configuration": configuration_ready()}
         ok = all(checks.values())
         body = {"status": "ok" if ok else "unavailable", **{k: "ok" if v else "down" for k, v in checks.items()}}
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    install_http_observability(app, service, database_metrics=database_metrics)  # the outermost middleware

@@ -27,6 +27,7 @@ from shared.db.tables import Reminder
 from shared.db.tables.reminders import ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 from shared.events import REMINDER_DUE, REMINDER_ESCALATED, SOURCE_SCHEDULER, Event
+from shared.observability.metrics import ESCALATIONS, REMINDER_LATENESS, REMINDERS_DELIVERED
 
 _EVENT_NAMESPACE = uuid.UUID("6f1c1f1e-4d1b-4c4e-9a51-2b7d0f3c9e10")
 _table = Reminder.__table__  # type: ignore[attr-defined]
@@ -206,6 +207,10 @@ def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) 
     delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now)
     unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now)
     escalated = _escalate(uow, by_status[t.DUE], worker_id, now)
+    for rid in delivered:  # delivered_at - due_at: how late the scheduler delivers
+        REMINDER_LATENESS.observe(max((now - by_id[rid].due_at).total_seconds(), 0.0))
+    REMINDERS_DELIVERED.inc(len(delivered))
+    ESCALATIONS.inc(len(escalated))
     uow.publish_many(
         [_due_event(by_id[rid], now) for rid in delivered] + [_escalated_event(by_id[rid], now) for rid in escalated]
     )

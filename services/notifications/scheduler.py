@@ -30,6 +30,8 @@ from services.notifications.wakeup import sleep, start_listener, wake, wake_afte
 from shared.clock import utcnow
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
+from shared.observability.metrics import beat
+from shared.observability.tracing import tracer
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.scheduler")
@@ -60,7 +62,9 @@ def deliver_due(
         uow.commit()
     if not claimed:
         return {"claimed": 0, "delivered": 0, "unsnoozed": 0, "escalated": 0}
-    with UnitOfWork(settings) as uow:
+    # The events published here carry this span's trace context.
+    span = tracer().start_as_current_span("deliver due reminders", attributes={"carepath.claimed": len(claimed)})
+    with span, UnitOfWork(settings) as uow:
         lock_in_id_order(uow, claimed)
         counts = act(uow, claimed, worker_id, fixed or utcnow())
         uow.commit()
@@ -124,6 +128,7 @@ def run_scheduler(
         except Exception:  # database unreachable or a deadlock victim: leases make a retry safe
             log.exception("scheduler pass failed; retrying")
             delay = settings.scheduler_max_sleep
+        beat("reminders")
         if delay > 0:
             sleep(stop, delay, STOP_CHECK_SECONDS)
     log.info("scheduler stopped")

@@ -21,6 +21,7 @@ from shared.clock import utcnow
 from shared.db.tables import Assessment, Patient
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_ASSESSED, SOURCE_PATHWAY, TRIGGER_RULE_SET_CHANGED, Event
+from shared.observability.metrics import EVALUATIONS, UPDATES_EVALUATED, UPDATES_PER_EVALUATION
 from shared.patients import PatientNotFound
 
 # Keys that change on every evaluation and say nothing about the patient's state.
@@ -164,11 +165,21 @@ def _trigger(previous: Assessment | None, body: dict[str, Any], woken_by: str) -
     return woken_by
 
 
+def _count_evaluation(trigger: str, previous: Assessment | None, body: dict[str, Any]) -> None:
+    """Evaluations, and the updates each newly took in: many updates in one evaluation were coalesced."""
+    before = int(previous.body.get("updates_evaluated", 0)) if previous is not None else 0
+    new = max(int(body.get("updates_evaluated", 0)) - before, 0)
+    EVALUATIONS.labels(trigger).inc()
+    UPDATES_EVALUATED.inc(new)
+    UPDATES_PER_EVALUATION.observe(new)
+
+
 def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
     patient = _lock_patient(uow, patient_id)
     now = utcnow()
     body = evaluate(load_facts(uow, patient.id), now, org_params(uow, patient.org)).to_dict()
     previous = latest_assessment(uow, patient.id)
+    _count_evaluation(trigger, previous, body)
     changes = describe_changes(previous.body if previous else None, body)
     patient.next_evaluation_at = _parse(body.get("next_evaluation_at"))
     uow.session.add(patient)

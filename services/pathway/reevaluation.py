@@ -35,6 +35,7 @@ from shared.db.tables.reevaluation import RUN_DONE, RUN_RUNNING, RUN_SUPERSEDED
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, SOURCE_OPS, Event
 from shared.messaging.routing import PATHWAY
+from shared.observability.metrics import beat
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.pathway.reevaluation")
@@ -264,6 +265,14 @@ def unfinished_runs(settings: Settings | None = None) -> list[tuple[str, float]]
         return [(row.id, row.rate) for row in uow.session.execute(query)]
 
 
+def _wait(stop: threading.Event, seconds: float) -> None:
+    """Pace a run, beating the loop's heartbeat meanwhile: a slow rate is not a stuck loop."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        beat("rule-change-reevaluation")
+        stop.wait(min(left, 5.0))
+
+
 def drive_once(
     stop: threading.Event, runs: Sequence[tuple[str, float]], settings: Settings, max_backlog: int = DEFAULT_MAX_BACKLOG
 ) -> int:
@@ -273,13 +282,13 @@ def drive_once(
         if stop.is_set():
             break
         if max_backlog > 0 and pathway_backlog(settings, max_backlog) > max_backlog:
-            stop.wait(IDLE_SECONDS)  # the worker is behind: live updates first
+            _wait(stop, IDLE_SECONDS)  # the worker is behind: live updates first
             break
         started = time.monotonic()
         batch = advance_run(run_id, settings)
         total += batch.enqueued
         elapsed = time.monotonic() - started
-        stop.wait(IDLE_SECONDS / 4 if batch.busy else pause_after(batch.enqueued, rate, elapsed))
+        _wait(stop, IDLE_SECONDS / 4 if batch.busy else pause_after(batch.enqueued, rate, elapsed))
     return total
 
 
@@ -312,6 +321,7 @@ def run_reevaluations(stop: threading.Event, settings: Settings | None = None) -
             if time.monotonic() >= next_check:
                 ensure_current_rules(settings)
                 next_check = time.monotonic() + ENSURE_EVERY_SECONDS
+            beat("rule-change-reevaluation")
             runs = unfinished_runs(settings)
             if not runs or drive_once(stop, runs, settings) == 0:
                 stop.wait(IDLE_SECONDS)

@@ -12,6 +12,7 @@ from shared.db.claims import claim_rows
 from shared.db.tables import Patient, table_of
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, SOURCE_SCHEDULER, Event
+from shared.observability.metrics import beat
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.pathway.scheduler")
@@ -51,5 +52,6 @@ def run_reevaluation_scheduler(stop: threading.Event, settings: Settings | None 
         except Exception:
             log.exception("re-evaluation sweep failed; retrying")
             count = 0
+        beat("timed-reevaluation")
         if count < settings.scheduler_batch:
             stop.wait(settings.scheduler_max_sleep)

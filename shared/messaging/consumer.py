@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
@@ -17,6 +18,8 @@ from shared.db.uow import UnitOfWork
 from shared.events import Event, from_envelope
 from shared.messaging import deadletter
 from shared.messaging.routing import consumers_for
+from shared.observability.context import REQUEST_ID_ATTRIBUTE, request_id_bound
+from shared.observability.tracing import event_span
 from shared.settings import Settings
 
 log = logging.getLogger("carepath.consumer")
@@ -62,7 +65,30 @@ def consume(
 ) -> str:
     """Run `handler` once for this event; returns "handled", "duplicate" or "parked" (a poison message:
     shared/messaging/deadletter.py). A failure that is not yet parked is raised: the outbox row stays
-    unfinished and the relay delivers the event again after its lease."""
+    unfinished and the relay delivers the event again after its lease. The event's request id is on the
+    log lines meanwhile, and its trace continues in a consumer span (events it publishes carry both on)."""
+    request_id = envelope.get(REQUEST_ID_ATTRIBUTE) if isinstance(envelope, dict) else None
+    with (
+        request_id_bound(request_id if isinstance(request_id, str) else None),
+        event_span(
+            f"consume {consumer}",
+            envelope if isinstance(envelope, dict) else {},
+            SpanKind.CONSUMER,
+            **{"messaging.consumer": consumer},
+        ) as span,
+    ):
+        outcome = _consume(consumer, envelope, outbox_id, handler, settings)
+        span.set_attribute("carepath.outcome", outcome)
+        return outcome
+
+
+def _consume(
+    consumer: str,
+    envelope: dict[str, Any],
+    outbox_id: int | None,
+    handler: Handler,
+    settings: Settings | None = None,
+) -> str:
     try:
         event = from_envelope(envelope)
     except Exception as exc:  # not a CloudEvent of ours: no retry can help

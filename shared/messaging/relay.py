@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import delete, update
 
 from shared.clock import utcnow
@@ -21,6 +22,8 @@ from shared.db.claims import claim_rows
 from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
 from shared.messaging.publisher import Publisher
+from shared.observability.metrics import beat
+from shared.observability.tracing import event_span, inject
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.relay")
@@ -81,6 +84,17 @@ def _release_for_retry(settings: Settings, ids: list[int]) -> None:
         uow.commit()
 
 
+def _publish(publisher: Publisher, message: Claimed) -> None:
+    """Publish in a producer span that continues the event's trace; the message carries that span's
+    context (the row keeps the original: a republish starts from the same parent)."""
+    with event_span(
+        f"publish {message.consumer}", message.envelope, SpanKind.PRODUCER, **{"messaging.consumer": message.consumer}
+    ):
+        envelope = dict(message.envelope)
+        inject(envelope)
+        publisher.publish(message.consumer, envelope, message.id)
+
+
 def relay_once(publisher: Publisher, settings: Settings | None = None) -> int:
     """Claim and publish one batch; returns how many rows were published."""
     settings = settings or get_settings()
@@ -90,7 +104,7 @@ def relay_once(publisher: Publisher, settings: Settings | None = None) -> int:
     failed: list[int] = []
     for message in claimed:
         try:
-            publisher.publish(message.consumer, message.envelope, message.id)
+            _publish(publisher, message)
         except Exception:  # broker down: the row is retried soon, nothing is lost
             log.warning("publish failed for outbox row %s; will retry", message.id, exc_info=True)
             failed.append(message.id)
@@ -144,6 +158,7 @@ def run_relay(publisher: Publisher, stop: threading.Event, settings: Settings | 
         except Exception:
             log.exception("relay pass failed; retrying")
             published = 0
+        beat("relay")
         if published < settings.relay_batch:
             stop.wait(settings.relay_interval)
     log.info("relay stopped")

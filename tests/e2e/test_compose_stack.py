@@ -45,6 +45,10 @@ def _service_env(name: str, stack: Stack) -> dict[str, str]:
     return env
 
 
+def _ports(stack: Stack) -> dict[str, str]:
+    return {key: stack.env[key] for key in ("CAREPATH_INTAKE_PORT", "CAREPATH_NOTIFICATIONS_PORT")}
+
+
 def test_compose_commands_run_the_distributed_stack(stack_factory: Stack) -> None:
     stack = stack_factory
     stack.env["CAREPATH_SECRET_KEY"] = secrets.token_urlsafe(48)
@@ -64,6 +68,20 @@ def test_compose_commands_run_the_distributed_stack(stack_factory: Stack) -> Non
         stack.env = env
         stack.start(*COMPOSE[name]["command"][1:])
     stack.wait_ready()
+    for name in ("intake", "notifications", "worker", "relay", "scheduler"):  # compose's healthchecks pass
+        check = COMPOSE[name]["healthcheck"]["test"][1:]
+
+        def healthy(check: list[str] = check, name: str = name) -> bool:
+            done = subprocess.run(
+                [*carepath_command(), *check[1:]],
+                env=_service_env(name, stack) | _ports(stack),
+                cwd=stack.workdir,
+                capture_output=True,
+                timeout=60,
+            )
+            return done.returncode == 0
+
+        wait_for(healthy, timeout=60, what=f"{name}'s healthcheck")
     headers = stack.token("org-compose", "client")
     patient = httpx.post(f"{stack.intake_url}/v1/patients", json={"external_id": "MRN-C"}, headers=headers).json()
     update = {"type": "neuro_exam", "occurred_at": "2026-11-01T09:00:00-05:00", "data": {"progressive_deficit": True}}

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
+from opentelemetry.trace import SpanKind
+
 from services.notifications.channels import policy, store
 from services.notifications.channels.payloads import email_message, webhook_body
 from services.notifications.channels.policy import Decision, Delivered, GiveUp, Outcome, RetryAt
@@ -23,6 +25,8 @@ from shared import audit
 from shared.clock import utcnow
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
+from shared.observability.metrics import DELIVERIES, beat
+from shared.observability.tracing import tracer
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.channels.dispatcher")
@@ -44,6 +48,9 @@ class Job:
     url: str = ""
     signing_secrets: tuple[str, ...] = ()
     recipient: str = ""
+
+
+_OUTCOMES = {Delivered: "delivered", RetryAt: "retry", GiveUp: "failed"}
 
 
 def dispatch_due(settings: Settings | None = None, now: datetime | None = None, senders: Senders | None = None) -> int:
@@ -107,6 +114,15 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
 
 
 def _send(job: Job, senders: Senders, settings: Settings) -> Outcome:
+    with tracer().start_as_current_span(f"send {job.channel}", kind=SpanKind.CLIENT) as span:
+        outcome = _send_now(job, senders, settings)
+        span.set_attribute("carepath.delivered", outcome.ok)
+        if outcome.status_code is not None:
+            span.set_attribute("http.response.status_code", outcome.status_code)
+        return outcome
+
+
+def _send_now(job: Job, senders: Senders, settings: Settings) -> Outcome:
     if job.channel == store.WEBHOOK:
         # The signature timestamp is the real moment of sending: receivers reject one > 5 minutes off.
         headers = webhook_headers(job.message_id, utcnow(), job.body, list(job.signing_secrets))
@@ -139,6 +155,7 @@ def _record(settings: Settings, job: Job, outcome: Outcome, now: datetime, token
         if endpoint is not None:
             _update_endpoint_health(uow, endpoint, outcome, decision, now)
         uow.commit()
+    DELIVERIES.labels(job.channel, _OUTCOMES[type(decision)]).inc()
     log.info("delivery %s (%s) attempt: %s", job.delivery_id, job.channel, type(decision).__name__)
 
 
@@ -204,6 +221,7 @@ def run_dispatcher(stop: threading.Event, settings: Settings | None = None) -> N
                 log.exception("dispatcher pass failed; retrying")
                 stop.wait(max(idle_sleep, 1.0))
                 continue
+            beat("channels")
             if attempted < BATCH:
                 stop.wait(idle_sleep)
     finally:

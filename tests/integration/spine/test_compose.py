@@ -65,3 +65,12 @@ def test_every_carepath_variable_is_a_real_setting(name: str) -> None:
     variables = {key for key in CAREPATH_SERVICES[name].get("environment", {}) if key.startswith("CAREPATH_")}
     assert variables, "each carepath service is configured by CAREPATH_* variables"
     assert variables <= known, variables - known
+
+
+@pytest.mark.parametrize("name", sorted(set(CAREPATH_SERVICES) - {"migrate"}))
+def test_every_long_running_part_has_a_carepath_health_healthcheck(name: str) -> None:
+    """An orchestrator restarts a stuck part: the healthcheck is `carepath health <the part>`."""
+    test = CAREPATH_SERVICES[name]["healthcheck"]["test"]
+    part = CAREPATH_SERVICES[name]["command"][1]
+    assert test == ["CMD", "carepath", "health", part]
+    _parser().parse_args(test[2:])

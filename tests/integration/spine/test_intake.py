@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from carepath.apps import create_intake_app as create_app
+from carepath.apps import create_notifications_app
 from shared.auth import create_token
 from shared.db.tables import IdempotencyRecord, OutboxMessage, PatientUpdate
 from shared.db.tables.reminders import STATUSES
@@ -181,7 +182,10 @@ def test_readyz_and_metrics(client: TestClient, settings: Settings) -> None:
     headers = auth(settings)
     patient_id = client.post("/v1/patients", json={"external_id": "MRN-2"}, headers=headers).json()["id"]
     client.post(f"/v1/patients/{patient_id}/updates", json=SURGERY, headers=headers)
-    assert 'carepath_outbox_unfinished{consumer="pathway"} 1.0' in client.get("/metrics").text
+    # The database-derived gauges are on the notifications service only (one place for the stack).
+    assert "carepath_outbox_unfinished" not in client.get("/metrics").text
+    notifications = TestClient(create_notifications_app())
+    assert 'carepath_outbox_unfinished{consumer="pathway"} 1.0' in notifications.get("/metrics").text
 
 
 def test_history_rejects_a_forged_cursor(client: TestClient, settings: Settings) -> None:
@@ -214,8 +218,8 @@ def test_database_down_is_503_with_retry_after(monkeypatch: pytest.MonkeyPatch, 
     assert client.get("/healthz").status_code == 200
 
 
-def test_backlog_gauges_exist_at_zero_when_there_is_nothing_to_count(client: TestClient) -> None:
-    metrics = client.get("/metrics").text
+def test_backlog_gauges_exist_at_zero_when_there_is_nothing_to_count(settings: Settings) -> None:
+    metrics = TestClient(create_notifications_app()).get("/metrics").text
     for consumer in CONSUMERS:
         assert f'carepath_outbox_unfinished{{consumer="{consumer}"}} 0.0' in metrics
         assert f'carepath_outbox_oldest_unfinished_seconds{{consumer="{consumer}"}} 0.0' in metrics
