@@ -72,7 +72,7 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
     expected: list[Row] = []
 
     # Writes: a patient, the same MRN again (409), an update and its replay, a batch, an unknown patient.
-    created = intake.post("/v1/patients", json={"external_id": MRN}, headers={**client, "X-Request-ID": "req-0001-abc"})
+    created = intake.post("/v1/patients", json={"external_id": MRN}, headers={**client, "X-Request-ID": "0123abcd-0001-4abc-8def-0123456789ab"})
     assert created.status_code == 201, created.text
     patient = created.json()["id"]
     expected.append((CLIENT, "patient.create", patient, "success"))
@@ -180,7 +180,7 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
         assert event["request_id"], event
         assert set(event) >= {"time", "actor", "org", "action", "patient_id", "outcome"}
     first = next(e for e in events if e["action"] == "patient.create")
-    assert first["request_id"] == "req-0001-abc"
+    assert first["request_id"] == "0123abcd-0001-4abc-8def-0123456789ab"
     assert first["route"] == "POST /v1/patients"
 
     # Nothing posted is in the export: no MRN, no clinical value, no free text.
