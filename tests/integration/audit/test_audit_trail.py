@@ -72,7 +72,11 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
     expected: list[Row] = []
 
     # Writes: a patient, the same MRN again (409), an update and its replay, a batch, an unknown patient.
-    created = intake.post("/v1/patients", json={"external_id": MRN}, headers={**client, "X-Request-ID": "0123abcd-0001-4abc-8def-0123456789ab"})
+    created = intake.post(
+        "/v1/patients",
+        json={"external_id": MRN},
+        headers={**client, "X-Request-ID": "0123abcd-0001-4abc-8def-0123456789ab"},
+    )
     assert created.status_code == 201, created.text
     patient = created.json()["id"]
     expected.append((CLIENT, "patient.create", patient, "success"))
