@@ -9,6 +9,7 @@ embedded deployment is one process per service). Over a limit is 429 with `Retry
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,6 +31,9 @@ TOO_MANY = 429
 @dataclass(frozen=True)
 class Refusal:
     retry_after: int  # whole seconds, at least 1
+
+
+_log = logging.getLogger("carepath.abuse")
 
 
 def storage_uri(settings: Settings) -> str:
@@ -67,9 +71,13 @@ def hit(settings: Settings, rate: str, *identifiers: str) -> Refusal | None:
         return None
     item = _item(rate)
     window = limiter(settings)
-    if window.hit(item, *identifiers):
+    try:
+        if window.hit(item, *identifiers):
+            return None
+        reset_at, _ = window.get_window_stats(item, *identifiers)
+    except Exception as exc:  # the counters' store (Redis) is down: fail open, never a 500 for a stored update
+        _log.warning("rate limit not checked: storage unavailable (%s)", type(exc).__name__)
         return None
-    reset_at, _ = window.get_window_stats(item, *identifiers)
     return Refusal(max(1, math.ceil(reset_at - time.time())))
 
 
