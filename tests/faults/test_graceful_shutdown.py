@@ -5,11 +5,8 @@ invariant checker passes after every part has been restarted."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
-
-import pytest
 
 from carepath.supervisor import GRACE_SECONDS
 from tests.e2e.conftest import Stack
@@ -22,9 +19,6 @@ RATE = 10.0
 LOAD_SECONDS = 25.0
 
 
-# It failed once in a fresh-clone CI run under load (cause not yet found); until it is, it runs by hand:
-# FAULT_SHUTDOWN=1 .venv/bin/pytest -q tests/faults -k sigterm   (docs/reliability.md)
-@pytest.mark.skipif(os.environ.get("FAULT_SHUTDOWN") != "1", reason="by hand until its CI failure is understood")
 def test_sigterm_drains_every_part_within_the_grace_period(fault_stack: Stack, private_pg: PrivatePostgres) -> None:
     load = Load(fault_stack.intake_url, fault_stack.token("clinic-shutdown", "client"), patients=8, rate=RATE)
     load.seed()
