@@ -6,13 +6,53 @@ what-if and configuration routes; the notifications process (port 8001) serves t
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
 from fastapi import FastAPI
 
+from shared.auth import Principal
+from shared.db.uow import UnitOfWork
+from shared.fhir import terminology
 from shared.observability.http import FASTAPI_TELEMETRY
 from shared.web import install_common
 
+log = logging.getLogger("carepath.apps")
+
 # Celery task modules a worker imports: one per service that consumes events.
 TASK_MODULES = ("services.pathway.tasks", "services.notifications.tasks")
+
+
+class _NotificationsReminderActions:
+    """The pathway's CDS feedback acting on reminders through the notifications service's own lifecycle."""
+
+    def snooze(self, uow: UnitOfWork, principal: Principal, reminder_id: str, until: datetime, reason: str) -> bool:
+        from services.notifications import lifecycle
+
+        try:
+            lifecycle.snooze(uow, principal, reminder_id, until, reason)
+        except (lifecycle.ReminderNotFound, lifecycle.InvalidTransition, lifecycle.InvalidRequest):
+            return False
+        return True
+
+    def dismiss(self, uow: UnitOfWork, principal: Principal, reminder_id: str, reason: str) -> bool:
+        from services.notifications import lifecycle
+
+        try:
+            lifecycle.dismiss(uow, principal, reminder_id, reason)
+        except (lifecycle.ReminderNotFound, lifecycle.InvalidTransition, lifecycle.InvalidRequest):
+            return False
+        return True
+
+
+def _load_terminology() -> None:
+    """The opioid value sets and MME factors are read at start. Missing, `carepath intake` refuses to start
+    outside development (carepath/cli.py); in development the intake runs and the FHIR route and CDS order
+    review answer 503 until they are there."""
+    try:
+        terminology.configured()
+    except terminology.TerminologyUnavailable as missing:
+        log.warning("%s: FHIR ingestion and CDS order review answer 503 until they are there", missing)
 
 
 def create_intake_app() -> FastAPI:
@@ -21,14 +61,16 @@ def create_intake_app() -> FastAPI:
     from services.pathway import api as pathway_api
     from services.pathway import config_api as pathway_config_api
     from services.pathway.cds import routes as cds_routes
+    from services.pathway.cds import service as cds_service
 
     app = FastAPI(title="carepath intake", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "intake")
     app.include_router(intake_api.router)
-    fhir_routes.opioid_cds()  # the value sets and MME factors are read at start: a missing folder fails here
+    _load_terminology()
     app.include_router(fhir_routes.router)
     app.include_router(pathway_api.router)
     app.include_router(pathway_config_api.router)
+    cds_service.use_reminder_actions(_NotificationsReminderActions())
     app.include_router(cds_routes.router)
     return app
 

@@ -157,6 +157,10 @@ def _configuration_error() -> str | None:
     try:
         settings.signing_key()  # CSRF tokens (and, without token keys, the derived token key pair)
         token_keys.keys(settings)  # at least one key to verify tokens with
+        if settings.env != "development":
+            from shared.fhir import terminology
+
+            terminology.configured()  # FHIR ingestion and CDS order review need them
     except RuntimeError as exc:
         return str(exc)
     return None

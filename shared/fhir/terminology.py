@@ -13,6 +13,8 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
+from shared.settings import Settings, get_settings
+
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CDC2022_TABLE = "B_IG_narrative_CDC2022"
 
@@ -115,3 +117,20 @@ def load(directory: Path) -> OpioidCds:
 @lru_cache(maxsize=4)
 def load_cached(directory: Path) -> OpioidCds:
     return load(directory)
+
+
+class TerminologyUnavailable(RuntimeError):
+    """The value sets and MME factors are not where CAREPATH_OPIOID_CDS_DIR points: medication orders and
+    statements cannot be classified (never guessed)."""
+
+
+def configured(settings: Settings | None = None) -> OpioidCds:
+    """The value sets and MME factors of the configured folder (read once per folder; a missing folder is
+    retried on the next call, so data that appears later is used)."""
+    directory = (settings or get_settings()).opioid_cds_dir.resolve()
+    try:
+        return load_cached(directory)
+    except FileNotFoundError as missing:
+        raise TerminologyUnavailable(
+            f"the opioid value sets and MME factors are missing from {directory} (CAREPATH_OPIOID_CDS_DIR)"
+        ) from missing

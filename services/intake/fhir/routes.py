@@ -46,11 +46,6 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
 
-def opioid_cds() -> terminology.OpioidCds:
-    """The value sets and MME factors of the configured folder (read once per folder)."""
-    return terminology.load_cached(get_settings().opioid_cds_dir.resolve())
-
-
 def _outcome(status_code: int, expression: str, message: str, code: str) -> FhirResponse:
     return FhirResponse(operation_outcome([error(expression, message, code)]), status_code=status_code)
 
@@ -70,6 +65,7 @@ def _outcome(status_code: int, expression: str, message: str, code: str) -> Fhir
             "description": "OperationOutcome: invalid Bundle, invalid transaction entry, or nothing maps",
             "content": _FHIR_CONTENT,
         },
+        503: {"description": "the opioid value sets are not configured: nothing stored", "content": _FHIR_CONTENT},
     },
     openapi_extra={"requestBody": {"required": True, "content": _FHIR_CONTENT}},
 )
@@ -86,7 +82,13 @@ async def post_bundle(request: Request, principal: Writer, trail: AuditTrail, ke
     except (ValueError, RecursionError):
         await run_in_threadpool(trail.read, principal, ACTION, outcome=audit.INVALID, status_code=422)
         return _outcome(422, "Bundle", "the body is not JSON", "structure")
-    cds = opioid_cds()
+    try:
+        cds = terminology.configured()
+    except terminology.TerminologyUnavailable:  # medications cannot be classified: refuse rather than guess
+        await run_in_threadpool(trail.read, principal, ACTION, outcome=audit.ERROR, status_code=503)
+        return _outcome(
+            503, "Bundle", "the opioid value sets are not configured (CAREPATH_OPIOID_CDS_DIR)", "transient"
+        )
     settings = get_settings()
 
     def work() -> bundle.Result:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.pathway.cds import service
 from services.pathway.cds.auth import Caller
 from shared.audit import AuditTrail
+from shared.fhir import terminology
 from shared.web import Responses, no_nul_characters
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], dependencies=[Depends(no_nul_characters)])
@@ -21,6 +22,7 @@ AUTH: Responses = {
 }
 NOT_FOUND: Responses = {404: {"description": "no such CDS service"}}
 INVALID: Responses = {422: {"description": "not a CDS Hooks request of this service's hook"}}
+UNAVAILABLE: Responses = {503: {"description": "the opioid value sets are not configured (order review only)"}}
 ServiceId = Annotated[str, Path(max_length=60, pattern=r"^[a-z0-9-]+$")]
 
 
@@ -53,7 +55,7 @@ def discovery(principal: Caller) -> dict[str, Any]:
     return service.discovery()
 
 
-@router.post("/{service_id}", response_model=CardsOut, responses={**AUTH, **NOT_FOUND, **INVALID})
+@router.post("/{service_id}", response_model=CardsOut, responses={**AUTH, **NOT_FOUND, **INVALID, **UNAVAILABLE})
 async def call_service(service_id: ServiceId, body: CdsRequest, principal: Caller, trail: AuditTrail) -> dict[str, Any]:
     action = f"cds.{service_id}"[:60]
     with trail.failures(principal, action):
@@ -62,7 +64,10 @@ async def call_service(service_id: ServiceId, body: CdsRequest, principal: Calle
             raise HTTPException(422, detail=f"this service answers the {described['hook']} hook")
         request = body.model_dump(mode="json")
         use_case = service.patient_view if service_id == service.PATIENT_VIEW else service.order_review
-        cards = await run_in_threadpool(use_case, principal, request)
+        try:
+            cards = await run_in_threadpool(use_case, principal, request)
+        except terminology.TerminologyUnavailable:
+            raise HTTPException(503, detail="the opioid value sets are not configured") from None
         # The FHIR patient of the request is not a carepath id: the row names the service, not the patient.
         await run_in_threadpool(trail.read, principal, action)
         return cards

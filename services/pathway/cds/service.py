@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import or_, select
@@ -25,11 +25,9 @@ from shared.db.tables import (
     FhirResourceLink,
     Patient,
     Reminder,
-    ReminderTransition,
 )
 from shared.db.uow import UnitOfWork
 from shared.fhir import terminology
-from shared.settings import get_settings
 
 log = logging.getLogger("carepath.cds")
 
@@ -69,10 +67,6 @@ SERVICES: dict[str, dict[str, Any]] = {
 
 def discovery() -> dict[str, Any]:
     return {"services": list(SERVICES.values())}
-
-
-def opioid_cds() -> terminology.OpioidCds:
-    return terminology.load_cached(get_settings().opioid_cds_dir.resolve())
 
 
 def fhir_patient_id(context: dict[str, Any]) -> str | None:
@@ -229,7 +223,7 @@ def _split_selections(
 def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any]:
     """One card per flag the draft orders would newly raise: evaluated once without and once with them."""
     now = utcnow()
-    cds = opioid_cds()
+    cds = terminology.configured()
     context = request.get("context") if isinstance(request.get("context"), dict) else {}
     assert isinstance(context, dict)
     draft_orders = context.get("draftOrders")
@@ -297,59 +291,42 @@ def _instant(value: Any) -> datetime:
     return when
 
 
+class ReminderActions(Protocol):
+    """What a reminder card's override may do to the reminder. Reminders are the notifications service's:
+    the composition root plugs its lifecycle in (`use_reminder_actions`), so the state machine and its
+    history stay in one place. Each returns False when the reminder is not the caller organisation's or the
+    transition makes no sense from its status (the reminder is left as it is)."""
+
+    def snooze(self, uow: UnitOfWork, principal: Principal, reminder_id: str, until: datetime, reason: str) -> bool: ...
+
+    def dismiss(self, uow: UnitOfWork, principal: Principal, reminder_id: str, reason: str) -> bool: ...
+
+
+_reminder_actions: ReminderActions | None = None
+
+
+def use_reminder_actions(actions: ReminderActions) -> None:
+    global _reminder_actions
+    _reminder_actions = actions
+
+
 def _act_on_reminder(
     uow: UnitOfWork, principal: Principal, card: str, code: str | None, now: datetime
 ) -> tuple[str | None, str | None]:
     """An override of a reminder card: snooze or dismiss the reminder (a valid transition only)."""
     if code is None or not (code in cards.SNOOZE_DAYS or code.startswith("dismiss_")):
         return None, None
-    statement = select(Reminder).where(col(Reminder.id) == card, col(Reminder.org) == principal.org)
-    if not uow.is_sqlite:
-        statement = statement.with_for_update()
-    reminder = uow.session.execute(statement).scalar_one_or_none()
-    if reminder is None:
-        return None, None
-    allowed: tuple[str, ...]
+    exists = select(col(Reminder.id)).where(col(Reminder.id) == card, col(Reminder.org) == principal.org)
+    if uow.session.execute(exists).first() is None:
+        return None, None  # not a reminder card (or not this organisation's)
+    if _reminder_actions is None:
+        raise RuntimeError("no reminder actions configured (carepath.apps wires the notifications lifecycle)")
     if code in cards.SNOOZE_DAYS:
-        allowed, target = ("due", "acknowledged", "snoozed"), "snoozed"
-    else:
-        allowed, target = ("scheduled", "due", "acknowledged", "snoozed"), "dismissed"
-    if reminder.status not in allowed:
-        return "reminder_unchanged", reminder.id
-    details: dict[str, Any] = {"via": "cds-hooks feedback"}
-    before = reminder.status
-    reminder.status = target
-    reminder.claimed_by = None
-    reminder.claim_expires_at = None
-    reminder.updated_at = now
-    reminder.version += 1
-    reason: str
-    if target == "snoozed":
         until = now + timedelta(days=cards.SNOOZE_DAYS[code])
-        reminder.snoozed_until = until
-        reminder.next_action_at = until  # the scheduler returns it to due then
-        details["until"] = until.isoformat()
-        reason = code
-        action = "reminder_snoozed"
-    else:
-        reason = code.removeprefix("dismiss_")
-        reminder.dismiss_reason = reason
-        reminder.closed_by = "user"
-        reminder.next_action_at = None
-        reminder.snoozed_until = None
-        action = "reminder_dismissed"
-    uow.session.add(
-        ReminderTransition(
-            reminder_id=reminder.id,
-            from_status=before,
-            to_status=target,
-            actor=principal.actor,
-            reason=reason,
-            at=now,
-            details=details,
-        )
-    )
-    return action, reminder.id
+        done = _reminder_actions.snooze(uow, principal, card, until, code)
+        return ("reminder_snoozed" if done else "reminder_unchanged"), card
+    done = _reminder_actions.dismiss(uow, principal, card, code.removeprefix("dismiss_"))
+    return ("reminder_dismissed" if done else "reminder_unchanged"), card
 
 
 def record_feedback(principal: Principal, service_id: str, body: Any) -> int:
