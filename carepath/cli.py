@@ -149,27 +149,12 @@ def cmd_token_keygen(args: argparse.Namespace) -> int:
 EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not restart it in a loop
 
 
-def _configuration_error() -> str | None:
-    """Why this process cannot serve (it could not sign or verify a token), or None."""
-    from shared import token_keys
-
-    settings = get_settings()
-    try:
-        settings.signing_key()  # CSRF tokens (and, without token keys, the derived token key pair)
-        token_keys.keys(settings)  # at least one key to verify tokens with
-        if settings.env != "development":
-            from shared.fhir import terminology
-
-            terminology.configured()  # FHIR ingestion and CDS order review need them
-    except RuntimeError as exc:
-        return str(exc)
-    return None
-
-
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
-    problem = _configuration_error()
+    from shared.observability.setup import configuration_problem
+
+    problem = configuration_problem()
     if problem is not None:  # refuse to start rather than report ready and answer every request with a 500
         print(f"carepath: not starting: {problem}", file=sys.stderr)
         return EXIT_MISCONFIGURED

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlmodel import col
@@ -18,7 +18,6 @@ from shared.db.uow import UnitOfWork
 from shared.messaging.routing import CONSUMERS
 
 log = logging.getLogger("carepath.metrics")
-_registered = False
 
 
 class BacklogCollector(Collector):
@@ -85,10 +84,3 @@ class BacklogCollector(Collector):
         counts = dict.fromkeys(CONSUMERS, 0) | dict(rows)
         for consumer, count in sorted(counts.items()):
             parked.add_metric([consumer], count)
-
-
-def register_backlog_metrics() -> None:
-    global _registered
-    if not _registered:
-        REGISTRY.register(BacklogCollector())
-        _registered = True

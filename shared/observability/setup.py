@@ -41,17 +41,25 @@ def setup_process(part: str) -> None:
         serve_metrics(get_settings().metrics_port)
 
 
-def configuration_ready() -> bool:
-    """The settings let this process serve: it can sign (CSRF) and verify tokens."""
+def configuration_problem() -> str | None:
+    """Why the settings do not let this process serve, or None: it must sign (CSRF) and verify tokens, and
+    outside development have the opioid value sets (FHIR ingestion, CDS order review)."""
     from shared import token_keys
+    from shared.fhir import terminology
 
     settings = get_settings()
     try:
         settings.signing_key()
         token_keys.keys(settings)
-    except RuntimeError:
-        return False
-    return True
+        if settings.env != "development":
+            terminology.configured(settings)
+    except RuntimeError as problem:
+        return str(problem)
+    return None
+
+
+def configuration_ready() -> bool:
+    return configuration_problem() is None
 
 
 def install_http_observability(app: Any, service: str, *, database_metrics: bool) -> None:
