@@ -100,7 +100,7 @@ def _checks() -> int:
 
 def cmd_test(extra: list[str]) -> int:
     ensure_venv()
-    _run("bash", "scripts/install-browser.sh")
+    _run("bash", "scripts/install-debian-tools.sh")
     if _checks():
         return 1
     env = {**os.environ, "CAREPATH_TEST_BACKEND": "sqlite"}
