@@ -149,6 +149,12 @@ def cmd_token_keygen(args: argparse.Namespace) -> int:
 EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not restart it in a loop
 
 
+# uvicorn's drain bound on SIGTERM: requests still running after it are cancelled. Below compose's default
+# 10 s stop grace and carepath up's GRACE_SECONDS (20 s), so the orchestrator never has to SIGKILL a draining
+# service (docs/reliability.md, "Graceful shutdown").
+HTTP_DRAIN_SECONDS = 8
+
+
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
@@ -165,6 +171,7 @@ def _serve(app_path: str, port: int, host: str) -> int:
         port=port,
         log_level=get_settings().log_level.lower(),
         access_log=False,
+        timeout_graceful_shutdown=HTTP_DRAIN_SECONDS,
         log_config=None,  # uvicorn logs through the root handler: one format (shared/observability/logs.py)
     )
     return 0
