@@ -25,6 +25,7 @@ from tests.faults.load import Coordinator, Load
 from tests.faults.servers import PrivatePostgres, PrivateRedis
 
 SOAK_SECONDS = float(os.environ.get("FAULT_SOAK_SECONDS", "120"))
+pytestmark = pytest.mark.timeout(int(SOAK_SECONDS) + 300)  # the by-hand variants run for 5 or 30 minutes
 SEED = int(os.environ.get("FAULT_SOAK_SEED", "20261201"))
 RATE = 8.0
 LEASE_SECONDS = 10  # the relay's lease: what a message lost with a killed worker or Redis costs

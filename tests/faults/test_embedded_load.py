@@ -13,12 +13,15 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.conftest import record
 from tests.faults.embedded import embedded_stack, log_lines
 from tests.faults.invariants import wait_until_consistent
 from tests.faults.load import Coordinator, Load
 
 SECONDS = float(os.environ.get("FAULT_EMBEDDED_SECONDS", "120"))
+pytestmark = pytest.mark.timeout(int(SECONDS) + 300)  # the by-hand variants run for 5 or 30 minutes
 RATE = 8.0
 
 

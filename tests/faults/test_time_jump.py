@@ -32,11 +32,17 @@ START = datetime(2027, 3, 14, 10, 0, tzinfo=BERLIN_WINTER)  # 09:00 UTC, before 
 STEP = timedelta(minutes=10)
 KINDS = ("opioid_review_4w", "opioid_review_dose_change")
 OFFSET = (FAKE_NOW - datetime.now(UTC)).total_seconds()
+pytestmark = pytest.mark.timeout(300 + REMINDERS // 20)  # the by-hand 10,000 variant seeds for minutes
 
 
 @pytest.fixture
 def fault_env() -> dict[str, str]:
-    return {"CAREPATH_CLOCK_OFFSET_SECONDS": f"{OFFSET:.0f}"}
+    # Seeding posts two requests per patient as fast as it can: the request limits are not under test here.
+    return {
+        "CAREPATH_CLOCK_OFFSET_SECONDS": f"{OFFSET:.0f}",
+        "CAREPATH_RATE_LIMIT_PER_TOKEN": "1000000/minute",
+        "CAREPATH_RATE_LIMIT_PER_ORG": "1000000/minute",
+    }
 
 
 def _facts() -> list[dict[str, object]]:
