@@ -64,7 +64,14 @@ def _render(figure: Figure, prefix: str, title: str, description: str) -> Chart:
         FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
-    text = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', text)
+    seen: dict[str, int] = {}
+
+    def unique(match: re.Match[str]) -> str:  # a gid given to many artists (bars, markers) is made unique
+        name = match.group(1)
+        seen[name] = seen.get(name, 0) + 1
+        return f'id="{prefix}-{name}"' if seen[name] == 1 else f'id="{prefix}-{name}-{seen[name]}"'
+
+    text = _ID.sub(unique, text)
     text = _REF.sub(lambda m: f"{m.group(1)}{prefix}-{m.group(2)}", text)
     head_end = text.index(">") + 1
     opening = text[:head_end].replace(
