@@ -65,7 +65,7 @@ def test_text_alternative_determinism_and_unique_ids() -> None:
     ids = re.findall(r'\bid="([^"]+)"', chart.svg + other.svg)
     assert len(ids) == len(set(ids))
     assert all(i.startswith(("timeline-", "stages-")) for i in ids)
-    assert "First line: Patients 3; Refractory: Patients 1" == other.description
+    assert other.description == "First line: Patients 3; Refractory: Patients 1"
 
 
 def test_without_baseline_no_baseline_line() -> None:
