@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import col
 
@@ -19,7 +20,7 @@ from shared.db.tables import Assessment, Patient, Reminder
 from shared.db.tables.reminders import ACTIVE_STATUSES, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 
-GAP_LIST_LIMIT = 500  # rows shown per list (the count is always the full count)
+GAP_LIST_LIMIT = 50  # rows shown per list (the count is always the full count)
 OPIOID_REVIEW_KINDS = ("opioid_review_4w", "opioid_review_dose_change", "opioid_review_periodic")
 HIGH_MME = 50
 
@@ -89,44 +90,49 @@ class Overview:
     gaps: tuple[GapList, ...]
 
 
-def _latest(org: str) -> Select[tuple[str, int]]:
-    return (
-        select(col(Assessment.patient_id).label("patient_id"), func.max(col(Assessment.seq)).label("seq"))
-        .where(col(Assessment.org) == org)
-        .group_by(col(Assessment.patient_id))
-    )
+def _newest() -> ColumnElement[bool]:
+    """The outer assessment row is its patient's newest (an index lookup per row on (patient_id, seq))."""
+    newer = aliased(Assessment)
+    newest = select(func.max(col(newer.seq))).where(col(newer.patient_id) == col(Assessment.patient_id))
+    return col(Assessment.seq) == newest.scalar_subquery()
 
 
 def _has(code: str) -> ColumnElement[bool]:
     return col(Assessment.flag_codes).like(f"% {code} %")
 
 
-def _gap_condition(code: str) -> ColumnElement[bool]:
+def _in_gap(code: str, stage: str, flags: str, mme: float | None) -> bool:
+    """The care-gap definitions (docs/clinical-rules.md) on one newest assessment's stage, flags and MME."""
     if code == "opioid_risk_without_naloxone":
-        return and_(
-            _has("naloxone_indicated"),
-            or_(col(Assessment.current_mme) >= HIGH_MME, _has("opioid_benzodiazepine_coprescription")),
+        return " naloxone_indicated " in flags and (
+            (mme is not None and mme >= HIGH_MME) or " opioid_benzodiazepine_coprescription " in flags
         )
     if code == "pt_referral_not_started":
-        return _has("pt_not_started")
-    return and_(
-        col(Assessment.stage) == "first_line", or_(_has("active_pt_not_started"), _has("non_opioid_not_started"))
-    )
+        return " pt_not_started " in flags
+    return stage == "first_line" and (" active_pt_not_started " in flags or " non_opioid_not_started " in flags)
 
 
-def _assessment_gap(uow: UnitOfWork, org: str, gap: CareGap) -> GapList:
-    latest = _latest(org).subquery()
-    joined = (
-        select(col(Patient.id), col(Patient.external_id), col(Assessment.stage))
-        .join(latest, and_(latest.c.patient_id == col(Assessment.patient_id), latest.c.seq == col(Assessment.seq)))
+GAP_FLAGS = ("naloxone_indicated", "pt_not_started", "active_pt_not_started", "non_opioid_not_started")
+
+
+def _assessment_gaps(uow: UnitOfWork, org: str) -> dict[str, list[GapPatient]]:
+    """One query: the newest assessments raising any flag a care gap reads; each sorted into its gaps."""
+    query = (
+        select(col(Patient.id), col(Patient.external_id), col(Assessment.stage), col(Assessment.flag_codes),
+               col(Assessment.current_mme))
         .join(Patient, col(Patient.id) == col(Assessment.patient_id))
-        .where(col(Assessment.org) == org, _gap_condition(gap.code))
-    )
-    return _gap_list(uow, gap, joined)
+        .where(col(Assessment.org) == org, or_(*(_has(code) for code in GAP_FLAGS)), _newest())
+        .order_by(col(Patient.external_id))
+    )  # fmt: skip
+    found: dict[str, list[GapPatient]] = {gap.code: [] for gap in CARE_GAPS}
+    for patient_id, mrn, stage, flags, mme in uow.session.execute(query).all():
+        for code in found:
+            if code != "opioid_review_overdue" and _in_gap(code, stage, flags, mme):
+                found[code].append(GapPatient(patient_id, mrn, wording.stage_label(stage)))
+    return found
 
 
 def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapList:
-    latest = _latest(org).subquery()
     overdue = (
         select(col(Reminder.patient_id))
         .where(
@@ -142,8 +148,7 @@ def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapLi
         select(col(Patient.id), col(Patient.external_id), col(Assessment.stage))
         .select_from(Patient)
         .join(overdue, overdue.c.patient_id == col(Patient.id))
-        .outerjoin(latest, latest.c.patient_id == col(Patient.id))
-        .outerjoin(Assessment, and_(col(Assessment.patient_id) == col(Patient.id), col(Assessment.seq) == latest.c.seq))
+        .outerjoin(Assessment, and_(col(Assessment.patient_id) == col(Patient.id), _newest()))
         .where(col(Patient.org) == org)
     )
     return _gap_list(uow, gap, joined)
@@ -157,11 +162,9 @@ def _gap_list(uow: UnitOfWork, gap: CareGap, joined: Select[tuple[str, str, str]
 
 
 def _per_stage(uow: UnitOfWork, org: str) -> tuple[int, list[tuple[str, str, int]]]:
-    latest = _latest(org).subquery()
     query = (
         select(col(Assessment.stage), func.count())
-        .join(latest, and_(latest.c.patient_id == col(Assessment.patient_id), latest.c.seq == col(Assessment.seq)))
-        .where(col(Assessment.org) == org)
+        .where(col(Assessment.org) == org, _newest())
         .group_by(col(Assessment.stage))
     )
     counts = {stage: int(n) for stage, n in uow.session.execute(query).all()}
@@ -195,8 +198,11 @@ def _per_kind(uow: UnitOfWork, org: str, now: datetime) -> list[KindCount]:
 
 def load(uow: UnitOfWork, org: str, now: datetime) -> Overview:
     total, per_stage = _per_stage(uow, org)
+    from_assessments = _assessment_gaps(uow, org)
     gaps = tuple(
-        _review_gap(uow, org, gap, now) if gap.code == "opioid_review_overdue" else _assessment_gap(uow, org, gap)
+        _review_gap(uow, org, gap, now)
+        if gap.code == "opioid_review_overdue"
+        else GapList(gap, len(from_assessments[gap.code]), tuple(from_assessments[gap.code][:GAP_LIST_LIMIT]))
         for gap in CARE_GAPS
     )
     return Overview(total, tuple(per_stage), tuple(_per_kind(uow, org, now)), gaps)
