@@ -24,6 +24,7 @@ import matplotlib
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _LOCK = threading.Lock()
 _ID = re.compile(r'\bid="([^"]+)"')
@@ -171,7 +172,7 @@ def bars(prefix: str, title: str, labels: Sequence[str], series: Sequence[tuple[
                       gid=f"bars-{index}")  # fmt: skip
         axes.set_yticks([i + width * (len(series) - 1) / 2 for i in range(len(labels))], list(labels))
         axes.invert_yaxis()
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(series) > 1:
             axes.legend(fontsize="small", frameon=False)
         figure.subplots_adjust(left=0.3, right=0.97, top=0.97, bottom=0.12)

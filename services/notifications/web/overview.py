@@ -6,8 +6,10 @@ current MME, or the reminders that mirror its deadlines — never re-derived her
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import aliased
@@ -84,6 +86,7 @@ class KindCount:
 
 @dataclass(frozen=True)
 class Overview:
+    computed_at: datetime
     patients: int
     per_stage: tuple[tuple[str, str, int], ...]  # (stage or "", label, count); "" = not evaluated yet
     per_kind: tuple[KindCount, ...]
@@ -101,35 +104,26 @@ def _has(code: str) -> ColumnElement[bool]:
     return col(Assessment.flag_codes).like(f"% {code} %")
 
 
-def _in_gap(code: str, stage: str, flags: str, mme: float | None) -> bool:
-    """The care-gap definitions (docs/clinical-rules.md) on one newest assessment's stage, flags and MME."""
+def _gap_condition(code: str) -> ColumnElement[bool]:
     if code == "opioid_risk_without_naloxone":
-        return " naloxone_indicated " in flags and (
-            (mme is not None and mme >= HIGH_MME) or " opioid_benzodiazepine_coprescription " in flags
+        return and_(
+            _has("naloxone_indicated"),
+            or_(col(Assessment.current_mme) >= HIGH_MME, _has("opioid_benzodiazepine_coprescription")),
         )
     if code == "pt_referral_not_started":
-        return " pt_not_started " in flags
-    return stage == "first_line" and (" active_pt_not_started " in flags or " non_opioid_not_started " in flags)
+        return _has("pt_not_started")
+    return and_(
+        col(Assessment.stage) == "first_line", or_(_has("active_pt_not_started"), _has("non_opioid_not_started"))
+    )
 
 
-GAP_FLAGS = ("naloxone_indicated", "pt_not_started", "active_pt_not_started", "non_opioid_not_started")
-
-
-def _assessment_gaps(uow: UnitOfWork, org: str) -> dict[str, list[GapPatient]]:
-    """One query: the newest assessments raising any flag a care gap reads; each sorted into its gaps."""
-    query = (
-        select(col(Patient.id), col(Patient.external_id), col(Assessment.stage), col(Assessment.flag_codes),
-               col(Assessment.current_mme))
+def _assessment_gap(uow: UnitOfWork, org: str, gap: CareGap) -> GapList:
+    joined = (
+        select(col(Patient.id), col(Patient.external_id), col(Assessment.stage))
         .join(Patient, col(Patient.id) == col(Assessment.patient_id))
-        .where(col(Assessment.org) == org, or_(*(_has(code) for code in GAP_FLAGS)), _newest())
-        .order_by(col(Patient.external_id))
-    )  # fmt: skip
-    found: dict[str, list[GapPatient]] = {gap.code: [] for gap in CARE_GAPS}
-    for patient_id, mrn, stage, flags, mme in uow.session.execute(query).all():
-        for code in found:
-            if code != "opioid_review_overdue" and _in_gap(code, stage, flags, mme):
-                found[code].append(GapPatient(patient_id, mrn, wording.stage_label(stage)))
-    return found
+        .where(col(Assessment.org) == org, _gap_condition(gap.code), _newest())
+    )
+    return _gap_list(uow, gap, joined)
 
 
 def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapList:
@@ -154,7 +148,7 @@ def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapLi
     return _gap_list(uow, gap, joined)
 
 
-def _gap_list(uow: UnitOfWork, gap: CareGap, joined: Select[tuple[str, str, str]]) -> GapList:
+def _gap_list(uow: UnitOfWork, gap: CareGap, joined: Select[Any]) -> GapList:
     count = uow.session.execute(select(func.count()).select_from(joined.subquery())).scalar_one()
     rows = uow.session.execute(joined.order_by(col(Patient.external_id)).limit(GAP_LIST_LIMIT)).all()
     patients = tuple(GapPatient(pid, mrn, wording.stage_label(stage)) for pid, mrn, stage in rows)
@@ -198,11 +192,27 @@ def _per_kind(uow: UnitOfWork, org: str, now: datetime) -> list[KindCount]:
 
 def load(uow: UnitOfWork, org: str, now: datetime) -> Overview:
     total, per_stage = _per_stage(uow, org)
-    from_assessments = _assessment_gaps(uow, org)
     gaps = tuple(
-        _review_gap(uow, org, gap, now)
-        if gap.code == "opioid_review_overdue"
-        else GapList(gap, len(from_assessments[gap.code]), tuple(from_assessments[gap.code][:GAP_LIST_LIMIT]))
+        _review_gap(uow, org, gap, now) if gap.code == "opioid_review_overdue" else _assessment_gap(uow, org, gap)
         for gap in CARE_GAPS
     )
-    return Overview(total, tuple(per_stage), tuple(_per_kind(uow, org, now)), gaps)
+    return Overview(now, total, tuple(per_stage), tuple(_per_kind(uow, org, now)), gaps)
+
+
+_CACHE: dict[tuple[str, str], Overview] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def cached(uow: UnitOfWork, database: str, org: str, now: datetime, seconds: float) -> Overview:
+    """The organisation's overview, reused for `seconds` within this process (the page shows `computed_at`):
+    the SQL aggregation over a whole organisation is the page's cost, and a coordinator reloading it, or many
+    coordinators of one organisation, need not repeat it."""
+    key = (database, org)
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+    if found is not None and timedelta(0) <= now - found.computed_at < timedelta(seconds=seconds):
+        return found
+    fresh = load(uow, org, now)
+    with _CACHE_LOCK:
+        _CACHE[key] = fresh
+    return fresh

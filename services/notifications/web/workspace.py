@@ -20,6 +20,7 @@ from shared.auth import Principal
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
 from shared.patients import PatientNotFound, find_patient
+from shared.settings import get_settings
 from shared.web import no_nul_characters
 
 router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
@@ -140,8 +141,11 @@ def overview_page(request: Request) -> Response:
     if refused is not None or principal is None:
         return refused or routes._redirect("/login")
     now = utcnow()
+    settings = get_settings()
     with UnitOfWork(read_only=True) as uow:
-        found = overview.load(uow, principal.org, now)
+        found = overview.cached(
+            uow, settings.effective_database_url, principal.org, now, settings.overview_cache_seconds
+        )
     shown = [p.patient_id for gap in found.gaps for p in gap.patients]
     audit.Audit(request).read(principal, OVERVIEW_READ, patient_ids=shown)
     context = {
@@ -149,7 +153,7 @@ def overview_page(request: Request) -> Response:
         "overview": found,
         "stage_chart": _stage_chart(tuple((label, n) for _, label, n in found.per_stage)),
         "kind_chart": _kind_chart(tuple((k.label, k.on_worklist, k.overdue) for k in found.per_kind)),
-        "now": now,
+        "now": found.computed_at,
         "iso": isoformat,
     }
     return routes._render(request, "overview.html", context)
