@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select
 from sqlalchemy.orm import aliased
@@ -148,7 +147,7 @@ def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapLi
     return _gap_list(uow, gap, joined)
 
 
-def _gap_list(uow: UnitOfWork, gap: CareGap, joined: Select[Any]) -> GapList:
+def _gap_list(uow: UnitOfWork, gap: CareGap, joined: Select[str, str, str]) -> GapList:
     count = uow.session.execute(select(func.count()).select_from(joined.subquery())).scalar_one()
     rows = uow.session.execute(joined.order_by(col(Patient.external_id)).limit(GAP_LIST_LIMIT)).all()
     patients = tuple(GapPatient(pid, mrn, wording.stage_label(stage)) for pid, mrn, stage in rows)
