@@ -108,7 +108,7 @@ def seed(url: str, patients: int) -> list[str]:
                                     "rule_set_version": body["rule_set_version"], "profile": body["profile"],
                                     "params_digest": body["params_digest"], "updates_evaluated": len(facts),
                                     "evaluated_at": NOW, "body": body, "changes": {"first": True},
-                                    "trigger": "update", "flag_codes": codes, "current_mme": mme})  # fmt: skip
+                                    "trigger": "update", "flag_codes": codes, "current_mme": mme, "is_current": True})  # fmt: skip
                 for k, deadline in enumerate(d for d in body["deadlines"] if d["status"] == "pending"):
                     due = datetime.fromisoformat(deadline["due_at"])
                     reminders.append({"id": f"{patient_id}-r{k}", "org": ORG, "patient_id": patient_id,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, literal, or_, select
-from sqlalchemy.orm import aliased
 from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import col
 
@@ -93,10 +92,8 @@ class Overview:
 
 
 def _newest() -> ColumnElement[bool]:
-    """The outer assessment row is its patient's newest (an index lookup per row on (patient_id, seq))."""
-    newer = aliased(Assessment)
-    newest = select(func.max(col(newer.seq))).where(col(newer.patient_id) == col(Assessment.patient_id))
-    return col(Assessment.seq) == newest.scalar_subquery()
+    """The assessment row is its patient's newest (`is_current`, kept by the table's insert listener)."""
+    return col(Assessment.is_current).is_(True)
 
 
 def _has(code: str) -> ColumnElement[bool]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint, event
+from sqlalchemy import JSON, Connection, Index, UniqueConstraint, event, update
+from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
 
 from shared.db.tables.base import json_field, new_id, utc_field
@@ -92,6 +93,7 @@ class Assessment(SQLModel, table=True):
         UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),
         # The population overview: each patient's newest assessment in one organisation.
         Index("ix_assessment_org_patient_seq", "org", "patient_id", "seq"),
+        Index("ix_assessment_org_current", "org", "is_current"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -111,6 +113,8 @@ class Assessment(SQLModel, table=True):
     # the flag codes as " code code " (space-delimited, padded: match with LIKE '% code %'), the current MME.
     flag_codes: str = Field(default="", sa_column_kwargs={"server_default": ""})
     current_mme: float | None = Field(default=None, nullable=True)
+    # True on the patient's newest row only: set on insert, cleared on the older rows in the same flush.
+    is_current: bool = Field(default=True, sa_column_kwargs={"server_default": sql_false()})
 
 
 def summary_columns(body: dict[str, Any]) -> tuple[str, float | None]:
@@ -121,8 +125,15 @@ def summary_columns(body: dict[str, Any]) -> tuple[str, float | None]:
 
 
 @event.listens_for(Assessment, "before_insert")
-def _fill_summary(_mapper: Any, _connection: Any, target: Assessment) -> None:
+def _fill_summary(_mapper: Any, connection: Connection, target: Assessment) -> None:
     target.flag_codes, target.current_mme = summary_columns(target.body)
+    target.is_current = True
+    table = Assessment.__table__  # type: ignore[attr-defined]
+    connection.execute(
+        update(table)
+        .where(table.c.patient_id == target.patient_id, table.c.seq < target.seq, table.c.is_current.is_(True))
+        .values(is_current=False)
+    )
 
 
 class OrgConfig(SQLModel, table=True):

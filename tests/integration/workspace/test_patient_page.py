@@ -121,6 +121,12 @@ def test_history_shows_a_rule_set_change(settings: Settings) -> None:
     with UnitOfWork(settings) as uow:
         evaluate_patient(uow, patient_id, "reevaluation")
         uow.commit()
+    with UnitOfWork(settings, read_only=True) as uow:  # only the newest row is the current one
+        current = uow.session.execute(
+            select(Assessment.seq, Assessment.is_current).where(Assessment.patient_id == patient_id)
+        ).all()
+    newest = max(seq for seq, _ in current)
+    assert len(current) >= 2 and {seq for seq, flag in current if flag} == {newest}
     html = signed_in(settings).get(f"/worklist/patients/{patient_id}").text
     history = html[html.index('id="history"') :]
     assert re.search(
