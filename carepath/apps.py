@@ -76,13 +76,18 @@ def create_intake_app() -> FastAPI:
 
 
 def create_notifications_app() -> FastAPI:
+    from carepath.workspace import PathwayReadings
     from services.notifications import api
     from services.notifications.channels import api as channels_api
+    from services.notifications.web import patient as web_patient
     from services.notifications.web import routes as web_routes
+    from services.notifications.web import workspace as web_workspace
 
     app = FastAPI(title="carepath notifications", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "notifications", database_metrics=True)
     app.include_router(api.router)
     app.include_router(channels_api.router)
     app.include_router(web_routes.router)
+    web_patient.use_readings(PathwayReadings())
+    app.include_router(web_workspace.router)
     return app

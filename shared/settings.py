@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     what_if_concurrency: int = Field(4, gt=0, description="what-if evaluations running at once in one process")
     what_if_queue_seconds: float = Field(2.0, ge=0, description="how long a what-if waits for a slot before 429")
     what_if_max_body_bytes: int = Field(1024 * 1024, gt=0, description="largest what-if body; larger is 413")
+    overview_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how long a process reuses an organisation's population overview (the page says as of when); "
+        "0 computes it on every view",
+    )
     notifications_per_patient_per_day: int = Field(
         20, gt=0, description="webhook/email notifications per patient per UTC day; beyond, deliveries are held"
     )

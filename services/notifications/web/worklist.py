@@ -164,3 +164,8 @@ def kinds(uow: UnitOfWork, org: str) -> list[str]:
         .distinct()
     )
     return sorted(uow.session.execute(statement).scalars())
+
+
+def row_of(reminder: Reminder, external_id: str, now: datetime) -> Row:
+    """One reminder as the worklist shows it (the patient page lists the patient's reminders the same way)."""
+    return _row(reminder, external_id, now)

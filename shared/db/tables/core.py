@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, UniqueConstraint
+from sqlalchemy import JSON, Connection, Index, UniqueConstraint, event, update
+from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
 
 from shared.db.tables.base import json_field, new_id, utc_field
@@ -88,7 +89,12 @@ class Assessment(SQLModel, table=True):
     """One stored evaluation of a patient; the history is these rows by seq."""
 
     __tablename__ = "assessment"
-    __table_args__ = (UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),)
+    __table_args__ = (
+        UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),
+        # The population overview: each patient's newest assessment in one organisation.
+        Index("ix_assessment_org_patient_seq", "org", "patient_id", "seq"),
+        Index("ix_assessment_org_current", "org", "is_current"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: str = Field(foreign_key="patient.id", max_length=36, index=True)
@@ -103,6 +109,31 @@ class Assessment(SQLModel, table=True):
     body: dict[str, Any] = json_field()
     changes: dict[str, Any] = json_field()
     trigger: str = Field(max_length=40)  # update | scheduled | reevaluation
+    # Read copies of the body for SQL aggregation (the population overview), filled from `body` on insert:
+    # the flag codes as " code code " (space-delimited, padded: match with LIKE '% code %'), the current MME.
+    flag_codes: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    current_mme: float | None = Field(default=None, nullable=True)
+    # True on the patient's newest row only: set on insert, cleared on the older rows in the same flush.
+    is_current: bool = Field(default=True, sa_column_kwargs={"server_default": sql_false()})
+
+
+def summary_columns(body: dict[str, Any]) -> tuple[str, float | None]:
+    """(flag_codes, current_mme) of an assessment body, as the overview reads them."""
+    codes = sorted({str(flag["code"]) for flag in body.get("flags", []) if isinstance(flag, dict) and "code" in flag})
+    mme = body.get("current_mme")
+    return (f" {' '.join(codes)} " if codes else ""), (float(mme) if isinstance(mme, int | float) else None)
+
+
+@event.listens_for(Assessment, "before_insert")
+def _fill_summary(_mapper: Any, connection: Connection, target: Assessment) -> None:
+    target.flag_codes, target.current_mme = summary_columns(target.body)
+    target.is_current = True
+    table = Assessment.__table__  # type: ignore[attr-defined]
+    connection.execute(
+        update(table)
+        .where(table.c.patient_id == target.patient_id, table.c.seq < target.seq, table.c.is_current.is_(True))
+        .values(is_current=False)
+    )
 
 
 class OrgConfig(SQLModel, table=True):
