@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -45,6 +46,19 @@ class _NotificationsReminderActions:
         return True
 
 
+def _catalogued_sources(citation: str) -> list[dict[str, Any]]:
+    """A citation's sources from the pathway's catalogue (for reminders stored without them); a code the
+    catalogue does not know (an older rule set) is shown as the code."""
+    from services.pathway.rules import sources
+
+    try:
+        return sources.resolve(citation)
+    except ValueError:
+        return [
+            {"code": code.strip(), "title": code.strip(), "url": None} for code in citation.split(";") if code.strip()
+        ]
+
+
 def _load_terminology() -> None:
     """The opioid value sets and MME factors are read at start. Missing, `carepath intake` refuses to start
     outside development (carepath/cli.py); in development the intake runs and the FHIR route and CDS order
@@ -79,10 +93,12 @@ def create_notifications_app() -> FastAPI:
     from services.notifications import api
     from services.notifications.channels import api as channels_api
     from services.notifications.web import routes as web_routes
+    from services.notifications.web import worklist as web_worklist
 
     app = FastAPI(title="carepath notifications", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "notifications", database_metrics=True)
     app.include_router(api.router)
     app.include_router(channels_api.router)
+    web_worklist.use_source_catalogue(_catalogued_sources)
     app.include_router(web_routes.router)
     return app
