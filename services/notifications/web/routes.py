@@ -13,7 +13,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -357,6 +357,7 @@ def worklist_page(
         "dismiss_reasons": [(r.value, DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
         "min_until": orgtime.local(now, zone).strftime("%Y-%m-%dT%H:%M"),
         "zone_name": zone_name,
+        "snooze_periods": SNOOZE_LABELS,
         "now": now,
         "total": total,
         "page": current,
@@ -399,6 +400,9 @@ def parse_until(value: str, zone: tzinfo = UTC) -> datetime | None:
 
 
 SIGN_IN = "auth.signin"
+# The snooze form's quick choices (a select: as easy from the keyboard as with a mouse); or a chosen time.
+SNOOZE_PERIODS = {"1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7), "14d": timedelta(days=14)}
+SNOOZE_LABELS = {"1d": "1 day", "3d": "3 days", "7d": "1 week", "14d": "2 weeks"}
 _DONE = {
     "acknowledge": "acknowledged",
     "complete": "completed",
@@ -419,6 +423,7 @@ def act(
     reason: Annotated[str, Form(max_length=60)] = "",
     comment: Annotated[str, Form(max_length=1000)] = "",
     assignee: Annotated[str, Form(max_length=200)] = "",
+    snooze_for: Annotated[str, Form(max_length=10)] = "",
     view: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     principal = _signed_in(request)
@@ -433,18 +438,18 @@ def act(
         return _forbidden(request, "Only coordinators and ops can act on reminders.")
     if (limited := _over_rate(request, principal)) is not None:
         return limited
-    fields = {"until": until, "reason": reason, "comment": comment, "assignee": assignee}
+    fields = {"until": until, "reason": reason, "comment": comment, "assignee": assignee, "snooze_for": snooze_for}
     code = _apply(trail, principal, reminder_id, action, **fields)
     return _back(code, _view_of(view))
 
 
-BulkOperation = Literal["acknowledge", "assign_me", "assign", "unassign"]
+BULK_OPERATIONS = ("acknowledge", "assign_me", "assign", "unassign")
 
 
 @router.post("/worklist/bulk", response_class=HTMLResponse, responses=FORM_ERRORS)
 def bulk(
     request: Request,
-    operation: Annotated[BulkOperation, Form()],
+    operation: Annotated[str, Form(max_length=20)] = "",
     reminder_ids: Annotated[list[str], Form(max_length=MAX_BULK)] = [],  # noqa: B006 (FastAPI reads, never mutates)
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     assignee: Annotated[str, Form(max_length=200)] = "",
@@ -465,12 +470,16 @@ def bulk(
     if (limited := _over_rate(request, principal)) is not None:
         return limited
     ids = [rid for rid in dict.fromkeys(reminder_ids) if PATIENT_ID_PATTERN.fullmatch(rid)]
+    if operation not in BULK_OPERATIONS:
+        return _back("bulk_invalid", _view_of(view))
     if not ids or len(reminder_ids) > MAX_BULK or (operation == "assign" and not assignee.strip()):
         return _back("bulk_invalid", _view_of(view))
     action = {"acknowledge": "acknowledge", "assign_me": "assign", "assign": "assign", "unassign": "unassign"}
     chosen = worklist.ME if operation == "assign_me" else assignee.strip()
     codes = [
-        _apply(trail, principal, rid, action[operation], until="", reason="", comment="", assignee=chosen)
+        _apply(
+            trail, principal, rid, action[operation], until="", reason="", comment="", assignee=chosen, snooze_for=""
+        )
         for rid in ids
     ]
     done = sum(1 for code in codes if code in _DONE.values())
@@ -621,7 +630,9 @@ def _change(uow: UnitOfWork, principal: Principal, reminder_id: str, action: str
     if action == "complete":
         return lifecycle.complete(uow, principal, reminder_id)
     if action == "snooze":
-        when = parse_until(fields["until"], orgtime.zone_of(uow, principal.org))
+        period, until = SNOOZE_PERIODS.get(fields["snooze_for"]), fields["until"].strip()
+        # A chosen time wins over a quick choice; neither is invalid.
+        when = utcnow() + period if period and not until else parse_until(until, orgtime.zone_of(uow, principal.org))
         if when is None:
             raise lifecycle.InvalidRequest("until")
         return lifecycle.snooze(uow, principal, reminder_id, when, fields["reason"].strip() or None)
