@@ -170,8 +170,16 @@ def _joined(statement: Any) -> Any:
     )
 
 
+def _staged(statement: Any, filters: Filters) -> Any:
+    """The stage table joined only when the stage filter needs it (the page's sort and count stay on the
+    reminder table's org/status index)."""
+    if not filters.stage:
+        return statement
+    return statement.join(ReminderReconcileState, col(ReminderReconcileState.patient_id) == col(Reminder.patient_id))
+
+
 def count(uow: UnitOfWork, org: str, now: datetime, filters: Filters, subject: str | None = None) -> int:
-    statement = _joined(select(func.count()).select_from(Reminder)).where(*_where(org, filters, now, subject))
+    statement = _staged(select(func.count()).select_from(Reminder), filters).where(*_where(org, filters, now, subject))
     return int(uow.session.execute(statement).scalar_one())
 
 
@@ -190,15 +198,26 @@ def rows(
     filters = filters or Filters()
     effective = _effective_due()
     urgency = case((col(Reminder.kind).in_([k for k, v in URGENCY.items() if v == 0]), 0), else_=DEFAULT_URGENCY)
-    statement = (
-        _joined(select(Reminder, col(Patient.external_id), col(ReminderReconcileState.stage)))
+    # Sort the narrow keys first, then load the page's rows (sorting whole rows with their JSON is slow).
+    ordered = (
+        _staged(select(col(Reminder.id)), filters)
         .where(*_where(org, filters, now, subject))
         .order_by(case((effective < now, 0), else_=1), urgency, effective, col(Reminder.id))
         .offset(offset)
     )
     if limit is not None:
-        statement = statement.limit(limit)
-    return [_row(reminder, external_id, now, stage) for reminder, external_id, stage in uow.session.execute(statement)]
+        ordered = ordered.limit(limit)
+    ids = list(uow.session.execute(ordered).scalars())
+    if not ids:
+        return []
+    position = {rid: index for index, rid in enumerate(ids)}
+    found: list[Row] = []
+    for chunk in (ids[start : start + 500] for start in range(0, len(ids), 500)):
+        statement = _joined(select(Reminder, col(Patient.external_id), col(ReminderReconcileState.stage))).where(
+            col(Reminder.id).in_(chunk)
+        )
+        found += [_row(reminder, mrn, now, stage) for reminder, mrn, stage in uow.session.execute(statement)]
+    return sorted(found, key=lambda row: position[row.id])
 
 
 def stage_label(stage: str | None) -> str:
