@@ -6,6 +6,7 @@ what-if and configuration routes; the notifications process (port 8001) serves t
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,7 @@ class _NotificationsReminderActions:
         return True
 
 
+@functools.lru_cache(maxsize=512)  # a few distinct citations; a CSV export resolves one per row
 def _catalogued_sources(citation: str) -> list[dict[str, Any]]:
     """A citation's sources from the pathway's catalogue (for reminders stored without them); a code the
     catalogue does not know (an older rule set) is shown as the code."""
