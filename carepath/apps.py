@@ -6,8 +6,10 @@ what-if and configuration routes; the notifications process (port 8001) serves t
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -43,6 +45,20 @@ class _NotificationsReminderActions:
         except (lifecycle.ReminderNotFound, lifecycle.InvalidTransition, lifecycle.InvalidRequest):
             return False
         return True
+
+
+@functools.lru_cache(maxsize=512)  # a few distinct citations; a CSV export resolves one per row
+def _catalogued_sources(citation: str) -> list[dict[str, Any]]:
+    """A citation's sources from the pathway's catalogue (for reminders stored without them); a code the
+    catalogue does not know (an older rule set) is shown as the code."""
+    from services.pathway.rules import sources
+
+    try:
+        return sources.resolve(citation)
+    except ValueError:
+        return [
+            {"code": code.strip(), "title": code.strip(), "url": None} for code in citation.split(";") if code.strip()
+        ]
 
 
 def _load_terminology() -> None:
@@ -81,12 +97,14 @@ def create_notifications_app() -> FastAPI:
     from services.notifications.channels import api as channels_api
     from services.notifications.web import patient as web_patient
     from services.notifications.web import routes as web_routes
+    from services.notifications.web import worklist as web_worklist
     from services.notifications.web import workspace as web_workspace
 
     app = FastAPI(title="carepath notifications", version="1", telemetry=FASTAPI_TELEMETRY)  # type: ignore[arg-type]
     install_common(app, "notifications", database_metrics=True)
     app.include_router(api.router)
     app.include_router(channels_api.router)
+    web_worklist.use_source_catalogue(_catalogued_sources)
     app.include_router(web_routes.router)
     web_patient.use_readings(PathwayReadings())
     app.include_router(web_workspace.router)

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifications import ics, lifecycle, queries
+from shared import orgtime
 from shared.audit import AuditTrail
-from shared.auth import Principal, require, require_feed
+from shared.auth import SUBJECT_PATTERN, Principal, require, require_feed
 from shared.clock import utcnow
 from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
@@ -66,6 +67,8 @@ class ReminderItem(BaseModel):
     )
     origin: str = Field("pathway", description="pathway, or rule_change: created (or reopened) by a change of rule set")
     origin_rule_set_version: str | None = Field(None, description="the rule set whose change created it")
+    assigned_to: str | None = Field(None, description="the subject id of the coordinator who owns it (null: nobody)")
+    assigned_at: str | None = Field(None, description="when it was given to its current owner")
 
 
 class ReminderPage(BaseModel):
@@ -93,6 +96,17 @@ class SnoozeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     until: AwareDatetime
     reason: str | None = Field(None, max_length=lifecycle.MAX_SNOOZE_REASON)
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    assignee: str | None = Field(
+        description="a coordinator's subject id (yourself, or someone who signed in to the worklist), "
+        "or null to unassign",
+        min_length=1,
+        max_length=200,
+        pattern=f"^{SUBJECT_PATTERN.pattern}$",
+    )
 
 
 class DismissIn(BaseModel):
@@ -143,6 +157,9 @@ def list_reminders(
     due_before: Annotated[AwareDatetime | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
+    assigned_to: Annotated[
+        str | None, Query(max_length=200, pattern=f"^{SUBJECT_PATTERN.pattern}$", description="the owner's subject id")
+    ] = None,
 ) -> dict[str, Any]:
     with trail.failures(principal, "reminder.list", patient_id=patient_id):
         statuses = _parse_statuses(status_)
@@ -158,6 +175,7 @@ def list_reminders(
                     due_before=due_before,
                     cursor=cursor,
                     limit=limit,
+                    assigned_to=assigned_to,
                 )
             except queries.InvalidCursor as error:
                 raise _unprocessable("cursor", str(error)) from None
@@ -189,7 +207,7 @@ def reminders_calendar(
     worklist_url = f"{request.base_url}worklist"
     with UnitOfWork(read_only=True) as uow:
         reminders = ics.feed_reminders(uow, principal.org)
-        body = ics.calendar_bytes(reminders, utcnow(), worklist_url)
+        body = ics.calendar_bytes(reminders, utcnow(), worklist_url, orgtime.zone_of(uow, principal.org))
         shown = [r.patient_id for r in reminders]
     trail.read(principal, "reminder.calendar_feed", patient_ids=shown)
     return Response(body, media_type="text/calendar; charset=utf-8", headers={"Cache-Control": "no-store"})
@@ -262,6 +280,23 @@ def dismiss(principal: Actor, reminder_id: ReminderId, body: DismissIn, trail: A
         reminder = lifecycle.dismiss(uow, principal, reminder_id, body.reason, body.comment)
         trail.write(
             uow, principal, "reminder.dismiss", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
+        )
+        uow.commit()
+        return queries.reminder_view(reminder)
+
+
+@router.post("/reminders/{reminder_id}/assign", response_model=ReminderItem, responses=_ACT)
+def assign(principal: Actor, reminder_id: ReminderId, body: AssignIn, trail: AuditTrail) -> dict[str, Any]:
+    """Give the reminder to a coordinator (`assignee`: a subject id) or to nobody (`null`); recorded in its
+    history. 422 for a subject who never signed in to this organisation's worklist, 409 for a closed one."""
+    with (
+        trail.failures(principal, "reminder.assign", resource=("reminder", reminder_id)),
+        UnitOfWork() as uow,
+        _domain_errors(),
+    ):
+        reminder = lifecycle.assign(uow, principal, reminder_id, body.assignee)
+        trail.write(
+            uow, principal, "reminder.assign", patient_id=reminder.patient_id, resource=("reminder", reminder.id)
         )
         uow.commit()
         return queries.reminder_view(reminder)

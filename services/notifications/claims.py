@@ -15,13 +15,14 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Select, and_, case, or_, select, update
 
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
+from shared import orgtime
 from shared.clock import isoformat
 from shared.db.tables import Reminder
 from shared.db.tables.reminders import ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
@@ -46,6 +47,7 @@ class Claimed:
     escalated_at: datetime | None
     origin: str = ORIGIN_PATHWAY
     origin_rule_set_version: str | None = None
+    assigned_to: str | None = None  # the owning coordinator's subject id
 
 
 def delivery_event_id(patient_id: str, kind: str, due_at: datetime) -> str:
@@ -94,6 +96,7 @@ def claim(uow: UnitOfWork, now: datetime, worker_id: str, limit: int, lease: flo
             _c.escalated_at,
             _c.origin,
             _c.origin_rule_set_version,
+            _c.assigned_to,
         )
     ).all()
     return [Claimed(*row) for row in rows]
@@ -103,9 +106,13 @@ def _still_ours(ids: list[str], worker_id: str, status: str, now: datetime) -> A
     return and_(_c.id.in_(ids), _c.claimed_by == worker_id, _c.status == status, _c.next_action_at <= now)
 
 
-def _escalation_case(items: list[Claimed], since: datetime) -> Any:
-    """next_action_at per kind for reminders entering `due` at `since` (one UPDATE for every kind)."""
-    return case({kind: escalation_at(kind, since) for kind in {i.kind for i in items}}, value=_c.kind)
+def _escalation_case(items: list[Claimed], since: datetime, zones: dict[str, tzinfo]) -> Any:
+    """next_action_at per (organisation, kind) for reminders entering `due` at `since`, business days
+    counted in each organisation's time zone (one UPDATE for every kind)."""
+    pairs = sorted({(i.org, i.kind) for i in items})
+    return case(
+        *(((_c.org == org) & (_c.kind == kind), escalation_at(kind, since, zones.get(org, UTC))) for org, kind in pairs)
+    )
 
 
 _RELEASED = {"claimed_by": None, "claim_expires_at": None, "version": _c.version + 1}
@@ -115,7 +122,9 @@ def _changed(uow: UnitOfWork, statement: Any) -> list[str]:
     return list(uow.session.execute(statement.returning(_c.id)).scalars())
 
 
-def _deliver(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+def _deliver(
+    uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime, zones: dict[str, tzinfo]
+) -> list[str]:
     """scheduled -> due: delivered_at set, escalation timer started. Returns the ids changed."""
     if not items:
         return []
@@ -126,19 +135,21 @@ def _deliver(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetim
         .values(
             status=t.DUE,
             delivered_at=now,
-            next_action_at=_escalation_case(items, now),
+            next_action_at=_escalation_case(items, now, zones),
             updated_at=now,
             **_RELEASED,
         ),
     )
 
 
-def _unsnooze(uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime) -> list[str]:
+def _unsnooze(
+    uow: UnitOfWork, items: list[Claimed], worker_id: str, now: datetime, zones: dict[str, tzinfo]
+) -> list[str]:
     """snoozed -> due at `until`; the escalation window restarts (unless it already escalated). No second
     delivery event: the reminder is back on the worklist, and escalates if nobody acts."""
     if not items:
         return []
-    restart = case((_c.escalated_at.is_not(None), None), else_=_escalation_case(items, now))
+    restart = case((_c.escalated_at.is_not(None), None), else_=_escalation_case(items, now, zones))
     return _changed(
         uow,
         update(_table)
@@ -171,6 +182,8 @@ def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
     }
     if item.origin == ORIGIN_RULE_CHANGE:  # codes only: receivers can tell a rule change from a slip
         data.update(origin=item.origin, origin_rule_set_version=item.origin_rule_set_version)
+    if item.assigned_to is not None:  # the owner's subject id (no name): who is handling it
+        data["assigned_to"] = item.assigned_to
     return data
 
 
@@ -204,8 +217,9 @@ def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) 
         by_status[item.status].append(item)
     by_id = {item.id: item for item in claimed}
     actor = f"{t.ACTOR_SCHEDULER_PREFIX}:{worker_id}"
-    delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now)
-    unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now)
+    zones = orgtime.zones_of(uow, [item.org for item in claimed if item.status in (t.SCHEDULED, t.SNOOZED)])
+    delivered = _deliver(uow, by_status[t.SCHEDULED], worker_id, now, zones)
+    unsnoozed = _unsnooze(uow, by_status[t.SNOOZED], worker_id, now, zones)
     escalated = _escalate(uow, by_status[t.DUE], worker_id, now)
     for rid in delivered:  # delivered_at - due_at: how late the scheduler delivers
         REMINDER_LATENESS.observe(max((now - by_id[rid].due_at).total_seconds(), 0.0))

@@ -3,17 +3,23 @@
 A subscribed feed is fetched and stored by third-party calendar services, so it carries no clinical text:
 each event holds the reminder's kind (a code), its due time, the reminder and patient ids (opaque UUIDs)
 and a link to the worklist, where a signed-in coordinator reads the details. No names, MRNs, reminder
-texts, citations or statuses.
+texts, citations or statuses. The owning coordinator, if any, is named by subject id only
+(`X-CAREPATH-ASSIGNED-TO`).
+
+Times are in the organisation's time zone (shared/orgtime.py): `DTSTART;TZID=Europe/Berlin:…` with the
+zone's VTIMEZONE (icalendar's `add_missing_timezones`), so every calendar shows the local time across
+daylight-saving changes; an organisation without a zone gets UTC (`…Z`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import icalendar
 from sqlalchemy import select
 from sqlmodel import col
 
+from shared.clock import as_utc
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
 
@@ -32,27 +38,35 @@ def feed_reminders(uow: UnitOfWork, org: str, limit: int = MAX_FEED_ITEMS) -> li
     return list(uow.session.execute(statement).scalars())
 
 
-def _event(reminder: Reminder, stamp: datetime, worklist_url: str) -> icalendar.Event:
+def _event(reminder: Reminder, stamp: datetime, worklist_url: str, zone: tzinfo) -> icalendar.Event:
     event = icalendar.Event()
     event.add("uid", f"{reminder.id}@carepath")
-    event.add("dtstamp", stamp)
-    event.add("dtstart", reminder.due_at)
+    event.add("dtstamp", as_utc(stamp))
+    due = as_utc(reminder.due_at)
+    event.add("dtstart", due if zone is UTC else due.astimezone(zone))
     event.add("duration", EVENT_DURATION)
     event.add("summary", f"carepath: {reminder.kind}")
+    owner = f" Assigned to coordinator {reminder.assigned_to}." if reminder.assigned_to else ""
     event.add(
         "description",
-        f"Reminder {reminder.id} for patient {reminder.patient_id}. Details on the worklist: {worklist_url}",
+        f"Reminder {reminder.id} for patient {reminder.patient_id}.{owner} Details on the worklist: {worklist_url}",
     )
+    if reminder.assigned_to:
+        event.add("x-carepath-assigned-to", reminder.assigned_to)
     event.add("url", worklist_url)
     event.add("categories", [reminder.kind])
     return event
 
 
-def calendar_bytes(reminders: list[Reminder], stamp: datetime, worklist_url: str) -> bytes:
+def calendar_bytes(reminders: list[Reminder], stamp: datetime, worklist_url: str, zone: tzinfo = UTC) -> bytes:
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//carepath//reminders//EN")
     calendar.add("version", "2.0")
     calendar.add("x-wr-calname", "carepath reminders")
+    if zone is not UTC:
+        calendar.add("x-wr-timezone", str(zone))
     for reminder in reminders:
-        calendar.add_component(_event(reminder, stamp, worklist_url))
+        calendar.add_component(_event(reminder, stamp, worklist_url, zone))
+    if zone is not UTC:
+        calendar.add_missing_timezones()  # the VTIMEZONE the TZID parameters refer to
     return calendar.to_ical()

@@ -1,4 +1,4 @@
-"""Coordinator actions on a reminder: acknowledge, complete, snooze, dismiss.
+"""Coordinator actions on a reminder: acknowledge, complete, snooze, dismiss, and assign (ownership).
 
 Each loads the reminder within the principal's organisation (another organisation's reminder is not
 found), checks the transition against the state machine, changes the row and records who, when and why.
@@ -16,10 +16,10 @@ from sqlmodel import col
 
 from services.notifications import transitions as t
 from services.notifications.wakeup import wake_after_commit
-from shared.auth import Principal
+from shared.auth import SUBJECT_PATTERN, Principal
 from shared.clock import as_utc, utcnow
-from shared.db.tables import Reminder
-from shared.db.tables.reminders import CLOSED_BY_USER
+from shared.db.tables import Reminder, WorklistMember
+from shared.db.tables.reminders import ACTIVE_STATUSES, CLOSED_BY_USER
 from shared.db.uow import UnitOfWork
 
 MAX_COMMENT = 1000
@@ -171,3 +171,60 @@ def _close(uow: UnitOfWork, reminder: Reminder) -> Reminder:
 def _flushed(uow: UnitOfWork, reminder: Reminder) -> Reminder:
     uow.session.flush()
     return reminder
+
+
+ASSIGNABLE_ROLES = ("coordinator", "ops")
+ASSIGNED, UNASSIGNED = "assigned", "unassigned"
+
+
+def remember_member(uow: UnitOfWork, principal: Principal, *, now: datetime | None = None) -> None:
+    """Note that this coordinator works the organisation's worklist (sign-in): they can be assigned work."""
+    if principal.role not in ASSIGNABLE_ROLES:
+        return
+    now = now or utcnow()
+    member = uow.session.get(WorklistMember, (principal.org, principal.subject))
+    if member is None:
+        member = WorklistMember(
+            org=principal.org, subject=principal.subject, role=principal.role, first_seen_at=now, last_seen_at=now
+        )
+    member.role, member.last_seen_at = principal.role, now
+    uow.session.add(member)
+    uow.session.flush()
+
+
+def members(uow: UnitOfWork, org: str) -> list[str]:
+    """The subjects a reminder of the organisation can be assigned to, sorted."""
+    statement = select(col(WorklistMember.subject)).where(col(WorklistMember.org) == org)
+    return sorted(uow.session.execute(statement).scalars())
+
+
+def assign(
+    uow: UnitOfWork, principal: Principal, reminder_id: str, assignee: str | None, *, now: datetime | None = None
+) -> Reminder:
+    """Give an open reminder to a coordinator of the organisation (their subject id), or to nobody (None).
+    Oneself may always be chosen; anyone else must have signed in to the organisation's worklist. The
+    change is a history row (from = to = the status; details name the new and the previous assignee)."""
+    now = now or utcnow()
+    if assignee is not None:
+        if not SUBJECT_PATTERN.fullmatch(assignee):
+            raise InvalidRequest("assignee must be a coordinator's subject id")
+        if assignee == principal.subject:
+            remember_member(uow, principal, now=now)
+        elif uow.session.get(WorklistMember, (principal.org, assignee)) is None:
+            raise InvalidRequest("assignee is not a coordinator of this organisation")
+    reminder = load_for_update(uow, principal.org, reminder_id)
+    if reminder.status not in ACTIVE_STATUSES:
+        raise InvalidTransition(reminder.id, reminder.status, "assign")
+    previous = reminder.assigned_to
+    if previous == assignee:
+        return reminder  # nothing changes: no history row
+    reason = ASSIGNED if assignee is not None else UNASSIGNED
+    details = {"assigned_to": assignee, "previous": previous}
+    row = t.history_row(reminder.id, reminder.status, reminder.status, principal.actor, now, reason=reason)
+    row["details"] = {key: value for key, value in details.items() if value is not None}
+    reminder.assigned_to = assignee
+    reminder.assigned_at = now if assignee is not None else None
+    reminder.updated_at = now
+    reminder.version += 1
+    t.record(uow, [row])
+    return _flushed(uow, reminder)

@@ -71,6 +71,7 @@ def list_reminders(
     due_before: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    assigned_to: str | None = None,
 ) -> tuple[list[Reminder], str | None]:
     """One page of the organisation's reminders by (due_at, id), and the cursor of the next page (or None).
     `status` may be one status or several."""
@@ -86,6 +87,8 @@ def list_reminders(
         statement = statement.where(col(Reminder.kind) == kind)
     if due_before is not None:
         statement = statement.where(col(Reminder.due_at) < as_utc(due_before))
+    if assigned_to is not None:
+        statement = statement.where(col(Reminder.assigned_to) == assigned_to)
     if cursor is not None:
         after_due, after_id = decode_cursor(cursor)
         due, rid = col(Reminder.due_at), col(Reminder.id)
@@ -130,6 +133,8 @@ def reminder_view(reminder: Reminder) -> dict[str, Any]:
         "sources": reminder.sources,
         "origin": reminder.origin,
         "origin_rule_set_version": reminder.origin_rule_set_version,
+        "assigned_to": reminder.assigned_to,
+        "assigned_at": isoformat(reminder.assigned_at),
     }
 
 

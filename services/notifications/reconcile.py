@@ -21,6 +21,7 @@ from sqlmodel import col
 from services.notifications import transitions as t
 from services.notifications.escalation import escalation_at
 from services.notifications.wakeup import wake_after_commit
+from shared import orgtime
 from shared.clock import as_utc, utcnow
 from shared.db.tables import Reminder, ReminderReconcileState
 from shared.db.tables.base import new_id
@@ -70,6 +71,7 @@ class AssessedIn(BaseModel):
     deadlines: list[DeadlineIn]
     trigger: str | None = Field(default=None, max_length=40)
     rule_set_version: str | None = Field(default=None, max_length=40)
+    stage: str | None = Field(default=None, max_length=40)
 
     @property
     def rule_change(self) -> bool:
@@ -140,6 +142,7 @@ def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> b
             org=payload.org,
             assessment_seq=payload.assessment_seq,
             reconciled_at=now,
+            stage=payload.stage,
         )
         .on_conflict_do_nothing(index_elements=["patient_id"])
     )
@@ -151,7 +154,7 @@ def _advance_watermark(uow: UnitOfWork, payload: AssessedIn, now: datetime) -> b
     uow.session.execute(
         table.update()
         .where(table.c.patient_id == payload.patient_id)
-        .values(assessment_seq=payload.assessment_seq, reconciled_at=now)
+        .values(assessment_seq=payload.assessment_seq, reconciled_at=now, stage=payload.stage)
     )
     return True
 
@@ -203,7 +206,7 @@ def _close(reminder: Reminder, status: str, now: datetime) -> None:
     reminder.version += 1
 
 
-def _reopen(reminder: Reminder, payload: AssessedIn, now: datetime) -> str:
+def _reopen(uow: UnitOfWork, reminder: Reminder, payload: AssessedIn, now: datetime) -> str:
     """Back to where it would be had it never closed: scheduled if never delivered, else due (no second
     delivery event: one delivery per (patient, kind, due_at)). Reopened by a rule change, it says so."""
     if payload.rule_change:
@@ -213,7 +216,8 @@ def _reopen(reminder: Reminder, payload: AssessedIn, now: datetime) -> str:
         reminder.status, reminder.next_action_at = t.SCHEDULED, reminder.due_at
     else:
         reminder.status = t.DUE
-        reminder.next_action_at = None if reminder.escalated_at else escalation_at(reminder.kind, now)
+        zone = orgtime.zone_of(uow, reminder.org)
+        reminder.next_action_at = None if reminder.escalated_at else escalation_at(reminder.kind, now, zone)
     reminder.closed_by = None
     reminder.updated_at = now
     reminder.version += 1
@@ -256,7 +260,7 @@ def _apply_one(uow: UnitOfWork, payload: AssessedIn, action: Action, now: dateti
         return None
     before = reminder.status
     if action.verb == "reopen":
-        after = _reopen(reminder, payload, now)
+        after = _reopen(uow, reminder, payload, now)
     else:
         after = t.COMPLETED if action.verb == "complete" else t.CANCELLED
         _close(reminder, after, now)

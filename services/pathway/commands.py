@@ -31,6 +31,11 @@ def add_commands(sub: Any) -> None:
         metavar="NAME",
         help="drop an override (back to the profile's default)",
     )
+    change.add_argument(
+        "--timezone",
+        help="the organisation's IANA time zone (e.g. Europe/Berlin; default UTC): pages, emails, the calendar "
+        "feed and escalation business days use it",
+    )
     change.add_argument("--rate", type=_positive, help="re-evaluation pace, patients per second (default 50)")
     change.set_defaults(func=cmd_config_set)
     reevaluate = sub.add_parser(
@@ -94,10 +99,12 @@ def cmd_config_set(args: argparse.Namespace) -> int:
         edit_config,
         parse_assignments,
     )
+    from shared import orgtime
     from shared.db.uow import UnitOfWork
 
     try:
         with UnitOfWork() as uow:
+            zone_changed = args.timezone is not None and orgtime.set_timezone(uow, args.org, args.timezone)
             change = edit_config(
                 uow,
                 args.org,
@@ -109,15 +116,17 @@ def cmd_config_set(args: argparse.Namespace) -> int:
             )
             uow.commit()
             print(json.dumps(describe_config(uow, args.org), indent=2, sort_keys=True))
-    except ConfigError as exc:
+    except (ConfigError, orgtime.InvalidTimezone) as exc:
         print(f"carepath config set: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if zone_changed:
+        print(f"time zone of {args.org} set to {orgtime.validated(args.timezone)}", file=sys.stderr)
     if change.run_id:
         print(
             f"re-evaluation run {change.run_id} started; the scheduler drives it (or run `carepath reevaluate`)",
             file=sys.stderr,
         )
-    elif not change.changed:
+    elif not change.changed and not zone_changed:
         print("no change", file=sys.stderr)
     return 0
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.pathway.reevaluation import DEFAULT_RATE, latest_run, serialise_run_changes, start_run
 from services.pathway.rules import PROFILES, RULE_SET_VERSION, Params, params_for
+from shared import orgtime
 from shared.clock import isoformat, utcnow
 from shared.db.tables import OrgConfig, ReevaluationRun
 from shared.db.uow import UnitOfWork
@@ -87,6 +88,7 @@ def describe_config(uow: UnitOfWork, org: str) -> dict[str, Any]:
         "params_digest": params.digest() if params else None,
         "valid": params is not None,
         "updated_at": isoformat(config.updated_at) if config else None,
+        "timezone": orgtime.timezone_name(uow, org),
         "reevaluation": _run_summary(latest_run(uow, org)),
     }
 

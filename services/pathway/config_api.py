@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.pathway.config import ConfigError, describe_config, replace_config
+from shared import orgtime
 from shared.audit import AuditTrail
 from shared.auth import Principal, require
 from shared.db.uow import UnitOfWork
@@ -33,6 +34,11 @@ class PathwayConfigIn(BaseModel):
 
     profile: str = Field("asra-2020", description="policy profile: asra-2020 or us-medicare-lcd")
     overrides: dict[str, Any] = Field(default_factory=dict, description="parameter name -> value")
+    timezone: str | None = Field(
+        None,
+        max_length=orgtime.MAX_NAME,
+        description="the organisation's IANA time zone (e.g. Europe/Berlin); absent or null: unchanged",
+    )
 
 
 @router.get("/pathway-config", responses=AUTH)
@@ -52,10 +58,11 @@ def put_pathway_config(body: PathwayConfigIn, principal: Ops, trail: AuditTrail)
             if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > MAX_PARAMETER:
                 raise HTTPException(422, detail=f"parameter {name!r} is at most {MAX_PARAMETER}, got {value!r}")
         try:
+            zone_changed = body.timezone is not None and orgtime.set_timezone(uow, principal.org, body.timezone)
             change = replace_config(uow, principal.org, body.profile, body.overrides, requested_by=principal.actor)
-        except ConfigError as exc:
+        except (ConfigError, orgtime.InvalidTimezone) as exc:
             raise HTTPException(422, detail=str(exc)) from None
         trail.write(uow, principal, "config.pathway.update", resource=("reevaluation_run", change.run_id))
         uow.commit()
         described = describe_config(uow, principal.org)
-        return {**described, "changed": change.changed, "reevaluation_run_id": change.run_id}
+        return {**described, "changed": change.changed or zone_changed, "reevaluation_run_id": change.run_id}

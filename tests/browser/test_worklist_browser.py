@@ -58,7 +58,7 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded CI machine starts uvicorn slowly
         while True:
             assert process.poll() is None, log_path.read_text()
             try:

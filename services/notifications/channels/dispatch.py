@@ -36,6 +36,7 @@ def _event_data(event: Event, reminder: Reminder) -> dict[str, object]:
         "org": reminder.org,
         "kind": reminder.kind,
         "due_at": isoformat(reminder.due_at),
+        "assigned_to": reminder.assigned_to,  # the owner's subject id, or None (left out of the payload)
     }
 
 

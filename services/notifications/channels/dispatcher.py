@@ -21,7 +21,7 @@ from services.notifications.channels.payloads import email_message, webhook_body
 from services.notifications.channels.policy import Decision, Delivered, GiveUp, Outcome, RetryAt
 from services.notifications.channels.senders import Senders, real_senders
 from services.notifications.channels.signing import webhook_headers
-from shared import audit
+from shared import audit, orgtime
 from shared.clock import utcnow
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
@@ -48,6 +48,7 @@ class Job:
     url: str = ""
     signing_secrets: tuple[str, ...] = ()
     recipient: str = ""
+    timezone: str = orgtime.DEFAULT_TIMEZONE  # the organisation's, for the times an email shows
 
 
 _OUTCOMES = {Delivered: "delivered", RetryAt: "retry", GiveUp: "failed"}
@@ -110,6 +111,7 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
         delivery.message_id,
         webhook_body(delivery.payload),
         recipient=target.address,
+        timezone=orgtime.timezone_name(uow, delivery.org),
     )
 
 
@@ -127,7 +129,9 @@ def _send_now(job: Job, senders: Senders, settings: Settings) -> Outcome:
         # The signature timestamp is the real moment of sending: receivers reject one > 5 minutes off.
         headers = webhook_headers(job.message_id, utcnow(), job.body, list(job.signing_secrets))
         return senders.webhook(job.url, job.body, headers)
-    message = email_message(json.loads(job.body), settings.smtp_from, job.recipient, job.message_id)
+    message = email_message(
+        json.loads(job.body), settings.smtp_from, job.recipient, job.message_id, orgtime.zone(job.timezone)
+    )
     return senders.email(message)
 
 

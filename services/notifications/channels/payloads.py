@@ -7,11 +7,11 @@ An allow-list, not a deny-list: a field added to the event later does not leak b
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from typing import Any
 
-from shared import events
+from shared import events, orgtime
 from shared.clock import isoformat
 
 DATA_KEYS = (
@@ -24,7 +24,10 @@ DATA_KEYS = (
     "escalated_at",
     "origin",  # "rule_change" when a change of rule set created the reminder (absent otherwise)
     "origin_rule_set_version",
+    "assigned_to",  # the subject id of the coordinator who owns the reminder (absent while nobody does)
 )
+# Instants an email also shows in the organisation's time zone.
+TIME_KEYS = ("due_at", "delivered_at", "escalated_at")
 EVENT_TYPES = (events.REMINDER_DUE, events.REMINDER_ESCALATED)
 
 
@@ -48,7 +51,21 @@ _SUBJECTS = {
 }
 
 
-def email_message(payload: dict[str, Any], sender: str, recipient: str, message_id: str) -> EmailMessage:
+def _line(key: str, value: Any, zone: tzinfo) -> str:
+    """One `key: value` line; an instant also in the organisation's zone ("2027-03-29 10:00 CEST")."""
+    if key in TIME_KEYS and isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return f"{key}: {value}"
+        if moment.tzinfo is not None:
+            return f"{key}: {orgtime.shown(moment, zone)} ({value})"
+    return f"{key}: {value}"
+
+
+def email_message(
+    payload: dict[str, Any], sender: str, recipient: str, message_id: str, zone: tzinfo = UTC
+) -> EmailMessage:
     data = payload.get("data", {})
     message = EmailMessage()
     message["Subject"] = f"{_SUBJECTS.get(payload.get('type', ''), 'carepath notification')} ({data.get('kind')})"
@@ -59,7 +76,7 @@ def email_message(payload: dict[str, Any], sender: str, recipient: str, message_
     lines = [
         "A carepath reminder needs attention on the coordinators' worklist.",
         "",
-        *(f"{key}: {data[key]}" for key in DATA_KEYS if key in data),
+        *(_line(key, data[key], zone) for key in DATA_KEYS if key in data),
         "",
         "Details are on the worklist (/worklist) and through the authenticated API; this message",
         "deliberately carries no patient details.",

@@ -2,16 +2,21 @@
 
 Login pastes a token into a form; it is kept in an HttpOnly, SameSite=Strict cookie that shared.auth
 reads as a fallback to the bearer header. Logout revokes the token (its jti), so a copy of it is dead too. Every POST checks a CSRF token (web/csrf.py) and answers with a
-303 back to the worklist carrying a flash code (a fixed message, never reflected text).
+303 back to the worklist carrying a flash code (a fixed message, never reflected text) and the view it came
+from (the filters, in the query string). Times are shown in the organisation's time zone (shared/orgtime.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+import csv
+import io
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jwt
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -21,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 
 from services.notifications import lifecycle
 from services.notifications.web import csrf, worklist
-from shared import abuse, audit
+from shared import abuse, audit, orgtime
 from shared.auth import SUBJECT_PATTERN, Principal, decode_token, principal_from_request, revoke_token_or_id
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
@@ -31,7 +36,7 @@ from shared.web import EARLIEST, LATEST, is_tls, no_nul_characters
 router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 WORKLIST_ROLES = ("coordinator", "ops")
-Action = Literal["acknowledge", "complete", "snooze", "dismiss"]
+Action = Literal["acknowledge", "complete", "snooze", "dismiss", "assign", "unassign"]
 
 FLASHES: dict[str, tuple[str, str]] = {
     "acknowledged": ("ok", "Reminder acknowledged."),
@@ -48,6 +53,10 @@ FLASHES: dict[str, tuple[str, str]] = {
         "That change was not accepted: check the snooze time is in the future and the reason is chosen.",
     ),
     "logged_out": ("ok", "You have signed out."),
+    "assigned": ("ok", "Reminder assigned."),
+    "unassigned": ("ok", "Reminder unassigned: nobody owns it now."),
+    "no_patient": ("error", "No patient of your organisation has exactly that MRN."),
+    "bulk_invalid": ("error", "Tick at least one reminder (and choose a coordinator to assign them to)."),
 }
 DISMISS_LABELS = {
     "not_applicable": "Not applicable to this patient",
@@ -181,6 +190,9 @@ def login(
             request, "login.html", {"error": "Only coordinator or ops tokens can use the worklist."}, status_code=403
         )
     trail.read(principal, SIGN_IN)
+    with UnitOfWork() as uow:  # whom reminders can be assigned to
+        lifecycle.remember_member(uow, principal)
+        uow.commit()
     response = _redirect("/worklist")
     response.set_cookie(
         csrf.TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", secure=_secure(request), path="/"
@@ -204,71 +216,201 @@ def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = 
     return response
 
 
+KIND_PATTERN = re.compile(r"[a-z0-9_]{1,60}")
+PATIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9-]{1,36}")
+MAX_PAGE = 10_000
+MAX_BULK = worklist.PAGE_SIZE
+
+
+class BadFilter(ValueError):
+    """A filter value the worklist does not know (a 422 page; nothing is read)."""
+
+
+def parse_filters(values: Mapping[str, str | None]) -> worklist.Filters:
+    """The view a query string (or a form's `view` field) names; BadFilter for an unknown value."""
+
+    def text(name: str) -> str | None:
+        value = (values.get(name) or "").strip()
+        return value or None
+
+    kind, status, stage, assignee, patient = (text(n) for n in ("kind", "status", "stage", "assignee", "patient"))
+    if kind is not None and not KIND_PATTERN.fullmatch(kind):
+        raise BadFilter("kind")
+    if status is not None and status not in worklist.WORKLIST_STATUSES:
+        raise BadFilter("status")
+    if stage is not None and stage not in worklist.STAGE_LABELS:
+        raise BadFilter("stage")
+    special = (worklist.ME, worklist.UNASSIGNED)
+    if assignee is not None and assignee not in special and not SUBJECT_PATTERN.fullmatch(assignee):
+        raise BadFilter("assignee")
+    if patient is not None and not PATIENT_ID_PATTERN.fullmatch(patient):
+        raise BadFilter("patient")
+    overdue = text("overdue")
+    if overdue not in (None, "1", "true", "on"):
+        raise BadFilter("overdue")
+    page_text = text("page") or "1"
+    if not page_text.isdigit() or not 1 <= int(page_text) <= MAX_PAGE:
+        raise BadFilter("page")
+    return worklist.Filters(kind, status, stage, overdue is not None, assignee, patient, int(page_text))
+
+
+def _view_of(raw: str) -> worklist.Filters:
+    """The view a form came from (its `view` field: the page's query string); the plain list if malformed."""
+    try:
+        return parse_filters(dict(parse_qsl(raw[:2000])))
+    except BadFilter:
+        return worklist.Filters()
+
+
+def _gate(request: Request, refusal: str) -> tuple[Principal | None, Response | None]:
+    """The signed-in principal allowed on the worklist, or the response that refuses them."""
+    principal = _signed_in(request)
+    if principal is None:
+        return None, _redirect("/login")
+    if principal.role not in WORKLIST_ROLES:
+        audit.Audit(request).read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        return None, _forbidden(request, refusal)
+    if (limited := _over_rate(request, principal)) is not None:
+        return None, limited
+    return principal, None
+
+
+def _bad_filter(request: Request, principal: Principal, action: str, name: str) -> HTMLResponse:
+    audit.Audit(request).read(principal, action, outcome=audit.INVALID, status_code=422)
+    message = f"The {name} filter has a value the worklist does not know. Start again from the worklist."
+    return _render(
+        request, "error.html", {"heading": "Unknown filter", "message": message, "principal": principal}, 422
+    )
+
+
+def _time_helpers(zone: tzinfo) -> dict[str, Any]:
+    return {
+        "when": lambda value: orgtime.shown(value, zone),
+        "iso": isoformat,
+        "zone_abbreviation": lambda value: orgtime.abbreviation(value, zone),
+    }
+
+
+FILTER_QUERY = Annotated[str | None, Query(max_length=200)]
+
+
 @router.get("/worklist", response_class=HTMLResponse, responses={**PAGE, **FORM_ERRORS})
 def worklist_page(
     request: Request,
-    kind: Annotated[str | None, Query(max_length=60)] = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
+    kind: FILTER_QUERY = None,
+    status: FILTER_QUERY = None,
+    stage: FILTER_QUERY = None,
+    overdue: FILTER_QUERY = None,
+    assignee: FILTER_QUERY = None,
+    patient: FILTER_QUERY = None,
+    page: FILTER_QUERY = None,
     flash: Annotated[str | None, Query(max_length=40)] = None,
+    done: Annotated[int | None, Query(ge=0, le=MAX_BULK)] = None,
+    skipped: Annotated[int | None, Query(ge=0, le=MAX_BULK)] = None,
 ) -> Response:
-    principal = _signed_in(request)
+    principal, refused = _gate(request, "Only coordinators and ops can use the worklist.")
     if principal is None:
-        return _redirect("/login")
-    trail = audit.Audit(request)
-    if principal.role not in WORKLIST_ROLES:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
-        return _forbidden(request, "Only coordinators and ops can use the worklist.")
-    if (limited := _over_rate(request, principal)) is not None:
-        return limited
-    status = status if status in worklist.WORKLIST_STATUSES else None
+        assert refused is not None
+        return refused
+    raw = {"kind": kind, "status": status, "stage": stage, "overdue": overdue, "assignee": assignee}
+    try:
+        filters = parse_filters({**raw, "patient": patient, "page": page})
+    except BadFilter as bad:
+        return _bad_filter(request, principal, "worklist.read", str(bad))
     now = utcnow()
     with UnitOfWork(read_only=True) as uow:
+        total = worklist.count(uow, principal.org, now, filters, principal.subject)
+        pages = max(1, -(-total // worklist.PAGE_SIZE))
+        current = min(filters.page, pages)
         rows = worklist.rows(
-            uow, principal.org, now, kind=kind or None, statuses=(status,) if status else worklist.WORKLIST_STATUSES
+            uow,
+            principal.org,
+            now,
+            filters,
+            subject=principal.subject,
+            limit=worklist.PAGE_SIZE,
+            offset=(current - 1) * worklist.PAGE_SIZE,
         )
-        kinds = sorted(set(worklist.kinds(uow, principal.org)) | ({kind} if kind else set()))
+        kinds = sorted(set(worklist.kinds(uow, principal.org)) | ({filters.kind} if filters.kind else set()))
+        members = lifecycle.members(uow, principal.org)
+        zone_name = orgtime.timezone_name(uow, principal.org)
+        patient_mrn = worklist.mrn_of(uow, principal.org, filters.patient) if filters.patient else None
+    zone = orgtime.zone(zone_name)
     # One row per patient the page shows (one without a patient for an empty worklist).
-    trail.read(principal, "worklist.read", patient_ids=[row.patient_id for row in rows])
+    audit.Audit(request).read(principal, "worklist.read", patient_ids=[row.patient_id for row in rows])
+    view = urlencode(filters.query(page=current))
     context = {
         "principal": principal,
         "rows": rows,
         "kinds": kinds,
-        "kind": kind or "",
-        "status": status or "",
+        "filters": filters,
+        "kind": filters.kind or "",
+        "status": filters.status or "",
         "statuses": worklist.WORKLIST_STATUSES,
-        "flash": _flash(flash),
+        "stages": worklist.STAGE_LABELS,
+        "members": members,
+        "me": principal.subject,
+        "patient_mrn": patient_mrn,
+        "flash": _bulk_flash(done, skipped) if flash == "bulk" else _flash(flash),
         "kind_label": worklist.kind_label,
-        "iso": isoformat,
+        "stage_label": worklist.stage_label,
         "dismiss_reasons": [(r.value, DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
-        "min_until": now.strftime("%Y-%m-%dT%H:%M"),
+        "min_until": orgtime.local(now, zone).strftime("%Y-%m-%dT%H:%M"),
+        "zone_name": zone_name,
+        "snooze_periods": SNOOZE_LABELS,
+        "now": now,
+        "total": total,
+        "page": current,
+        "pages": pages,
+        "first_index": (current - 1) * worklist.PAGE_SIZE + 1 if rows else 0,
+        "view": view,
+        "link": lambda **changes: "/worklist?" + urlencode(filters.query(**changes)),
+        "export_link": "/worklist.csv?" + urlencode(filters.query(page=1)),
+        "without_patient": "/worklist?" + urlencode(filters.query(patient=None, page=1)),
+        **_time_helpers(zone),
     }
     return _render(request, "worklist.html", context)
 
 
-def _back(code: str, filter_kind: str, filter_status: str) -> RedirectResponse:
-    query = {"flash": code}
-    if filter_kind:
-        query["kind"] = filter_kind[:60]
-    if filter_status in worklist.WORKLIST_STATUSES:
-        query["status"] = filter_status
+def _bulk_flash(done: int | None, skipped: int | None) -> dict[str, str]:
+    done, skipped = done or 0, skipped or 0
+    text = f"{done} reminder{'' if done == 1 else 's'} changed."
+    if skipped:
+        text += f" {skipped} could not be changed (closed, already so, or no longer in your organisation)."
+    return {"level": "ok" if done or not skipped else "error", "text": text}
+
+
+def _back(code: str, view: worklist.Filters, **extra: int) -> RedirectResponse:
+    query = {"flash": code, **{key: str(value) for key, value in extra.items()}, **view.query()}
     return _redirect(f"/worklist?{urlencode(query)}")
 
 
-def parse_until(value: str) -> datetime | None:
-    """The snooze form's datetime-local (no offset: the page says UTC) or an RFC 3339 instant."""
+def parse_until(value: str, zone: tzinfo = UTC) -> datetime | None:
+    """The snooze form's datetime-local (no offset: a wall time of the organisation's zone, as the page
+    says) or an RFC 3339 instant."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     try:
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone).astimezone(UTC)
         return parsed if EARLIEST <= parsed < LATEST else None
-    except OverflowError:  # an offset beyond the calendar's ends
+    except (OverflowError, ValueError):  # an offset beyond the calendar's ends
         return None
 
 
 SIGN_IN = "auth.signin"
-_DONE = {"acknowledge": "acknowledged", "complete": "completed", "snooze": "snoozed", "dismiss": "dismissed"}
+# The snooze form's quick choices (a select: as easy from the keyboard as with a mouse); or a chosen time.
+SNOOZE_PERIODS = {"1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7), "14d": timedelta(days=14)}
+SNOOZE_LABELS = {"1d": "1 day", "3d": "3 days", "7d": "1 week", "14d": "2 weeks"}
+_DONE = {
+    "acknowledge": "acknowledged",
+    "complete": "completed",
+    "snooze": "snoozed",
+    "dismiss": "dismissed",
+    "assign": "assigned",
+    "unassign": "unassigned",
+}
 
 
 @router.post("/worklist/reminders/{reminder_id}/{action}", response_class=HTMLResponse, responses=FORM_ERRORS)
@@ -280,8 +422,9 @@ def act(
     until: Annotated[str, Form(max_length=40)] = "",
     reason: Annotated[str, Form(max_length=60)] = "",
     comment: Annotated[str, Form(max_length=1000)] = "",
-    filter_kind: Annotated[str, Form(max_length=60)] = "",
-    filter_status: Annotated[str, Form(max_length=20)] = "",
+    assignee: Annotated[str, Form(max_length=200)] = "",
+    snooze_for: Annotated[str, Form(max_length=10)] = "",
+    view: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     principal = _signed_in(request)
     if principal is None:
@@ -295,49 +438,218 @@ def act(
         return _forbidden(request, "Only coordinators and ops can act on reminders.")
     if (limited := _over_rate(request, principal)) is not None:
         return limited
-    code = _apply(trail, principal, reminder_id, action, until=until, reason=reason, comment=comment)
-    return _back(code, filter_kind, filter_status)
+    fields = {"until": until, "reason": reason, "comment": comment, "assignee": assignee, "snooze_for": snooze_for}
+    code = _apply(trail, principal, reminder_id, action, **fields)
+    return _back(code, _view_of(view))
+
+
+BULK_OPERATIONS = ("acknowledge", "assign_me", "assign", "unassign")
+
+
+@router.post("/worklist/bulk", response_class=HTMLResponse, responses=FORM_ERRORS)
+def bulk(
+    request: Request,
+    operation: Annotated[str, Form(max_length=20)] = "",
+    reminder_ids: Annotated[list[str], Form(max_length=MAX_BULK)] = [],  # noqa: B006 (FastAPI reads, never mutates)
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    assignee: Annotated[str, Form(max_length=200)] = "",
+    view: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """One form for the ticked rows: acknowledge them, or assign them (to oneself or a colleague) or unassign
+    them. Each reminder is its own change (its history row and audit row); one that cannot change is skipped."""
+    principal = _signed_in(request)
+    if principal is None:
+        return _redirect("/login")
+    trail = audit.Audit(request)
+    if (refused := _check_csrf(request, csrf_token)) is not None:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        return refused
+    if principal.role not in WORKLIST_ROLES:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        return _forbidden(request, "Only coordinators and ops can act on reminders.")
+    if (limited := _over_rate(request, principal)) is not None:
+        return limited
+    ids = [rid for rid in dict.fromkeys(reminder_ids) if PATIENT_ID_PATTERN.fullmatch(rid)]
+    if operation not in BULK_OPERATIONS:
+        return _back("bulk_invalid", _view_of(view))
+    if not ids or len(reminder_ids) > MAX_BULK or (operation == "assign" and not assignee.strip()):
+        return _back("bulk_invalid", _view_of(view))
+    action = {"acknowledge": "acknowledge", "assign_me": "assign", "assign": "assign", "unassign": "unassign"}
+    chosen = worklist.ME if operation == "assign_me" else assignee.strip()
+    codes = [
+        _apply(
+            trail, principal, rid, action[operation], until="", reason="", comment="", assignee=chosen, snooze_for=""
+        )
+        for rid in ids
+    ]
+    done = sum(1 for code in codes if code in _DONE.values())
+    return _back("bulk", _view_of(view), done=done, skipped=len(codes) - done)
+
+
+@router.post("/worklist/search", response_class=HTMLResponse, responses=FORM_ERRORS)
+def search(
+    request: Request,
+    mrn: Annotated[str, Form(max_length=200)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    view: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Find a patient by MRN (exact match within the organisation) and show the view for that patient. The
+    form is a POST and the answer a redirect to `?patient=<id>`, so no MRN is ever in a URL (browser history,
+    proxy logs) or in the audit trail, and the view is still a link."""
+    principal = _signed_in(request)
+    if principal is None:
+        return _redirect("/login")
+    trail = audit.Audit(request)
+    if (refused := _check_csrf(request, csrf_token)) is not None:
+        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        return refused
+    principal, refused_role = _gate(request, "Only coordinators and ops can use the worklist.")
+    if principal is None:
+        assert refused_role is not None
+        return refused_role
+    back = _view_of(view)
+    wanted = mrn.strip()
+    if not wanted:
+        return _redirect("/worklist?" + urlencode(back.query(patient=None, page=1)))
+    with UnitOfWork(read_only=True) as uow:
+        patient_id = worklist.find_by_mrn(uow, principal.org, wanted)
+    if patient_id is None:
+        trail.read(principal, "worklist.search", outcome=audit.NOT_FOUND, status_code=404)
+        return _redirect("/worklist?" + urlencode({"flash": "no_patient", **back.query(patient=None, page=1)}))
+    trail.read(principal, "worklist.search", patient_id=patient_id)
+    return _redirect("/worklist?" + urlencode(back.query(patient=patient_id, page=1)))
+
+
+CSV_COLUMNS = (
+    "reminder_id",
+    "patient_mrn",
+    "kind",
+    "kind_label",
+    "status",
+    "stage",
+    "due_local",
+    "due_utc",
+    "overdue",
+    "escalated",
+    "assigned_to",
+    "recommendation",
+    "sources",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP CSV injection)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_rows(rows: list[worklist.Row], zone: tzinfo) -> Iterator[list[str]]:
+    yield list(CSV_COLUMNS)
+    for row in rows:
+        due = row.shown_due_at or row.due_at
+        yield [
+            _cell(value)
+            for value in (
+                row.id,
+                row.patient_label,
+                row.kind,
+                row.kind_label,
+                row.status,
+                row.stage or "",
+                orgtime.shown(due, zone),
+                isoformat(due),
+                "yes" if row.overdue else "no",
+                "yes" if row.escalated else "no",
+                row.assigned_to or "",
+                row.text,
+                "; ".join(source.title for source in row.sources) or row.citation,
+            )
+        ]
+
+
+@router.get(
+    "/worklist.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "the filtered view, every page"}, **FORM_ERRORS},
+)
+def export_csv(
+    request: Request,
+    kind: FILTER_QUERY = None,
+    status: FILTER_QUERY = None,
+    stage: FILTER_QUERY = None,
+    overdue: FILTER_QUERY = None,
+    assignee: FILTER_QUERY = None,
+    patient: FILTER_QUERY = None,
+) -> Response:
+    """The current view (the same filters, all its pages) as CSV, audited as an export: one `worklist.export`
+    row per patient exported, holding ids only (never an MRN or a clinical value)."""
+    principal, refused = _gate(request, "Only coordinators and ops can export the worklist.")
+    if principal is None:
+        assert refused is not None
+        return refused
+    raw = {"kind": kind, "status": status, "stage": stage, "overdue": overdue, "assignee": assignee}
+    try:
+        filters = parse_filters({**raw, "patient": patient})
+    except BadFilter as bad:
+        return _bad_filter(request, principal, "worklist.export", str(bad))
+    now = utcnow()
+    with UnitOfWork(read_only=True) as uow:
+        rows = worklist.rows(
+            uow, principal.org, now, filters, subject=principal.subject, limit=worklist.MAX_EXPORT_ROWS
+        )
+        zone = orgtime.zone_of(uow, principal.org)
+    audit.Audit(request).read(
+        principal, "worklist.export", patient_ids=[row.patient_id for row in rows], resource=("worklist", None)
+    )
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(csv_rows(rows, zone))
+    stamp = orgtime.local(now, zone).strftime("%Y%m%d-%H%M")
+    response = Response(buffer.getvalue(), media_type="text/csv; charset=utf-8")
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["Content-Disposition"] = f'attachment; filename="worklist-{principal.org[:40]}-{stamp}.csv"'
+    return response
 
 
 _OUTCOMES = {"not_found": audit.NOT_FOUND, "conflict": audit.INVALID, "invalid": audit.INVALID}
 
 
-def _apply(
-    trail: audit.Audit, principal: Principal, reminder_id: str, action: str, *, until: str, reason: str, comment: str
-) -> str:
+def _apply(trail: audit.Audit, principal: Principal, reminder_id: str, action: str, **fields: str) -> str:
     """Run one lifecycle action in its own unit of work (its audit row in the same transaction); returns the
     flash code. A refused action is audited on its own."""
     name, resource = f"worklist.reminder.{action}", ("reminder", reminder_id)
-    code = _run(trail, principal, reminder_id, action, name, until=until, reason=reason, comment=comment)
+    code = _run(trail, principal, reminder_id, action, name, **fields)
     if code in _OUTCOMES:
         trail.read(principal, name, outcome=_OUTCOMES[code], resource=resource)
     return code
 
 
-def _run(
-    trail: audit.Audit,
-    principal: Principal,
-    reminder_id: str,
-    action: str,
-    name: str,
-    *,
-    until: str,
-    reason: str,
-    comment: str,
-) -> str:
+def _change(uow: UnitOfWork, principal: Principal, reminder_id: str, action: str, fields: Mapping[str, str]) -> Any:
+    if action == "acknowledge":
+        return lifecycle.acknowledge(uow, principal, reminder_id)
+    if action == "complete":
+        return lifecycle.complete(uow, principal, reminder_id)
+    if action == "snooze":
+        period, until = SNOOZE_PERIODS.get(fields["snooze_for"]), fields["until"].strip()
+        # A chosen time wins over a quick choice; neither is invalid.
+        when = utcnow() + period if period and not until else parse_until(until, orgtime.zone_of(uow, principal.org))
+        if when is None:
+            raise lifecycle.InvalidRequest("until")
+        return lifecycle.snooze(uow, principal, reminder_id, when, fields["reason"].strip() or None)
+    if action == "assign":
+        chosen = fields["assignee"].strip()
+        if not chosen:
+            raise lifecycle.InvalidRequest("assignee")
+        return lifecycle.assign(uow, principal, reminder_id, principal.subject if chosen == worklist.ME else chosen)
+    if action == "unassign":
+        return lifecycle.assign(uow, principal, reminder_id, None)
+    return lifecycle.dismiss(uow, principal, reminder_id, fields["reason"], fields["comment"].strip() or None)
+
+
+def _run(trail: audit.Audit, principal: Principal, reminder_id: str, action: str, name: str, **fields: str) -> str:
     with UnitOfWork() as uow:
         try:
-            if action == "acknowledge":
-                reminder = lifecycle.acknowledge(uow, principal, reminder_id)
-            elif action == "complete":
-                reminder = lifecycle.complete(uow, principal, reminder_id)
-            elif action == "snooze":
-                when = parse_until(until)
-                if when is None:
-                    return "invalid"
-                reminder = lifecycle.snooze(uow, principal, reminder_id, when, reason.strip() or None)
-            else:
-                reminder = lifecycle.dismiss(uow, principal, reminder_id, reason, comment.strip() or None)
+            reminder = _change(uow, principal, reminder_id, action, fields)
         except lifecycle.ReminderNotFound:
             return "not_found"
         except lifecycle.InvalidTransition:

@@ -1,7 +1,8 @@
 """The worklist's read model: the organisation's open reminders, overdue first, then urgency, then due time.
 
-The order is a pure function of (reminder, now) so it is easy to state and test; the page shows at most
-MAX_ROWS rows (a coordinator narrows with the filters beyond that).
+The order is a pure function of (reminder, now) so it is easy to state and test, computed in SQL so that
+pages (PAGE_SIZE rows, with the total count) and the CSV export of a view share it. Filters (kind, status,
+stage, overdue, assignee, patient) are `Filters`, kept in the query string.
 
 A reminder created by a change of rule set ("new under rule set 2026.2") whose due time under the new rules
 had already passed is not shown as overdue: the team could not have acted on it before it existed. It is
@@ -11,17 +12,17 @@ if nobody acts within the usual window counted from its creation (docs/decisions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select
 from sqlmodel import col
 
 from services.notifications import transitions as t
 from shared.clock import as_utc
-from shared.db.tables import Patient, Reminder
+from shared.db.tables import Patient, Reminder, ReminderReconcileState
 from shared.db.tables.reminders import ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 
@@ -65,6 +66,8 @@ class Row:
     rule_change: str | None = None  # "2026.2": created by the change to that rule set
     shown_due_at: datetime | None = None  # when it reached the worklist, for a rule change's past deadline
     patient_id: str = ""  # for the audit trail (never shown: the page shows the MRN label)
+    assigned_to: str | None = None  # the owner's subject id
+    stage: str | None = None  # the patient's stage at the last reconciled assessment
 
 
 @dataclass(frozen=True)
@@ -91,20 +94,160 @@ def allowed_actions(status: str) -> tuple[str, ...]:
     return tuple(action for action in t.USER_ACTIONS if t.target_status(action, status) is not None)
 
 
-def rows(
-    uow: UnitOfWork, org: str, now: datetime, *, kind: str | None = None, statuses: Sequence[str] = WORKLIST_STATUSES
-) -> list[Row]:
-    statement = (
-        select(Reminder, col(Patient.external_id))
-        .join(Patient, col(Patient.id) == col(Reminder.patient_id))
-        .where(col(Reminder.org) == org, col(Reminder.status).in_(list(statuses)))
-        .order_by(col(Reminder.due_at))
-        .limit(MAX_ROWS)
+@dataclass(frozen=True)
+class Filters:
+    """What the worklist shows; every field is a query-string parameter, so a view is a link."""
+
+    kind: str | None = None
+    status: str | None = None
+    stage: str | None = None
+    overdue: bool = False
+    assignee: str | None = None  # ME, UNASSIGNED or a coordinator's subject id
+    patient: str | None = None  # a patient id (the MRN search resolves to it: no MRN in any URL)
+    page: int = 1
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The non-empty parameters of this view (with `changes`), for links and redirects."""
+        values = {**self.__dict__, **changes}
+        found = {key: str(value) for key, value in values.items() if value not in (None, "", False)}
+        if values.get("overdue"):
+            found["overdue"] = "1"
+        if found.get("page") == "1":
+            del found["page"]
+        return found
+
+    @property
+    def active(self) -> bool:
+        return any(value not in (None, "", False) for key, value in self.__dict__.items() if key != "page")
+
+
+ME, UNASSIGNED = "me", "unassigned"
+PAGE_SIZE = 50
+MAX_EXPORT_ROWS = 20_000  # a whole organisation's open reminders; the page says when an export was cut
+STAGE_LABELS = {
+    "urgent_surgical_evaluation": "Urgent surgical evaluation",
+    "initial_evaluation": "Initial evaluation",
+    "first_line": "First-line treatment",
+    "second_line": "Second-line treatment",
+    "refractory": "Refractory pain",
+}
+
+
+def _effective_due() -> Any:
+    due, created = col(Reminder.due_at), col(Reminder.created_at)
+    return case((and_(col(Reminder.origin) == ORIGIN_RULE_CHANGE, created > due), created), else_=due)
+
+
+def _overdue(now: datetime) -> Any:
+    """SQL form of Row.overdue: past its due time; a rule change's reminder only once it escalated."""
+    return or_(
+        and_(col(Reminder.origin) != ORIGIN_RULE_CHANGE, col(Reminder.due_at) < now),
+        and_(col(Reminder.origin) == ORIGIN_RULE_CHANGE, col(Reminder.escalated_at).is_not(None)),
     )
-    if kind:
-        statement = statement.where(col(Reminder.kind) == kind)
-    found = [_row(reminder, external_id, now) for reminder, external_id in uow.session.execute(statement).all()]
-    return sorted(found, key=lambda row: order_key(row.shown_due_at or row.due_at, row.kind, now))
+
+
+def _where(org: str, filters: Filters, now: datetime, subject: str | None) -> list[Any]:
+    statuses = [filters.status] if filters.status else list(WORKLIST_STATUSES)
+    conditions: list[Any] = [col(Reminder.org) == org, col(Reminder.status).in_(statuses)]
+    if filters.kind:
+        conditions.append(col(Reminder.kind) == filters.kind)
+    if filters.stage:
+        conditions.append(col(ReminderReconcileState.stage) == filters.stage)
+    if filters.overdue:
+        conditions.append(_overdue(now))
+    if filters.patient:
+        conditions.append(col(Reminder.patient_id) == filters.patient)
+    if filters.assignee == UNASSIGNED:
+        conditions.append(col(Reminder.assigned_to).is_(None))
+    elif filters.assignee:
+        conditions.append(col(Reminder.assigned_to) == (subject if filters.assignee == ME else filters.assignee))
+    return conditions
+
+
+def _joined(statement: Any) -> Any:
+    return statement.join(Patient, col(Patient.id) == col(Reminder.patient_id)).outerjoin(
+        ReminderReconcileState, col(ReminderReconcileState.patient_id) == col(Reminder.patient_id)
+    )
+
+
+def _staged(statement: Any, filters: Filters) -> Any:
+    """The stage table joined only when the stage filter needs it (the page's sort and count stay on the
+    reminder table's org/status index)."""
+    if not filters.stage:
+        return statement
+    return statement.join(ReminderReconcileState, col(ReminderReconcileState.patient_id) == col(Reminder.patient_id))
+
+
+def count(uow: UnitOfWork, org: str, now: datetime, filters: Filters, subject: str | None = None) -> int:
+    statement = _staged(select(func.count()).select_from(Reminder), filters).where(*_where(org, filters, now, subject))
+    return int(uow.session.execute(statement).scalar_one())
+
+
+def rows(
+    uow: UnitOfWork,
+    org: str,
+    now: datetime,
+    filters: Filters | None = None,
+    *,
+    subject: str | None = None,
+    limit: int | None = MAX_ROWS,
+    offset: int = 0,
+) -> list[Row]:
+    """The view's reminders in worklist order (overdue first, then urgency, then due time), in SQL so that
+    pages and the CSV export see one order."""
+    filters = filters or Filters()
+    effective = _effective_due()
+    urgency = case((col(Reminder.kind).in_([k for k, v in URGENCY.items() if v == 0]), 0), else_=DEFAULT_URGENCY)
+    # Sort the narrow keys first, then load the page's rows (sorting whole rows with their JSON is slow).
+    ordered = (
+        _staged(select(col(Reminder.id)), filters)
+        .where(*_where(org, filters, now, subject))
+        .order_by(case((effective < now, 0), else_=1), urgency, effective, col(Reminder.id))
+        .offset(offset)
+    )
+    if limit is not None:
+        ordered = ordered.limit(limit)
+    ids = list(uow.session.execute(ordered).scalars())
+    if not ids:
+        return []
+    position = {rid: index for index, rid in enumerate(ids)}
+    found: list[Row] = []
+    for chunk in (ids[start : start + 500] for start in range(0, len(ids), 500)):
+        statement = _joined(select(Reminder, col(Patient.external_id), col(ReminderReconcileState.stage))).where(
+            col(Reminder.id).in_(chunk)
+        )
+        found += [_row(reminder, mrn, now, stage) for reminder, mrn, stage in uow.session.execute(statement)]
+    return sorted(found, key=lambda row: position[row.id])
+
+
+def stage_label(stage: str | None) -> str:
+    if not stage:
+        return "Not yet assessed"
+    return STAGE_LABELS.get(stage) or kind_label(stage)
+
+
+def find_by_mrn(uow: UnitOfWork, org: str, mrn: str) -> str | None:
+    """The id of the organisation's patient with exactly this MRN (external id), or None."""
+    statement = select(col(Patient.id)).where(col(Patient.org) == org, col(Patient.external_id) == mrn)
+    found: str | None = uow.session.execute(statement).scalar_one_or_none()
+    return found
+
+
+def mrn_of(uow: UnitOfWork, org: str, patient_id: str) -> str | None:
+    statement = select(col(Patient.external_id)).where(col(Patient.org) == org, col(Patient.id) == patient_id)
+    found: str | None = uow.session.execute(statement).scalar_one_or_none()
+    return found
+
+
+# The citation codes -> sources resolver of the pathway's catalogue, for reminders stored without their
+# sources (created before the pathway sent them). The composition root plugs it in (carepath/apps.py): the
+# notifications service may not import the pathway's.
+_catalogue: Callable[[str], list[dict[str, Any]]] | None = None
+
+
+def use_source_catalogue(resolve: Callable[[str], list[dict[str, Any]]] | None) -> None:
+    global _catalogue
+    _catalogue = resolve
 
 
 def rule_set_label(version: str | None) -> str:
@@ -131,7 +274,7 @@ def sources(raw: list[dict[str, Any]] | None) -> tuple[Source, ...]:
     return tuple(found)
 
 
-def _row(reminder: Reminder, external_id: str, now: datetime) -> Row:
+def _row(reminder: Reminder, external_id: str, now: datetime, stage: str | None = None) -> Row:
     due = as_utc(reminder.due_at)
     shown = effective_due(reminder)
     rule_change = rule_set_label(reminder.origin_rule_set_version) if reminder.origin == ORIGIN_RULE_CHANGE else None
@@ -150,10 +293,18 @@ def _row(reminder: Reminder, external_id: str, now: datetime) -> Row:
         snoozed_until=as_utc(reminder.snoozed_until) if reminder.snoozed_until else None,
         escalated=reminder.escalated_at is not None,
         actions=allowed_actions(reminder.status),
-        sources=sources(reminder.sources),
+        sources=sources(reminder.sources if reminder.sources is not None else _catalogued(reminder.citation)),
         rule_change=rule_change,
         shown_due_at=shown if shown != due else None,
+        assigned_to=reminder.assigned_to,
+        stage=stage,
     )
+
+
+def _catalogued(citation: str) -> list[dict[str, Any]] | None:
+    if _catalogue is None or not citation.strip():
+        return None
+    return _catalogue(citation)
 
 
 def kinds(uow: UnitOfWork, org: str) -> list[str]:

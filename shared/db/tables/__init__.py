@@ -17,7 +17,7 @@ from shared.db.tables.core import (
 from shared.db.tables.deadletter import DeadLetter
 from shared.db.tables.fhir import FhirPatientLink, FhirResourceLink
 from shared.db.tables.reevaluation import ReevaluationRun
-from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition
+from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition, WorklistMember
 
 __all__ = [
     "Assessment",
@@ -42,6 +42,7 @@ __all__ = [
     "ReminderTransition",
     "RevokedToken",
     "WebhookEndpoint",
+    "WorklistMember",
     "metadata",
     "table_of",
 ]

@@ -145,3 +145,5 @@ class OrgConfig(SQLModel, table=True):
     profile: str = Field(default="asra-2020", max_length=40)
     overrides: dict[str, Any] = json_field()
     updated_at: datetime = utc_field()
+    # The IANA zone the organisation works in (pages, emails, the calendar feed, business days); None: UTC.
+    timezone: str | None = Field(default=None, max_length=64)

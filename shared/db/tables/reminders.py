@@ -30,6 +30,7 @@ class Reminder(SQLModel, table=True):
         # The scheduler's sweep: the next instant something must happen to a reminder.
         Index("ix_reminder_next_action", "next_action_at"),
         Index("ix_reminder_org_status_due", "org", "status", "due_at"),
+        Index("ix_reminder_org_assigned", "org", "assigned_to"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
@@ -55,6 +56,9 @@ class Reminder(SQLModel, table=True):
     dismiss_reason: str | None = Field(default=None, max_length=60)
     dismiss_comment: str | None = Field(default=None, max_length=1000)
     closed_by: str | None = Field(default=None, max_length=20)
+    # The coordinator who owns it: their token subject (an id, never a name); None while nobody does.
+    assigned_to: str | None = Field(default=None, max_length=200)
+    assigned_at: datetime | None = utc_field(nullable=True)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
     version: int = 1
@@ -86,3 +90,18 @@ class ReminderReconcileState(SQLModel, table=True):
     org: str = Field(max_length=100)
     assessment_seq: int
     reconciled_at: datetime = utc_field()
+    # The stage the reconciled assessment named (the worklist's stage filter); None before the first one.
+    stage: str | None = Field(default=None, max_length=40)
+
+
+class WorklistMember(SQLModel, table=True):
+    """A coordinator (or ops) subject who has signed in to an organisation's worklist: whom a reminder can
+    be assigned to. Ids only (the token subject), never a name."""
+
+    __tablename__ = "worklist_member"
+
+    org: str = Field(primary_key=True, max_length=100)
+    subject: str = Field(primary_key=True, max_length=200)
+    role: str = Field(max_length=20)
+    first_seen_at: datetime = utc_field()
+    last_seen_at: datetime = utc_field()

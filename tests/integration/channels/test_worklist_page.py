@@ -62,7 +62,9 @@ def test_order_filters_and_markup(settings: Settings) -> None:
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
     for input_id in re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html):
         assert f'for="{input_id}"' in html, f"input {input_id} has no label"
-    assert "Source: G3" in html
+    # A reminder stored with its citation only ("G3") shows the source in words, from the pathway's catalogue.
+    assert "Source: G3" not in html and "(G3)" not in html
+    assert "the pain-management practice guideline behind PT" in html
 
     only = client.get("/worklist", params={"kind": "pdmp_review"}).text
     assert re.findall(r'data-reminder-id="([^"]+)"', only) == [later.id]

@@ -168,7 +168,9 @@ def test_worklist_shows_full_sources_and_marks_rule_change_reminders(settings: S
     assert list(rows.values()) == ["opioid_review_4w", "pt_follow_up"]
     ordinary_row, changed_row = html.split('data-kind="opioid_review_4w"')[1], html.split('data-kind="pt_follow_up"')[1]
     ordinary_row, changed_row = ordinary_row.split("</tr>")[0], changed_row.split("</tr>")[0]
-    assert "Overdue" in ordinary_row and "Source: G3" in ordinary_row
+    # stored with its citation only: the source in words, from the pathway's catalogue (never the bare code)
+    assert "Overdue" in ordinary_row and "the pain-management practice guideline" in ordinary_row
+    assert "Source: G3" not in ordinary_row
     assert "Overdue" not in changed_row and "New under rule set 2026.2" in changed_row
     assert '<a href="https://example.org/g3"' in changed_row and SOURCES[0]["title"] in changed_row
     assert SOURCES[1]["title"] in changed_row and "Source: G3" not in changed_row

@@ -2,7 +2,7 @@
 the population overview), `is_current` marking each patient's newest row, and their indexes. Existing rows
 are filled from their bodies.
 
-Revision ID: 0008_wspatient
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 01:30:00.000000
 """
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0008_wspatient'
-down_revision = '0007'
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
