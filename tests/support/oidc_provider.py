@@ -116,7 +116,7 @@ def create_app(issuer: str, client: Client) -> Flask:
     state = State(issuer, client)
 
     class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
         def save_authorization_code(self, code: str, req: Any) -> None:
             data = req.payload.data

@@ -149,9 +149,21 @@ def _development() -> bool:
 
 
 def _login_page(
-    request: Request, *, org: str = "", error: str | None = None, flash: str | None = None, status_code: int = 200
+    request: Request,
+    *,
+    org: str = "",
+    start_org: str = "",
+    error: str | None = None,
+    flash: str | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
-    context = {"org": org, "error": error, "flash": _flash(flash), "paste_form": _development()}
+    context = {
+        "org": org,
+        "start_org": start_org,
+        "error": error,
+        "flash": _flash(flash),
+        "paste_form": _development(),
+    }
     return _render(request, "login.html", context, status_code=status_code)
 
 
@@ -161,7 +173,13 @@ def login_page(
     flash: Annotated[str | None, Query(max_length=40)] = None,
     org: Annotated[str | None, Query(max_length=100)] = None,
 ) -> HTMLResponse:
-    return _login_page(request, org=org if org and ORG_PATTERN.fullmatch(org) else "", flash=flash)
+    # The page links to /login/start (a link, not a form: the provider is another origin, and the page's
+    # CSP form-action 'self' also binds where a form submission may be redirected).
+    org = org.strip() if org and ORG_PATTERN.fullmatch(org.strip()) else ""
+    if org and oidc.provider_for(get_settings(), org) is None:
+        message = "That organisation has no sign-in configured. Check the name, or ask your administrator."
+        return _login_page(request, error=message, flash=flash, status_code=404)
+    return _login_page(request, org=org, start_org=org, flash=flash)
 
 
 def _redirect_uri(request: Request) -> str:

@@ -176,8 +176,9 @@ def test_the_provider_saying_no_is_refused(settings: Settings, configured: Provi
 def test_unknown_organisation_has_no_sign_in(settings: Settings, configured: Provider, web: TestClient) -> None:
     response = web.get("/login/start", params={"org": "org-nobody"})
     assert response.status_code == 404 and PRE_LOGIN not in web.cookies
+    assert web.get("/login", params={"org": "org-nobody"}).status_code == 404
     page = web.get("/login", params={"org": ORG})
-    assert page.status_code == 200 and f'value="{ORG}"' in page.text
+    assert page.status_code == 200 and f'href="/login/start?org={ORG}"' in page.text
 
 
 def test_a_planted_cookie_never_becomes_a_session(settings: Settings, configured: Provider, web: TestClient) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
+from shared import audit, sessions
 from shared.auth import FEED, create_token
 from shared.settings import Settings
 from tests.integration.security.conftest import ORG, BadTokens, client_for
@@ -26,12 +27,15 @@ PUBLIC = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/login"),
+    # The OpenID Connect sign-in: the pre-login cookie and the provider's answer prove who signs in.
+    ("GET", "/login/start"),
+    ("GET", "/login/callback"),
     ("POST", "/logout"),
     ("GET", "/fhir/r4/metadata"),  # the CapabilityStatement: what the server accepts, no data (FHIR: public)
 }
-SIGN_IN = {("POST", "/login")}  # takes the token in the form
+SIGN_IN = {("POST", "/login")}  # development only: takes the token in the form
 FEED_ROUTES = {("GET", "/v1/reminders.ics")}  # feed tokens only
-WORKLIST = re.compile(r"^/worklist")  # HTML pages: the login cookie; not signed in = redirect to /login
+WORKLIST = re.compile(r"^/worklist")  # HTML pages: the session cookie; not signed in = redirect to /login
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
 
 
@@ -73,7 +77,8 @@ def test_api_routes_refuse_missing_and_bad_tokens(
     apps: dict[str, FastAPI], bad_tokens: BadTokens, settings: Settings
 ) -> None:
     checked = 0
-    cookie_session = create_token(settings, ORG, "ops")
+    cookie_session = sessions.start(settings, ORG, "ops", "tester", "token").secret
+    legacy_cookie = create_token(settings, ORG, "ops")
     for name, method, path, operation in all_operations(apps):
         key = (method, path)
         if key in PUBLIC | SIGN_IN | FEED_ROUTES or WORKLIST.match(path):
@@ -86,27 +91,46 @@ def test_api_routes_refuse_missing_and_bad_tokens(
         for label, token in bad_tokens.tokens.items():
             response = client.request(method, url, headers={"Authorization": f"Bearer {token}"})
             assert response.status_code == 401, (method, path, label, response.status_code)
-        # The worklist's login cookie never authorises an API call.
-        client.cookies.set("carepath_token", cookie_session)
+        # The worklist's session cookie (or a token in the old cookie) never authorises an API call.
+        client.cookies.set(sessions.COOKIE, cookie_session)
+        client.cookies.set("carepath_token", legacy_cookie)
         assert client.request(method, url).status_code == 401, (method, path, "cookie")
         checked += 1
     assert checked >= 20
 
 
 def test_worklist_pages_refuse_missing_and_bad_cookies(
-    notifications_app: FastAPI, bad_tokens: BadTokens, seeded: dict[str, str]
+    notifications_app: FastAPI, bad_tokens: BadTokens, seeded: dict[str, str], settings: Settings
 ) -> None:
     pages = [(m, p, op) for m, p, op in operations(notifications_app) if WORKLIST.match(p)]
     assert {p for _, p, _ in pages} >= {"/worklist", "/worklist/reminders/{reminder_id}/{action}"}
+    ended = sessions.start(settings, ORG, "coordinator", "tester", "token").secret
+    sessions.end(settings, ended)
+    revoked = sessions.start(settings, ORG, "coordinator", "revoked-one", "token").secret
+    assert sessions.revoke(settings, subject="revoked-one") == 1
+    valid_access = create_token(settings, ORG, "coordinator")
+    cookies: dict[str, dict[str, str]] = {
+        "none": {},
+        "random": {sessions.COOKIE: "x" * 43},
+        "ended (logged out)": {sessions.COOKIE: ended},
+        "revoked": {sessions.COOKIE: revoked},
+        "an access token as the session": {sessions.COOKIE: valid_access},
+        "a token in the old cookie": {"carepath_token": valid_access},
+        **{f"token: {label}": {sessions.COOKIE: token} for label, token in bad_tokens.tokens.items()},
+    }
     for method, path, operation in pages:
         url = concrete(path, operation)
-        for label, token in {"none": None, **bad_tokens.tokens}.items():
+        for label, jar in cookies.items():
             client = client_for(notifications_app)
-            if token is not None:
-                client.cookies.set("carepath_token", token)
+            for name, value in jar.items():
+                client.cookies.set(name, value)
+            before = sum(1 for e in audit.export(settings) if e["action"] == "auth.refused")
             response = client.request(method, url)
             assert response.status_code == 303, (method, path, label, response.status_code)
             assert response.headers["location"] == "/login", (method, path, label)
+            refused = sum(1 for e in audit.export(settings) if e["action"] == "auth.refused")
+            # A session cookie that names no live session is a refused authentication, audited.
+            assert refused == before + (1 if sessions.COOKIE in jar else 0), (method, path, label)
 
 
 def test_worklist_sign_in_refuses_bad_tokens(notifications_app: FastAPI, bad_tokens: BadTokens) -> None:
@@ -116,7 +140,7 @@ def test_worklist_sign_in_refuses_bad_tokens(notifications_app: FastAPI, bad_tok
         assert match
         response = client.post("/login", data={"token": token, "csrf_token": match.group(1)})
         assert response.status_code == 401, (label, response.status_code)
-        assert "carepath_token" not in response.headers.get("set-cookie", "")
+        assert sessions.COOKIE not in response.headers.get("set-cookie", "")
 
 
 def test_feed_route_takes_feed_tokens_only(
