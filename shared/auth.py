@@ -254,20 +254,30 @@ def principal_from_request(request: Request, credentials: HTTPAuthorizationCrede
     return authenticate(credentials.credentials if credentials else None)
 
 
-def require(*roles: str) -> Callable[..., Principal]:
-    """Dependency: an authenticated principal holding one of `roles` (any role if none given)."""
+class RoleRequirement:
+    """Dependency: an authenticated principal holding one of `roles` (every role if none given). The
+    declared roles stay readable on the route (`roles`), so a test can enumerate what each route allows."""
 
-    def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        unknown = [role for role in roles if role not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}")
+        self.roles = roles or ROLES
+
+    def __call__(
+        self, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         principal = _audited(request, lambda: principal_from_request(request, credentials))
-        if roles and principal.role not in roles:
+        if principal.role not in self.roles:
             refused = HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
             _audit_refusal(request, principal, refused)
             raise refused
         return _within_limits(request, principal)
 
-    return dependency
+
+def require(*roles: str) -> RoleRequirement:
+    """Dependency: an authenticated principal holding one of `roles` (any role if none given)."""
+    return RoleRequirement(roles)
 
 
 def require_feed() -> Callable[..., Principal]:
