@@ -124,7 +124,7 @@ def test_cds_calls_are_audited_with_the_patient(
     assert [r["patient_id"] for r in _rows(settings, "cds.carepath-patient-view")] == [remote_patient, None]
 
 
-def test_feedback_is_audited_in_its_own_transaction(
+def test_feedback_is_audited_in_the_transaction_of_the_feedback(
     client: TestClient, settings: Settings, keys: Keys, remote_patient: str
 ) -> None:
     reminder = _reminder(settings, remote_patient, "first_line_review", "due", 1)
