@@ -329,6 +329,11 @@ def _parser() -> argparse.ArgumentParser:
     from shared.audit import add_commands as add_audit_commands  # audit export
 
     add_audit_commands(sub)
+    from services.notifications.web.oidc import add_commands as add_oidc_commands  # oidc set / show
+    from shared.sessions import add_commands as add_session_commands  # session list / revoke
+
+    add_oidc_commands(sub)
+    add_session_commands(sub)
     from carepath.health import add_commands as add_health_commands  # carepath health <part>
 
     add_health_commands(sub)

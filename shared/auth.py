@@ -5,15 +5,14 @@ simply not found (404).
 
 Two kinds of token, told apart by the `typ` claim and never interchangeable:
 
-- `access`: the API's bearer tokens (and the worklist's login cookie). Lifetime at most
+- `access`: the API's bearer tokens (and, in development, what the worklist's paste-a-token form takes). Lifetime at most
   `CAREPATH_TOKEN_MAX_HOURS` (coordinator, ops; 8 h) or `CAREPATH_CLIENT_TOKEN_MAX_HOURS` (client
   integrations; 720 h).
 - `feed`: the calendar feed's `?token=` only (read-only, one organisation's reminder kinds and due times);
   at most `CAREPATH_FEED_TOKEN_MAX_DAYS` (90).
 
 A token whose `exp` lies further from its `iat` than its kind allows is refused even when its signature is
-good (no year-9999 tokens), and so is one whose claims have the wrong types or charset. Every token has a `jti`; `carepath token revoke` (and worklist
-logout) records it in `revoked_token`, which every request checks with one primary-key lookup.
+good (no year-9999 tokens), and so is one whose claims have the wrong types or charset. Every token has a `jti`; `carepath token revoke` records it in `revoked_token`, which every request checks with one primary-key lookup.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ ORG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SUBJECT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 JTI_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 LEEWAY_SECONDS = 30  # clock skew between the minting machine and the services
-COOKIE = "carepath_token"
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -250,31 +248,36 @@ def authenticate(token: str | None, *, typ: TokenType = ACCESS) -> Principal:
         raise _unauthorized("invalid, expired or revoked token") from None
 
 
-def principal_from_request(
-    request: Request, credentials: HTTPAuthorizationCredentials | None, *, allow_cookie: bool = True
-) -> Principal:
-    """The caller: the bearer token, or (worklist pages only) the HttpOnly login cookie."""
-    token = credentials.credentials if credentials else None
-    if token is None and allow_cookie:
-        token = request.cookies.get(COOKIE)
-    return authenticate(token)
+def principal_from_request(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller of an API route: the bearer header only. No cookie ever authorises an API call (CSRF): the
+    worklist's browser session is a server-side session (shared/sessions.py) that only its pages read."""
+    return authenticate(credentials.credentials if credentials else None)
 
 
-def require(*roles: str) -> Callable[..., Principal]:
-    """Dependency: an authenticated principal holding one of `roles` (any role if none given)."""
+class RoleRequirement:
+    """Dependency: an authenticated principal holding one of `roles` (every role if none given). The
+    declared roles stay readable on the route (`roles`), so a test can enumerate what each route allows."""
 
-    def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        unknown = [role for role in roles if role not in ROLES]
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}")
+        self.roles = roles or ROLES
+
+    def __call__(
+        self, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        # The API takes the bearer header only: a browser's cookie never authorises an API call (CSRF).
-        principal = _audited(request, lambda: principal_from_request(request, credentials, allow_cookie=False))
-        if roles and principal.role not in roles:
+        principal = _audited(request, lambda: principal_from_request(request, credentials))
+        if principal.role not in self.roles:
             refused = HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
             _audit_refusal(request, principal, refused)
             raise refused
         return _within_limits(request, principal)
 
-    return dependency
+
+def require(*roles: str) -> RoleRequirement:
+    """Dependency: an authenticated principal holding one of `roles` (any role if none given)."""
+    return RoleRequirement(roles)
 
 
 def require_feed() -> Callable[..., Principal]:

@@ -46,6 +46,20 @@ class Settings(BaseSettings):
     trust_forwarded_proto: bool = Field(
         False, description="a proxy's X-Forwarded-Proto: https counts as TLS (HSTS, Secure cookies)"
     )
+    session_idle_minutes: float = Field(
+        30, gt=0, le=24 * 60, description="a worklist session unused this long ends (sign in again)"
+    )
+    session_absolute_hours: float = Field(
+        8, gt=0, le=24 * 7, description="a worklist session ends this long after sign-in, however active"
+    )
+    encryption_keys: str = Field(
+        "",
+        description="Fernet keys (comma-separated, newest first) encrypting secrets at rest (OIDC client secrets);"
+        " default: derived from the service secret",
+    )
+    public_base_url: str = Field(
+        "", description="the notifications service's external URL (OIDC redirect URI); default: from the request"
+    )
     relay_interval: float = Field(0.2, gt=0, description="seconds between outbox polls")
     relay_lease_seconds: float = Field(30.0, gt=0, description="republish an unconfirmed outbox row after this")
     relay_batch: int = Field(200, gt=0)

@@ -72,6 +72,12 @@ def add_commands(sub: Any) -> None:
     keys = register.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks-url", help="the client's JWKS URL (fetched and cached)")
     keys.add_argument("--jwk-file", help="a file with the client's public JWK or JWKS (stored inline)")
+    register.add_argument(
+        "--fhir-server",
+        action="append",
+        metavar="URL",
+        help="a FHIR server base URL its calls may name as fhirServer (repeatable; none: carepath never fetches)",
+    )
     register.set_defaults(func=cmd_cds_client_register)
 
 
@@ -202,9 +208,10 @@ def cmd_cds_client_register(args: argparse.Namespace) -> int:
 
     try:
         jwks = read_jwks(Path(args.jwk_file)) if args.jwk_file else None
-        client = register(args.org, args.issuer, args.jwks_url, jwks)
+        client = register(args.org, args.issuer, args.jwks_url, jwks, fhir_servers=args.fhir_server or [])
     except InvalidClient as problem:
         print(f"carepath cds-client register: {problem}", file=sys.stderr)
         return EXIT_INVALID
-    print(json.dumps({"id": client.id, "org": client.org, "issuer": client.issuer}))
+    shown = {"id": client.id, "org": client.org, "issuer": client.issuer, "fhir_servers": client.fhir_servers or []}
+    print(json.dumps(shown))
     return 0

@@ -43,8 +43,9 @@ def test_coordinator_opens_a_patient_from_a_reminder_and_acts_on_it(settings: Se
             context = browser.new_context(java_script_enabled=False)
             page = context.new_page()
             page.goto(f"{server}/login")
+            page.get_by_text("Development: sign in with a token").click()  # the paste form sits in a <details>
             page.get_by_label("Access token").fill(token)
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
             assert page.url == f"{server}/worklist"
 
             row = page.locator('tbody tr[data-kind="opioid_review_4w"]')

@@ -1,6 +1,8 @@
 """The worklist in real headless Chromium (Debian's /usr/bin/chromium via Playwright), against the
 notifications app under a real uvicorn process on the test database. JavaScript is disabled in the page:
-everything must work as plain HTML forms."""
+everything must work as plain HTML forms. The coordinator signs in through a real OpenID Connect provider
+on loopback (tests/support/oidc_provider.py, Authlib's server side), served as `localhost` while carepath is
+`127.0.0.1`: another site, as a real provider is (the session cookie must survive the cross-site return)."""
 
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.auth import create_token
+from carepath.cli import main as carepath_main
+from shared.auth import FEED, create_token
 from shared.clock import utcnow
 from shared.settings import Settings
 from tests.integration.channels.support import free_port, seed_reminder
+from tests.support.provider_process import oidc_provider
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,7 +103,7 @@ def assert_accessible(page) -> None:  # type: ignore[no-untyped-def]
     assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
 
 
-def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str) -> None:
+def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run scripts/install-debian-tools.sh (apt-get install chromium chromium-driver)"
@@ -111,9 +115,16 @@ def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str)
     pdmp = seed_reminder(settings, kind="pdmp_review", due_at=now - timedelta(days=2))
     urine = seed_reminder(settings, kind="urine_drug_test", due_at=now - timedelta(days=1))
     future = seed_reminder(settings, kind="pt_follow_up", due_at=now + timedelta(days=3))
-    token = create_token(settings, "org-a", "coordinator")
 
-    with sync_playwright() as playwright:
+    with (
+        oidc_provider(f"{server}/login/callback", tmp_path, host="localhost") as provider,
+        sync_playwright() as playwright,
+    ):
+        argv = ["oidc", "set", "--org", "org-a", "--issuer", provider.issuer, "--client-id", provider.client_id]
+        argv += ["--client-secret", provider.client_secret, "--role-claim", "groups"]
+        argv += ["--map", "carepath-coordinators=coordinator"]
+        assert carepath_main(argv) == 0
+        provider.control(user={"sub": "dr-jones", "groups": ["staff", "carepath-coordinators"]})
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             context = browser.new_context(java_script_enabled=False)  # progressive enhancement: none needed
@@ -121,12 +132,19 @@ def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str)
             page.goto(f"{server}/worklist")
             assert page.url == f"{server}/login"
             assert_accessible(page)
-            page.get_by_label("Access token").fill(token)
-            page.get_by_role("button", name="Sign in").click()
-            assert page.url == f"{server}/worklist"
+            page.get_by_label("Organisation").fill("org-a")
+            page.get_by_role("button", name="Sign in with your organisation").click()
             assert_accessible(page)
+            page.get_by_role("link", name="Continue to org-a's sign-in").click()
+            # To the provider (auto-approves its test user) and back through /login/callback.
+            page.wait_for_url(f"{server}/worklist", timeout=15000)
+            assert provider.control()["tokens_issued"] == 1
+            assert_accessible(page)
+            expect(page.locator("header.site")).to_contain_text("org-a")
             cookies = {c["name"]: c for c in context.cookies()}
-            assert cookies["carepath_token"]["httpOnly"] and cookies["carepath_token"]["sameSite"] == "Strict"
+            session = cookies["carepath_session"]
+            assert session["httpOnly"] and session["sameSite"] == "Lax"
+            assert "carepath_signin" not in cookies and "carepath_token" not in cookies
 
             rows = page.locator("tbody tr")
             expect(rows).to_have_count(4)
@@ -156,13 +174,31 @@ def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str)
             expect(page.locator(f"#reminder-{urine.id}")).to_have_count(0)  # closed: off the worklist
             assert_accessible(page)
 
+            # The API never takes the session cookie, even while the session is live.
+            assert (
+                httpx.get(f"{server}/v1/reminders", cookies={"carepath_session": session["value"]}).status_code == 401
+            )
             page.get_by_role("button", name="Sign out").click()
             assert page.url.startswith(f"{server}/login")
+            expect(page.get_by_role("status")).to_have_text("You have signed out.")
         finally:
             browser.close()
 
-    # Signing out revoked the session's token; the checks below use another coordinator token.
-    assert httpx.get(f"{server}/v1/reminders", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    # The old session cookie works nowhere: worklist pages, the feed, the API (as a cookie or a bearer).
+    old = {"carepath_session": session["value"]}
+    for path in ("/worklist", f"/worklist/reminders/{future.id}/acknowledge"):
+        method = "GET" if path == "/worklist" else "POST"
+        response = httpx.request(method, f"{server}{path}", cookies=old, follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/login", path
+    assert httpx.get(f"{server}/v1/reminders.ics", cookies=old).status_code == 401
+    assert httpx.get(f"{server}/v1/reminders.ics", params={"token": session["value"]}).status_code == 401
+    assert httpx.get(f"{server}/v1/reminders", cookies=old).status_code == 401
+    assert (
+        httpx.get(f"{server}/v1/reminders", headers={"Authorization": f"Bearer {session['value']}"}).status_code == 401
+    )
+    feed = create_token(settings, "org-a", "coordinator", typ=FEED)
+    assert httpx.get(f"{server}/v1/reminders.ics", params={"token": feed}).status_code == 200  # the feed itself works
+    # The checks below use a coordinator API token.
     headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'coordinator')}"}
     statuses = {
         r.id: httpx.get(f"{server}/v1/reminders/{r.id}", headers=headers).json() for r in (opioid, pdmp, urine, future)

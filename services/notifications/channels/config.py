@@ -16,10 +16,10 @@ from sqlmodel import col
 
 from services.notifications.channels import policy, store
 from services.notifications.channels.signing import new_secret
-from services.notifications.channels.ssrf import Resolver, check_url, resolve
 from shared.clock import isoformat
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
+from shared.ssrf import Resolver, check_url, resolve
 
 # Deliberately plain: one @, no spaces or angle brackets (no header injection); the SMTP server judges the rest.
 EMAIL_PATTERN = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")

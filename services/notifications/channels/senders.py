@@ -11,8 +11,8 @@ from typing import Protocol
 import httpx
 
 from services.notifications.channels.policy import Outcome
-from services.notifications.channels.ssrf import PinnedTransport
 from shared.settings import Settings
+from shared.ssrf import PinnedTransport
 
 # Short: a slow receiver must not hold up the others; it is retried later like a down one.
 HTTP_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)

@@ -1,7 +1,7 @@
 """CSRF protection of the worklist forms: a signed double-submit token bound to the login session.
 
 The browser holds a random nonce in an HttpOnly, SameSite=Strict cookie; every form carries
-HMAC(key, nonce | hash of the session token). A cross-site page can neither read the nonce nor compute
+HMAC(key, nonce | hash of the session cookie). A cross-site page can neither read the nonce nor compute
 the HMAC, and a token minted for one session is worthless in another. The key is derived from the
 service's signing key, so it is never the JWT key itself.
 """
@@ -14,8 +14,9 @@ import secrets
 
 from fastapi import Request, Response
 
+from shared.sessions import COOKIE as SESSION_COOKIE
+
 NONCE_COOKIE = "carepath_csrf"
-TOKEN_COOKIE = "carepath_token"
 FIELD = "csrf_token"
 
 
@@ -24,7 +25,7 @@ def _key(signing_key: str) -> bytes:
 
 
 def _session_hash(request: Request) -> str:
-    return hashlib.sha256(request.cookies.get(TOKEN_COOKIE, "").encode()).hexdigest()
+    return hashlib.sha256(request.cookies.get(SESSION_COOKIE, "").encode()).hexdigest()
 
 
 def token_for(signing_key: str, nonce: str, session_hash: str) -> str:

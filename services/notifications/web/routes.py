@@ -1,16 +1,20 @@
 """The coordinators' worklist page (server-rendered, plain HTML forms: no JavaScript needed or allowed).
 
-Login pastes a token into a form; it is kept in an HttpOnly, SameSite=Strict cookie that shared.auth
-reads as a fallback to the bearer header. Logout revokes the token (its jti), so a copy of it is dead too. Every POST checks a CSRF token (web/csrf.py) and answers with a
-303 back to the worklist carrying a flash code (a fixed message, never reflected text) and the view it came
-from (the filters, in the query string). Times are shown in the organisation's time zone (shared/orgtime.py).
+Sign-in goes through the organisation's OpenID Connect provider (web/oidc.py): `/login?org=` →
+`/login/start` → the provider → `/login/callback`, which opens a server-side session (shared/sessions.py)
+held in an HttpOnly cookie. Every /worklist page goes through one dependency (`worklist_session`, on the
+router) that checks that session in the database; a missing, unknown, ended or revoked one is a redirect to
+the login page (audited when a cookie was offered). The paste-a-token form exists only in development and
+opens the same kind of session. Logout deletes the session. Every POST checks a CSRF token (web/csrf.py)
+and answers with a 303 back to the worklist carrying a flash code (a fixed message, never reflected text) and the view
+it came from (the filters, in the query string). Times are shown in the organisation's time zone (shared/orgtime.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -25,15 +29,42 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.notifications import lifecycle
-from services.notifications.web import csrf, worklist
-from shared import abuse, audit, orgtime
-from shared.auth import SUBJECT_PATTERN, Principal, decode_token, principal_from_request, revoke_token_or_id
+from services.notifications.web import csrf, oidc, worklist
+from shared import abuse, audit, orgtime, sessions
+from shared.auth import (
+    ORG_PATTERN,
+    SUBJECT_PATTERN,
+    Principal,
+    decode_token,
+)
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
 from shared.settings import get_settings
 from shared.web import EARLIEST, LATEST, is_tls, no_nul_characters
 
-router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
+log = logging.getLogger(__name__)
+WORKLIST_PREFIX = "/worklist"
+
+
+def worklist_session(request: Request) -> None:
+    """Router-wide dependency: every page under /worklist needs a live server-side session (checked in the
+    database, so a revoked or logged-out one is refused at once by every process). Not signed in: 303 to
+    /login; a cookie that names no live session is also audited (`auth.refused`, 401) and cleared."""
+    template = getattr(request.scope.get("route"), "path", "")
+    if not template.startswith(WORKLIST_PREFIX):
+        return
+    offered = request.cookies.get(sessions.COOKIE)
+    principal = sessions.current(get_settings(), offered)
+    if principal is None:
+        headers = {"Location": "/login", **SECURITY_HEADERS}
+        if offered is not None:
+            audit.Audit(request).read(None, "auth.refused", outcome=audit.DENIED, status_code=401)
+            headers["Set-Cookie"] = f'{sessions.COOKIE}=""; Max-Age=0; Path=/; HttpOnly; SameSite=lax'
+        raise HTTPException(303, detail="sign in first", headers=headers)
+    request.state.worklist_principal = principal
+
+
+router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters), Depends(worklist_session)])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 WORKLIST_ROLES = ("coordinator", "ops")
 Action = Literal["acknowledge", "complete", "snooze", "dismiss", "assign", "unassign"]
@@ -105,10 +136,9 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 def _signed_in(request: Request) -> Principal | None:
-    try:
-        return principal_from_request(request, None)
-    except HTTPException:
-        return None
+    """The principal `worklist_session` found for this /worklist page (None elsewhere)."""
+    principal = getattr(request.state, "worklist_principal", None)
+    return principal if isinstance(principal, Principal) else None
 
 
 def _forbidden(request: Request, message: str) -> HTMLResponse:
@@ -128,9 +158,149 @@ def _flash(code: str | None) -> dict[str, str] | None:
     return {"level": level, "text": text}
 
 
+def _development() -> bool:
+    return get_settings().env == "development"
+
+
+def _login_page(
+    request: Request,
+    *,
+    org: str = "",
+    start_org: str = "",
+    error: str | None = None,
+    flash: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    context = {
+        "org": org,
+        "start_org": start_org,
+        "error": error,
+        "flash": _flash(flash),
+        "paste_form": _development(),
+    }
+    return _render(request, "login.html", context, status_code=status_code)
+
+
 @router.get("/login", response_class=HTMLResponse, responses=PAGE)
-def login_page(request: Request, flash: Annotated[str | None, Query(max_length=40)] = None) -> HTMLResponse:
-    return _render(request, "login.html", {"flash": _flash(flash)})
+def login_page(
+    request: Request,
+    flash: Annotated[str | None, Query(max_length=40)] = None,
+    org: Annotated[str | None, Query(max_length=100)] = None,
+) -> HTMLResponse:
+    # The page links to /login/start (a link, not a form: the provider is another origin, and the page's
+    # CSP form-action 'self' also binds where a form submission may be redirected).
+    org = org.strip() if org and ORG_PATTERN.fullmatch(org.strip()) else ""
+    if org and oidc.provider_for(get_settings(), org) is None:
+        message = "That organisation has no sign-in configured. Check the name, or ask your administrator."
+        return _login_page(request, error=message, flash=flash, status_code=404)
+    return _login_page(request, org=org, start_org=org, flash=flash)
+
+
+def _redirect_uri(request: Request) -> str:
+    base = get_settings().public_base_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return f"{base}/login/callback"
+
+
+def _cookie_options(request: Request) -> dict[str, Any]:
+    return {"httponly": True, "samesite": "lax", "secure": _secure(request), "path": "/"}
+
+
+@router.get(
+    "/login/start",
+    response_class=HTMLResponse,
+    responses={**PAGE, 303: {"description": "to the provider"}, 404: {"description": "no provider"}, 502: {}},
+)
+def login_start(request: Request, org: Annotated[str, Query(max_length=100)] = "") -> Response:
+    """Begin the organisation's OpenID Connect sign-in: the pre-login cookie, then the provider."""
+    settings = get_settings()
+    org = org.strip()
+    provider = oidc.provider_for(settings, org) if ORG_PATTERN.fullmatch(org) else None
+    if provider is None:
+        message = "That organisation has no sign-in configured. Check the name, or ask your administrator."
+        return _login_page(request, org="", error=message, status_code=404)
+    try:
+        url, sealed = oidc.begin(settings, provider, _redirect_uri(request))
+    except oidc.ProviderUnavailable as problem:
+        log.warning("worklist sign-in: the identity provider is unavailable (%s)", problem)
+        message = "Your organisation's sign-in service is not reachable. Try again in a moment."
+        return _login_page(request, org=org, error=message, status_code=502)
+    response = RedirectResponse(url, status_code=303)
+    response.headers.update(SECURITY_HEADERS)
+    response.set_cookie(oidc.PRE_LOGIN_COOKIE, sealed, max_age=oidc.PRE_LOGIN_SECONDS, **_cookie_options(request))
+    return response
+
+
+_REFUSALS = {
+    400: "The sign-in could not be completed (it expired or came from elsewhere). Start again.",
+    401: "Your organisation's sign-in service did not confirm who you are. Start again.",
+    403: "Your account has no worklist role in this organisation. Ask your administrator.",
+}
+
+
+def _signed_in_response(request: Request, started: sessions.Started) -> Response:
+    with UnitOfWork() as uow:  # whom reminders can be assigned to: everyone who has signed in (either path)
+        lifecycle.remember_member(uow, started.principal)
+        uow.commit()
+    response = _redirect("/worklist")
+    response.set_cookie(sessions.COOKIE, started.secret, **_cookie_options(request))
+    response.delete_cookie(oidc.PRE_LOGIN_COOKIE, **_cookie_options(request))
+    return response
+
+
+def _throttled(request: Request, trail: audit.Audit, subject: str | None) -> Response | None:
+    limited = abuse.check_login(get_settings(), abuse.client_address(request), subject)
+    if limited is None:
+        return None
+    trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=429)
+    message = f"Too many sign-in attempts. Wait {limited.retry_after} seconds and try again."
+    page = _login_page(request, error=message, status_code=429)
+    page.headers.update(abuse.retry_headers(limited))
+    return page
+
+
+@router.get(
+    "/login/callback",
+    response_class=HTMLResponse,
+    responses={**PAGE, **FORM_ERRORS, 400: {"description": "no sign-in in progress or state mismatch"}, 401: {}},
+)
+def login_callback(
+    request: Request,
+    code: Annotated[str, Query(max_length=2000)] = "",
+    state: Annotated[str, Query(max_length=200)] = "",
+    error: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """The provider's redirect back: verify everything (web/oidc.py), then open a fresh session."""
+    settings = get_settings()
+    trail = audit.Audit(request)
+    sealed = request.cookies.get(oidc.PRE_LOGIN_COOKIE)
+    org = oidc.pending_org(settings, sealed)
+    if (limited := _throttled(request, trail, None)) is not None:
+        return limited
+    provider = oidc.provider_for(settings, org) if org else None
+    params = {"code": code, "state": state, **({"error": error} if error else {})}
+    try:
+        if provider is None:
+            raise oidc.SignInRefused("no sign-in in progress", 400)
+        identity = oidc.finish(settings, provider, sealed, params, _redirect_uri(request))
+    except oidc.SignInRefused as refused:
+        log.info("worklist sign-in refused (%s)", refused.reason)
+        trail.read(audit.Actor("-", "anonymous", org), SIGN_IN, outcome=audit.DENIED, status_code=refused.status_code)
+        page = _login_page(
+            request, org=org or "", error=_REFUSALS[refused.status_code], status_code=refused.status_code
+        )
+        page.delete_cookie(oidc.PRE_LOGIN_COOKIE, **_cookie_options(request))
+        return page
+    except oidc.ProviderUnavailable as problem:
+        log.warning("worklist sign-in: the identity provider is unavailable (%s)", problem)
+        trail.read(audit.Actor("-", "anonymous", org), SIGN_IN, outcome=audit.ERROR, status_code=502)
+        return _login_page(
+            request, org=org or "", error="Your organisation's sign-in service is not reachable.", status_code=502
+        )
+    started = sessions.start(
+        settings, identity.org, identity.role, identity.subject, "oidc", replaces=request.cookies.get(sessions.COOKIE)
+    )
+    trail.read(started.principal, SIGN_IN, resource=("session", started.session_id))
+    return _signed_in_response(request, started)
 
 
 def _claimed_subject(token: str) -> str | None:
@@ -157,62 +327,61 @@ def _over_rate(request: Request, principal: Principal) -> Response | None:
     return None
 
 
-@router.post("/login", response_class=HTMLResponse, responses={**FORM_ERRORS, 401: {"description": "bad token"}})
+@router.post(
+    "/login",
+    response_class=HTMLResponse,
+    responses={**FORM_ERRORS, 401: {"description": "bad token"}, 404: {"description": "outside development"}},
+)
 def login(
     request: Request,
     token: Annotated[str, Form(max_length=4000)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
+    """Development only: sign in by pasting a coordinator/ops token; opens a server-side session like the
+    OpenID Connect sign-in does (the token itself is not kept in the browser)."""
     trail = audit.Audit(request)
+    if not _development():
+        trail.read(None, SIGN_IN, outcome=audit.NOT_FOUND, status_code=404)
+        return _render(
+            request, "error.html", {"heading": "Not found", "message": "Sign in with your organisation."}, 404
+        )
     if (refused := _check_csrf(request, csrf_token)) is not None:
         trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=403)
         return refused
+    if (limited := _throttled(request, trail, _claimed_subject(token.strip()))) is not None:
+        return limited
     settings = get_settings()
-    limited = abuse.check_login(settings, abuse.client_address(request), _claimed_subject(token.strip()))
-    if limited is not None:
-        trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=429)
-        page = _render(
-            request,
-            "login.html",
-            {"error": f"Too many sign-in attempts. Wait {limited.retry_after} seconds and try again."},
-            status_code=429,
-        )
-        page.headers.update(abuse.retry_headers(limited))
-        return page
     try:
         principal = decode_token(settings, token.strip())
     except jwt.PyJWTError:  # malformed, expired or forged: simply "not accepted"
         trail.read(None, SIGN_IN, outcome=audit.DENIED, status_code=401)
-        return _render(request, "login.html", {"error": "That token was not accepted."}, status_code=401)
+        return _login_page(request, error="That token was not accepted.", status_code=401)
     if principal.role not in WORKLIST_ROLES:
         trail.read(principal, SIGN_IN, outcome=audit.DENIED, status_code=403)
-        return _render(
-            request, "login.html", {"error": "Only coordinator or ops tokens can use the worklist."}, status_code=403
-        )
-    trail.read(principal, SIGN_IN)
-    with UnitOfWork() as uow:  # whom reminders can be assigned to
-        lifecycle.remember_member(uow, principal)
-        uow.commit()
-    response = _redirect("/worklist")
-    response.set_cookie(
-        csrf.TOKEN_COOKIE, token.strip(), httponly=True, samesite="strict", secure=_secure(request), path="/"
+        return _login_page(request, error="Only coordinator or ops tokens can use the worklist.", status_code=403)
+    started = sessions.start(
+        settings,
+        principal.org,
+        principal.role,
+        principal.subject,
+        "token",
+        replaces=request.cookies.get(sessions.COOKIE),
     )
-    return response
+    trail.read(started.principal, SIGN_IN, resource=("session", started.session_id))
+    return _signed_in_response(request, started)
 
 
 @router.post("/logout", response_class=HTMLResponse, responses=FORM_ERRORS)
 def logout(request: Request, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
     if (refused := _check_csrf(request, csrf_token)) is not None:
         return refused
-    # Signing out ends the token itself, not only the cookie: it may have been copied (it is a bearer token).
-    if session_token := request.cookies.get(csrf.TOKEN_COOKIE):
-        signed_in = _signed_in(request)
-        with contextlib.suppress(jwt.PyJWTError, ValueError):  # not a token of ours: nothing to revoke
-            revoke_token_or_id(get_settings(), session_token, "logout", allow_bare_id=False)
-        if signed_in is not None:
-            audit.Audit(request).read(signed_in, "auth.signout")
+    if secret := request.cookies.get(sessions.COOKIE):
+        settings = get_settings()
+        signed_in = sessions.current(settings, secret)
+        if sessions.end(settings, secret) and signed_in is not None:
+            audit.Audit(request).read(signed_in, "auth.signout", resource=("session", signed_in.token_id))
     response = _redirect("/login?flash=logged_out")
-    response.delete_cookie(csrf.TOKEN_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+    response.delete_cookie(sessions.COOKIE, **_cookie_options(request))
     return response
 
 

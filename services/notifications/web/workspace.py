@@ -1,5 +1,5 @@
 """The coordinators' workspace pages beside the worklist: the patient page (reached from every reminder) and
-the population overview. Server-rendered, no JavaScript; the same sign-in cookie, roles, rate limits, CSRF and
+the population overview. Server-rendered, no JavaScript; the same server-side session (routes.worklist_session), roles, rate limits, CSRF and
 security headers as the worklist (web/routes.py). A patient of another organisation is a 404 page; every page
 view leaves an audit read row (one per patient shown).
 """
@@ -23,7 +23,7 @@ from shared.patients import PatientNotFound, find_patient
 from shared.settings import get_settings
 from shared.web import no_nul_characters
 
-router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters)])
+router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters), Depends(routes.worklist_session)])
 PATIENT_READ = "worklist.patient.read"
 OVERVIEW_READ = "worklist.overview.read"
 PAGE_ERRORS = {**routes.PAGE, **routes.FORM_ERRORS, 404: {"description": "no such patient in your organisation"}}
@@ -97,8 +97,10 @@ def act_from_patient(
     until: Annotated[str, Form(max_length=40)] = "",
     reason: Annotated[str, Form(max_length=60)] = "",
     comment: Annotated[str, Form(max_length=1000)] = "",
+    snooze_for: Annotated[str, Form(max_length=20)] = "",
+    assignee: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """The worklist's four actions from the patient page (same lifecycle, same audit), back to the page."""
+    """The worklist's actions from the patient page (same lifecycle, same audit), back to the page."""
     principal = routes._signed_in(request)
     if principal is None:
         return routes._redirect("/login")
@@ -114,7 +116,17 @@ def act_from_patient(
             find_patient(uow, principal.org, patient_id)
         except PatientNotFound:
             return routes._redirect("/worklist?flash=not_found")
-    code = routes._apply(trail, principal, reminder_id, action, until=until, reason=reason, comment=comment)
+    code = routes._apply(
+        trail,
+        principal,
+        reminder_id,
+        action,
+        until=until,
+        reason=reason,
+        comment=comment,
+        snooze_for=snooze_for,
+        assignee=assignee,
+    )
     return routes._redirect(f"/worklist/patients/{patient_id}?flash={code}#reminder-{reminder_id}")
 
 

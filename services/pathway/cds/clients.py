@@ -1,12 +1,13 @@
-"""Registering a CDS client: its JWT issuer, its keys (a JWKS URL, or a JWK / JWKS file inline) and the
-organisation whose patients its calls see."""
+"""Registering a CDS client: its JWT issuer, its keys (a JWKS URL, or a JWK / JWKS file inline), the
+organisation whose patients its calls see, and the FHIR servers its calls may ask carepath to read
+(`fhirServer`: an allow-list, SSRF)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import jwt
 from sqlalchemy import select
@@ -44,8 +45,36 @@ def read_jwks(path: Path) -> dict[str, Any]:
     return {"keys": keys}
 
 
-def register(org: str, issuer: str, jwks_url: str | None, jwks: dict[str, Any] | None) -> CdsClient:
-    """Register (or re-key) the client of `issuer`."""
+def normalise_fhir_server(url: str) -> str:
+    """A FHIR base URL as it is compared: scheme and host lowercased, no trailing slash."""
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+
+
+def _fhir_server(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.hostname or len(url) > 1000:
+        raise InvalidClient("a FHIR server must be an absolute http(s) base URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise InvalidClient("a FHIR server URL carries no credentials, query or fragment")
+    try:
+        if parts.port == 0:
+            raise InvalidClient("a FHIR server URL's port is invalid")
+    except ValueError:
+        raise InvalidClient("a FHIR server URL's port is invalid") from None
+    return normalise_fhir_server(url)
+
+
+def register(
+    org: str,
+    issuer: str,
+    jwks_url: str | None,
+    jwks: dict[str, Any] | None,
+    *,
+    fhir_servers: list[str] | None = None,
+) -> CdsClient:
+    """Register (or re-key) the client of `issuer`; its FHIR server allow-list is replaced by `fhir_servers`."""
+    allowed = sorted({_fhir_server(url) for url in fhir_servers or []})
     if not ORG_PATTERN.fullmatch(org):
         raise InvalidClient("org is malformed")
     if not issuer or len(issuer) > 500:
@@ -62,7 +91,19 @@ def register(org: str, issuer: str, jwks_url: str | None, jwks: dict[str, Any] |
             client = CdsClient(org=org, issuer=issuer, created_at=utcnow())
         elif client.org != org:
             raise InvalidClient("this issuer is registered for another organisation")
-        client.jwks_url, client.jwks = jwks_url, jwks
+        client.jwks_url, client.jwks, client.fhir_servers = jwks_url, jwks, allowed
         uow.session.add(client)
         uow.commit()
         return client
+
+
+def allowed_fhir_servers(uow: UnitOfWork, org: str, subject: str) -> list[str]:
+    """The FHIR servers the caller may name: a registered CDS client's allow-list (subject `cds:<id>`);
+    nothing for any other caller (a carepath token names no client)."""
+    if not subject.startswith("cds:"):
+        return []
+    statement = select(col(CdsClient.fhir_servers)).where(
+        col(CdsClient.id) == subject.removeprefix("cds:"), col(CdsClient.org) == org
+    )
+    found = uow.session.execute(statement).scalar_one_or_none()
+    return [str(url) for url in found or []]

@@ -64,12 +64,12 @@ async def call_service(service_id: ServiceId, body: CdsRequest, principal: Calle
             raise HTTPException(422, detail=f"this service answers the {described['hook']} hook")
         request = body.model_dump(mode="json")
         use_case = service.patient_view if service_id == service.PATIENT_VIEW else service.order_review
+        seen: list[str] = []  # the carepath patient the request's FHIR patient matched (none: no row patient)
         try:
-            cards = await run_in_threadpool(use_case, principal, request)
+            cards = await run_in_threadpool(use_case, principal, request, seen)
         except terminology.TerminologyUnavailable:
             raise HTTPException(503, detail="the opioid value sets are not configured") from None
-        # The FHIR patient of the request is not a carepath id: the row names the service, not the patient.
-        await run_in_threadpool(trail.read, principal, action)
+        await run_in_threadpool(trail.read, principal, action, patient_id=seen[0] if seen else None)
         return cards
 
 
@@ -83,8 +83,13 @@ def feedback(
     with trail.failures(principal, action):
         _service(service_id)
         try:
-            recorded = service.record_feedback(principal, service_id, body)
+            recorded = service.record_feedback(
+                principal,
+                service_id,
+                body,
+                # In the feedback's own transaction: one row per patient whose reminder card it names.
+                lambda uow, patients: trail.write(uow, principal, action, patient_ids=patients),
+            )
         except service.InvalidFeedback as problem:
             raise HTTPException(422, detail=str(problem)) from None
-        trail.read(principal, action)
         return {"recorded": recorded}

@@ -4,19 +4,23 @@ override snoozes or dismisses the reminder)."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import or_, select
 from sqlmodel import col
 
-from services.pathway.cds import cards, orders
+from services.pathway.cds import cards, clients, orders
 from services.pathway.handler import latest_assessment
 from services.pathway.mapping import load_facts, org_params
 from services.pathway.rules import evaluate
+from shared import ssrf
 from shared.auth import Principal
 from shared.clock import utcnow
 from shared.db.tables import (
@@ -28,6 +32,7 @@ from shared.db.tables import (
 )
 from shared.db.uow import UnitOfWork
 from shared.fhir import terminology
+from shared.settings import get_settings
 
 log = logging.getLogger("carepath.cds")
 
@@ -127,18 +132,33 @@ def _has_medications(request: dict[str, Any], resources: list[dict[str, Any]]) -
     return any(r.get("resourceType") in ("MedicationRequest", "MedicationStatement") for r in resources)
 
 
-def fetch_active_medications(request: dict[str, Any], fhir_id: str) -> list[dict[str, Any]]:
+def fetch_active_medications(
+    request: dict[str, Any], fhir_id: str, allowed: list[str], *, allow_private: bool = False
+) -> list[dict[str, Any]]:
     """MedicationRequest?patient=…&status=active from the request's fhirServer with its fhirAuthorization;
-    nothing (logged without patient data) when that fails or times out."""
+    nothing (logged without patient data) when that fails or times out.
+
+    SSRF: only a server on the calling CDS client's allow-list (`carepath cds-client register
+    --fhir-server`) is asked; any other `fhirServer` is refused without a connection. The connection goes
+    through the outbound address filter (shared/ssrf.py: public addresses only, checked on the addresses
+    really connected to), except for an address written in the allow-list itself (an IP literal: the
+    operator named that very address)."""
     server, authorization = request.get("fhirServer"), request.get("fhirAuthorization")
     if not isinstance(server, str) or not isinstance(authorization, dict):
         return []
     token = authorization.get("access_token")
     if not isinstance(token, str) or not server.startswith(("http://", "https://")):
         return []
-    url = server.rstrip("/") + "/MedicationRequest"
+    base = clients.normalise_fhir_server(server)
+    if base not in allowed:
+        log.warning("cds: fhirServer refused: not on the client's allow-list (no fetch)")
+        return []
+    host = urlsplit(base).hostname or ""
+    listed_address = _is_ip_literal(host)
+    url = base + "/MedicationRequest"
     try:
-        with httpx.Client(timeout=FHIR_TIMEOUT, follow_redirects=False) as client:
+        transport = ssrf.PinnedTransport(allow_private=allow_private or listed_address)
+        with httpx.Client(timeout=FHIR_TIMEOUT, follow_redirects=False, transport=transport, trust_env=False) as client:
             response = client.get(
                 url,
                 params={"patient": fhir_id, "status": "active"},
@@ -152,6 +172,14 @@ def fetch_active_medications(request: dict[str, Any], fhir_id: str) -> list[dict
     return orders.resources_of(bundle)[:MAX_FETCHED]
 
 
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass
 class Matched:
     patient: Patient
@@ -159,21 +187,30 @@ class Matched:
 
 
 def _match(
-    uow: UnitOfWork, principal: Principal, request: dict[str, Any], resources: list[dict[str, Any]]
+    uow: UnitOfWork,
+    principal: Principal,
+    request: dict[str, Any],
+    resources: list[dict[str, Any]],
+    seen: list[str] | None,
 ) -> Matched | None:
+    """The carepath patient the request is about (its id appended to `seen`, for the audit row)."""
     context = request.get("context")
     fhir_id = fhir_patient_id(context) if isinstance(context, dict) else None
     if fhir_id is None:
         return None
     patient = find_patient(uow, principal.org, fhir_id, _identifier_keys(resources, fhir_id))
-    return Matched(patient, fhir_id) if patient is not None else None
+    if patient is None:
+        return None
+    if seen is not None:
+        seen.append(patient.id)
+    return Matched(patient, fhir_id)
 
 
-def patient_view(principal: Principal, request: dict[str, Any]) -> dict[str, Any]:
+def patient_view(principal: Principal, request: dict[str, Any], seen: list[str] | None = None) -> dict[str, Any]:
     now = utcnow()
     resources = _prefetch_resources(request)
     with UnitOfWork(read_only=True) as uow:
-        matched = _match(uow, principal, request, resources)
+        matched = _match(uow, principal, request, resources, seen)
         if matched is None:
             return {"cards": []}
         patient = matched.patient
@@ -220,7 +257,7 @@ def _split_selections(
     return selected, [d for d in drafts if d not in selected]
 
 
-def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any]:
+def order_review(principal: Principal, request: dict[str, Any], seen: list[str] | None = None) -> dict[str, Any]:
     """One card per flag the draft orders would newly raise: evaluated once without and once with them."""
     now = utcnow()
     cds = terminology.configured()
@@ -229,7 +266,7 @@ def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any
     draft_orders = context.get("draftOrders")
     resources = _prefetch_resources(request)
     with UnitOfWork(read_only=True) as uow:
-        matched = _match(uow, principal, request, resources)
+        matched = _match(uow, principal, request, resources, seen)
         if matched is None:
             return {"cards": []}
         patient = matched.patient
@@ -242,8 +279,10 @@ def order_review(principal: Principal, request: dict[str, Any]) -> dict[str, Any
             )
         ).scalars()
         known_ids = {identity.removeprefix("id:") for identity in recorded if identity.startswith("id:")}
+        allowed = clients.allowed_fhir_servers(uow, principal.org, principal.subject)
     if not _has_medications(request, resources):
-        resources = resources + fetch_active_medications(request, matched.fhir_id)
+        allow_private = get_settings().allow_private_webhooks
+        resources = resources + fetch_active_medications(request, matched.fhir_id, allowed, allow_private=allow_private)
     medication_resources = [
         r for r in resources if r.get("resourceType") in ("MedicationRequest", "MedicationStatement")
     ]
@@ -310,14 +349,19 @@ def use_reminder_actions(actions: ReminderActions) -> None:
     _reminder_actions = actions
 
 
+def _reminder_patient(uow: UnitOfWork, principal: Principal, card: str) -> str | None:
+    """The patient of the reminder a card is about (reminder cards' uuid is the reminder id), or None."""
+    statement = select(col(Reminder.patient_id)).where(col(Reminder.id) == card, col(Reminder.org) == principal.org)
+    return uow.session.execute(statement).scalar_one_or_none()
+
+
 def _act_on_reminder(
     uow: UnitOfWork, principal: Principal, card: str, code: str | None, now: datetime
 ) -> tuple[str | None, str | None]:
     """An override of a reminder card: snooze or dismiss the reminder (a valid transition only)."""
     if code is None or not (code in cards.SNOOZE_DAYS or code.startswith("dismiss_")):
         return None, None
-    exists = select(col(Reminder.id)).where(col(Reminder.id) == card, col(Reminder.org) == principal.org)
-    if uow.session.execute(exists).first() is None:
+    if _reminder_patient(uow, principal, card) is None:
         return None, None  # not a reminder card (or not this organisation's)
     if _reminder_actions is None:
         raise RuntimeError("no reminder actions configured (carepath.apps wires the notifications lifecycle)")
@@ -329,8 +373,13 @@ def _act_on_reminder(
     return ("reminder_dismissed" if done else "reminder_unchanged"), card
 
 
-def record_feedback(principal: Principal, service_id: str, body: Any) -> int:
-    """Record each feedback item; returns how many. InvalidFeedback for a malformed body (nothing stored)."""
+FeedbackAudit = Callable[[UnitOfWork, list[str]], None]
+
+
+def record_feedback(principal: Principal, service_id: str, body: Any, audit_in: FeedbackAudit | None = None) -> int:
+    """Record each feedback item; returns how many. InvalidFeedback for a malformed body (nothing stored).
+    `audit_in(uow, patient_ids)` adds the audit row in the same transaction as the feedback and the
+    reminder changes it makes (the patients are those of the reminder cards it names)."""
     items = body.get("feedback") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items or len(items) > 100:
         raise InvalidFeedback("feedback: a list of 1 to 100 items")
@@ -355,7 +404,10 @@ def record_feedback(principal: Principal, service_id: str, body: Any) -> int:
             (item["card"], outcome, when, system, code, comment if isinstance(comment, str) else None, accepted)
         )
     with UnitOfWork() as uow:
+        patients: list[str] = []
         for card, outcome, when, system, code, comment, accepted in parsed:
+            if (patient_id := _reminder_patient(uow, principal, card)) is not None:
+                patients.append(patient_id)
             action, reminder_id = (None, None)
             if outcome == "overridden" and service_id == PATIENT_VIEW and system == cards.OVERRIDE_SYSTEM:
                 action, reminder_id = _act_on_reminder(uow, principal, card, code, now)
@@ -376,5 +428,7 @@ def record_feedback(principal: Principal, service_id: str, body: Any) -> int:
                     reminder_id=reminder_id,
                 )
             )
+        if audit_in is not None:
+            audit_in(uow, patients)
         uow.commit()
     return len(parsed)

@@ -16,6 +16,7 @@ from shared.db.tables.core import (
 )
 from shared.db.tables.deadletter import DeadLetter
 from shared.db.tables.fhir import FhirPatientLink, FhirResourceLink
+from shared.db.tables.identity import OidcProvider, WorklistSession
 from shared.db.tables.reevaluation import ReevaluationRun
 from shared.db.tables.reminders import Reminder, ReminderReconcileState, ReminderTransition, WorklistMember
 
@@ -31,6 +32,7 @@ __all__ = [
     "FhirPatientLink",
     "FhirResourceLink",
     "IdempotencyRecord",
+    "OidcProvider",
     "OrgConfig",
     "OutboxMessage",
     "Patient",
@@ -43,6 +45,7 @@ __all__ = [
     "RevokedToken",
     "WebhookEndpoint",
     "WorklistMember",
+    "WorklistSession",
     "metadata",
     "table_of",
 ]

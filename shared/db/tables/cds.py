@@ -22,6 +22,8 @@ class CdsClient(SQLModel, table=True):
     issuer: str = Field(max_length=500, unique=True)
     jwks_url: str | None = Field(default=None, max_length=1000)
     jwks: dict[str, Any] | None = Field(default=None, sa_type=JSON, nullable=True)
+    # The FHIR server base URLs this client's calls may name as `fhirServer` (SSRF allow-list; none: no fetch).
+    fhir_servers: list[str] | None = Field(default=None, sa_type=JSON, nullable=True)
     created_at: datetime = utc_field()
 
 

@@ -1,5 +1,6 @@
 """The audit trail end to end: a mixed workload (API writes and reads, refusals, the worklist, the calendar
-feed, a FHIR Bundle, a configuration change) is replayed through both real HTTP apps, and what it did is
+feed, a FHIR Bundle, a configuration change, the worklist's OpenID Connect sign-in through a real provider on
+loopback, its logout and a stale session cookie) is replayed through both real HTTP apps, and what it did is
 diffed against `carepath audit export`: every read and write of patient data has exactly its row, with
 the right actor, organisation, action, patient and outcome, and nothing posted (MRNs, clinical values,
 free text) is in the export."""
@@ -10,8 +11,10 @@ import json
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -20,9 +23,11 @@ from carepath.cli import main
 from shared.auth import FEED, create_token
 from shared.db.tables import FhirPatientLink
 from shared.db.uow import UnitOfWork
+from shared.sessions import COOKIE as SESSION_COOKIE
 from shared.settings import Settings
 from tests.integration.audit.conftest import seed_reminder
 from tests.integration.fhir.fhir_support import FHIR_JSON, load
+from tests.support.provider_process import Provider, oidc_provider
 
 pytestmark = pytest.mark.integration
 
@@ -63,9 +68,35 @@ def _sign_in(client: TestClient, token: str) -> str:
     return match.group(1)
 
 
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
+    with oidc_provider("http://testserver/login/callback", tmp_path_factory.mktemp("oidc")) as running:
+        yield running
+
+
+def _oidc_sign_in(client: TestClient, provider: Provider, sub: str, groups: list[str]) -> int:
+    """The worklist sign-in through the organisation's provider; returns the callback's status."""
+    provider.control(user={"sub": sub, "groups": groups}, tamper={})
+    started = client.get("/login/start", params={"org": ORG})
+    assert started.status_code == 303, started.text
+    answer = httpx.get(started.headers["location"], follow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    return client.get(answer.headers["location"].removeprefix("http://testserver")).status_code
+
+
 def test_a_mixed_workload_is_exactly_what_the_export_says(
-    settings: Settings, intake: TestClient, notifications: TestClient, capsys: pytest.CaptureFixture[str]
+    settings: Settings,
+    intake: TestClient,
+    notifications: TestClient,
+    provider: Provider,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from services.notifications.web import oidc
+
+    oidc.clear_caches()
+    argv = ["oidc", "set", "--org", ORG, "--issuer", provider.issuer, "--client-id", provider.client_id]
+    argv += ["--client-secret", provider.client_secret, "--role-claim", "groups", "--map", "coordinators=coordinator"]
+    assert main(argv) == 0
     client = _bearer(settings, "client", "integ-1")
     coordinator = _bearer(settings, "coordinator", "coord-1")
     ops = _bearer(settings, "ops", "ops-1")
@@ -129,8 +160,12 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
     assert notifications.get("/v1/reminders.ics", params={"token": feed_token}).status_code == 200
     expected.append(("coordinator:feed-1", "reminder.calendar_feed", patient, "success"))
 
-    # The worklist: sign in, the page, an action.
-    _sign_in(notifications, create_token(settings, ORG, "coordinator", "coord-1"))
+    # The worklist: sign in through the organisation's provider (one refused: no worklist role), the page,
+    # an action, logout, and the logged-out cookie offered again.
+    refused_browser = TestClient(notifications.app, follow_redirects=False)
+    assert _oidc_sign_in(refused_browser, provider, "reader-9", ["readers"]) == 403
+    expected.append(("anonymous:-", "auth.signin", None, "denied"))
+    assert _oidc_sign_in(notifications, provider, "coord-1", ["coordinators"]) == 303
     expected.append((COORD, "auth.signin", None, "success"))
     page = notifications.get("/worklist")
     assert page.status_code == 200 and MRN in page.text  # the page shows the MRN; the trail must not
@@ -140,6 +175,15 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
     acted = notifications.post(f"/worklist/reminders/{due}/acknowledge", data={"csrf_token": form.group(1)})
     assert acted.status_code == 303 and "acknowledged" in acted.headers["location"]
     expected.append((COORD, "worklist.reminder.acknowledge", patient, "success"))
+    session_cookie = notifications.cookies.get(SESSION_COOKIE)
+    form = CSRF.search(notifications.get(acted.headers["location"]).text)
+    assert form and session_cookie
+    expected.append((COORD, "worklist.read", patient, "success"))
+    assert notifications.post("/logout", data={"csrf_token": form.group(1)}).status_code == 303
+    expected.append((COORD, "auth.signout", None, "success"))
+    stale = TestClient(notifications.app, follow_redirects=False)
+    stale.cookies.set(SESSION_COOKIE, session_cookie)
+    assert stale.get("/worklist").headers["location"] == "/login"
 
     # FHIR: a transaction Bundle (its Patient carries an MRN) and the CarePlan search.
     bundle = intake.post(
@@ -173,7 +217,11 @@ def test_a_mixed_workload_is_exactly_what_the_export_says(
     everything = _export(capsys)
     unauthenticated = [e for e in everything if e["org"] is None]
     assert _rows(unauthenticated) == Counter(
-        [("anonymous:-", "auth.refused", patient, "denied"), ("anonymous:-", "auth.signin", None, "denied")]
+        [
+            ("anonymous:-", "auth.refused", patient, "denied"),
+            ("anonymous:-", "auth.signin", None, "denied"),
+            ("anonymous:-", "auth.refused", None, "denied"),  # the stale session cookie
+        ]
     )
     assert _rows(_export(capsys, "--org", OTHER)) == Counter([("client:x", "patient.create", theirs, "success")])
 

@@ -34,7 +34,7 @@ def client(settings: Settings, loopback: Loopback, keys: Keys, tmp_path: Path) -
     loopback.medications.clear()
     loopback.seen.clear()
     jwks_url = f"{loopback.url}/jwks.json"
-    register(["--org", "org-a", "--issuer", ISSUER, "--jwks-url", jwks_url])
+    register(["--org", "org-a", "--issuer", ISSUER, "--jwks-url", jwks_url, "--fhir-server", f"{loopback.url}/fhir/"])
     register(["--org", "org-b", "--issuer", OTHER_ORG_ISSUER, "--jwks-url", jwks_url])
     jwk_file = tmp_path / "ec.jwk.json"
     jwk_file.write_text(json.dumps(keys.ec_jwk()))

@@ -205,7 +205,7 @@ def test_loopback_and_private_destinations_are_refused_unless_allowed(
 
 
 def test_public_address_check(settings: Settings) -> None:
-    from services.notifications.channels.ssrf import DestinationRefused, check_url
+    from shared.ssrf import DestinationRefused, check_url
 
     def resolver(*answers: str):  # type: ignore[no-untyped-def]
         return lambda host, port: list(answers)

@@ -76,6 +76,16 @@ def test_worklist_cookies_are_secure_behind_a_trusted_tls_proxy(
     page = client.get("/login", headers={"X-Forwarded-Proto": "https"})
     assert "secure" in page.headers["set-cookie"].lower()
     assert page.headers["cache-control"] == "no-store"
+    # The session cookie too (here through the development sign-in; the OIDC callback sets it the same way),
+    # in a client that sends Secure cookies back (https).
+    tls = client_for(notifications_app, base_url="https://testserver")
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', tls.get("/login").text)
+    assert match
+    token = create_token(get_settings(), "org-sec", "coordinator")
+    signed_in = tls.post("/login", data={"token": token, "csrf_token": match.group(1)})
+    assert signed_in.status_code == 303
+    session = next(h for h in signed_in.headers.get_list("set-cookie") if h.startswith("carepath_session="))
+    assert "secure" in session.lower() and "httponly" in session.lower() and "samesite=lax" in session.lower()
 
 
 def test_embedded_files_are_private(settings: Settings, backend: str) -> None:

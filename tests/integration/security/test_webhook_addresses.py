@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from services.notifications.channels.ssrf import DestinationRefused, check_addresses, check_url, is_public_address
 from shared.settings import get_settings
+from shared.ssrf import DestinationRefused, check_addresses, check_url, is_public_address
 from tests.integration.security.conftest import client_for
 
 pytestmark = pytest.mark.integration

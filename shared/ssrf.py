@@ -1,4 +1,5 @@
-"""Webhook destinations: refuse loopback, private, link-local and other non-public addresses (SSRF).
+"""Outbound addresses (webhooks, CDS Hooks FHIR servers): refuse loopback, private, link-local and other
+non-public addresses (SSRF).
 
 A URL is checked when it is registered and again at every send, on the addresses the connection really
 uses: `PinnedBackend` resolves the host itself, checks every address and connects to a checked one, so
