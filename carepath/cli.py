@@ -201,8 +201,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.log_level,
         "--without-gossip",
         "--without-mingle",
-        "--without-heartbeat",
     ]
+    # Task events and worker heartbeats are what Flower and `celery events` show (docs/operations.md).
+    argv += ["--task-events"] if settings.task_events else ["--without-heartbeat"]
     if args.hostname:
         argv += ["--hostname", args.hostname]
     if settings.json_logs:
