@@ -17,6 +17,7 @@ import pytest
 from celery import Celery
 
 from carepath import cli
+from shared.messaging.publisher import CeleryPublisher
 from shared.settings import Settings
 from shared.testing import test_backend
 
@@ -57,6 +58,7 @@ def test_a_distributed_worker_sends_heartbeats_and_task_events(settings: Setting
     hostname = f"events-{uuid.uuid4().hex[:8]}@localhost"
     app = Celery(broker=broker)
     seen: list[str] = []
+    shown: list[str] = []
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["CAREPATH_BROKER_URL"] = broker
     command = [sys.executable, "-m", "carepath.cli", "worker", "--hostname", hostname]
@@ -68,19 +70,22 @@ def test_a_distributed_worker_sends_heartbeats_and_task_events(settings: Setting
         if event.get("hostname") != hostname:
             return
         seen.append(event["type"])
+        if event["type"] == "task-received":
+            shown.append(f"{event.get('args')} {event.get('kwargs')}")
         if wanted <= set(seen):
             receiver.should_stop = True
         if len(seen) == 1:  # a task for it (sent outside the event loop): an unknown event type, dropped
             threading.Thread(target=send_task).start()
 
-    def send_task() -> None:
-        app.send_task(
-            "carepath.pathway.consume",
-            args=[{"specversion": "1.0", "type": "carepath.unknown", "id": "e-1", "source": "t"}, None],
-            queue="pathway",
-            routing_key="pathway",
-            exchange="carepath",
-        )
+    def send_task() -> None:  # as the relay does
+        envelope = {
+            "specversion": "1.0",
+            "type": "carepath.unknown",
+            "id": "e-1",
+            "source": "t",
+            "data": {"mrn": "M-9"},
+        }
+        CeleryPublisher(app).publish("pathway", envelope, 7)
 
     worker: subprocess.Popen[bytes] | None = None
     log = open(tmp_path / "worker.log", "ab")  # noqa: SIM115 - the child owns it
@@ -99,3 +104,4 @@ def test_a_distributed_worker_sends_heartbeats_and_task_events(settings: Setting
             worker.send_signal(signal.SIGTERM)
             worker.wait(timeout=60)
     assert wanted <= set(seen), seen
+    assert shown == ["[<carepath.unknown e-1>, 7] {}"]  # Flower shows the event's type and id, never its data
