@@ -55,6 +55,8 @@ class Reminder(SQLModel, table=True):
     dismiss_reason: str | None = Field(default=None, max_length=60)
     dismiss_comment: str | None = Field(default=None, max_length=1000)
     closed_by: str | None = Field(default=None, max_length=20)
+    # W3C traceparent of the consumer span that created it: its delivery continues that trace (no PHI).
+    traceparent: str | None = Field(default=None, max_length=64)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
     version: int = 1
