@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.cli")
 
@@ -180,17 +180,10 @@ def cmd_notifications(_: argparse.Namespace) -> int:
     return _serve("carepath.apps:create_notifications_app", settings.notifications_port, settings.notifications_host)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from carepath.apps import TASK_MODULES
-    from shared.messaging.celery_app import get_celery
+def worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The Celery worker's command line for these arguments and settings."""
     from shared.messaging.routing import QUEUES
 
-    settings = get_settings()
-    celery = get_celery()
-    celery.conf.include = list(TASK_MODULES)
-    from shared.observability.worker import instrument
-
-    instrument(celery)
     argv = [
         "worker",
         "--queues",
@@ -208,6 +201,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
         argv += ["--hostname", args.hostname]
     if settings.json_logs:
         argv.insert(0, "--quiet")  # no banner: every line on stderr is a JSON log line
+    return argv
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from carepath.apps import TASK_MODULES
+    from shared.messaging.celery_app import get_celery
+
+    settings = get_settings()
+    celery = get_celery()
+    celery.conf.include = list(TASK_MODULES)
+    from shared.observability.worker import instrument
+
+    instrument(celery)
+    argv = worker_argv(args, settings)
     celery.worker_main(argv)
     return 0
 

@@ -24,30 +24,14 @@ from shared.testing import test_backend
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _worker_argv(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[list[str]] = []
-    monkeypatch.setattr(Celery, "worker_main", lambda self, argv: seen.append(list(argv)))
-    cli.main(["worker"])
-    return seen[0]
-
-
-def test_task_events_follow_the_broker_unless_set(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.messaging.celery_app import get_celery
-    from shared.settings import get_settings
-
-    def argv_with(**env: str) -> list[str]:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        get_settings.cache_clear()
-        get_celery.cache_clear()
-        return _worker_argv(monkeypatch)
-
-    embedded = argv_with(CAREPATH_BROKER_URL="filesystem://")
+def test_task_events_follow_the_broker_unless_set() -> None:
+    args = cli._parser().parse_args(["worker"])
+    embedded = cli.worker_argv(args, Settings(broker_url="filesystem://"))
     assert "--task-events" not in embedded and "--without-heartbeat" in embedded
-    distributed = argv_with(CAREPATH_BROKER_URL="redis://127.0.0.1:6379/15")
+    distributed = cli.worker_argv(args, Settings(broker_url="redis://127.0.0.1:6379/15"))
     assert "--task-events" in distributed and "--without-heartbeat" not in distributed
-    forced_off = argv_with(CAREPATH_BROKER_URL="redis://127.0.0.1:6379/15", CAREPATH_WORKER_TASK_EVENTS="false")
-    assert "--task-events" not in forced_off
+    forced_off = cli.worker_argv(args, Settings(broker_url="redis://127.0.0.1:6379/15", worker_task_events=False))
+    assert "--task-events" not in forced_off and "--without-heartbeat" in forced_off
 
 
 @pytest.mark.skipif(test_backend() != "pg", reason="task events need a network broker (Redis)")
