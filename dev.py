@@ -85,6 +85,15 @@ CHECKS = (
         "compose.yaml against the Compose specification schema",
         ["check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml"],
     ),
+    # promtool: Debian's prometheus package (scripts/install-debian-tools.sh, run by `dev.py test` first)
+    (
+        "alert rules (promtool check rules)",
+        ["/usr/bin/promtool", "check", "rules", "deploy/prometheus/carepath-alerts.yml"],
+    ),
+    (
+        "alert rule unit tests (promtool test rules)",
+        ["/usr/bin/promtool", "test", "rules", "deploy/prometheus/carepath-alerts.test.yml"],
+    ),
 )
 
 

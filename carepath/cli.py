@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from shared.settings import get_settings
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.cli")
 
@@ -187,17 +187,10 @@ def cmd_notifications(_: argparse.Namespace) -> int:
     return _serve("carepath.apps:create_notifications_app", settings.notifications_port, settings.notifications_host)
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from carepath.apps import TASK_MODULES
-    from shared.messaging.celery_app import get_celery
+def worker_argv(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The Celery worker's command line for these arguments and settings."""
     from shared.messaging.routing import QUEUES
 
-    settings = get_settings()
-    celery = get_celery()
-    celery.conf.include = list(TASK_MODULES)
-    from shared.observability.worker import instrument
-
-    instrument(celery)
     argv = [
         "worker",
         "--queues",
@@ -208,12 +201,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings.log_level,
         "--without-gossip",
         "--without-mingle",
-        "--without-heartbeat",
     ]
+    # Task events and worker heartbeats are what Flower and `celery events` show (docs/operations.md).
+    argv += ["--task-events"] if settings.task_events else ["--without-heartbeat"]
     if args.hostname:
         argv += ["--hostname", args.hostname]
     if settings.json_logs:
         argv.insert(0, "--quiet")  # no banner: every line on stderr is a JSON log line
+    return argv
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from carepath.apps import TASK_MODULES
+    from shared.messaging.celery_app import get_celery
+
+    settings = get_settings()
+    celery = get_celery()
+    celery.conf.include = list(TASK_MODULES)
+    from shared.observability.worker import instrument
+
+    instrument(celery)
+    argv = worker_argv(args, settings)
     celery.worker_main(argv)
     return 0
 

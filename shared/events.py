@@ -44,9 +44,11 @@ class Event:
     data: dict[str, Any]
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=utcnow)
+    # The OpenTelemetry context the event continues (None: the current one). Not part of the event itself.
+    trace_context: Any = field(default=None, compare=False, repr=False)
 
 
-def _context_extensions() -> dict[str, str]:
+def _context_extensions(trace_context: Any = None) -> dict[str, str]:
     """Extension attributes from what this process is handling: the request id that caused the event
     (`carepathrequestid`) and the W3C trace context (`traceparent`, `tracestate`). Ids only."""
     from shared.observability.context import REQUEST_ID_ATTRIBUTE, current_request_id
@@ -55,7 +57,7 @@ def _context_extensions() -> dict[str, str]:
     extensions: dict[str, str] = {}
     if (request_id := current_request_id()) is not None:
         extensions[REQUEST_ID_ATTRIBUTE] = request_id
-    inject(extensions)
+    inject(extensions, trace_context)
     return extensions
 
 
@@ -63,7 +65,7 @@ def to_envelope(event: Event) -> dict[str, Any]:
     """Structured-mode CloudEvent as a JSON-ready dict."""
     cloud_event = CloudEvent(
         attributes={
-            **_context_extensions(),
+            **_context_extensions(event.trace_context),
             "id": event.id,
             "source": event.source,
             "type": event.type,

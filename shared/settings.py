@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     scheduler_batch: int = Field(500, gt=0)
     scheduler_lease_seconds: float = Field(15.0, gt=0, description="a killed scheduler's claims are retaken after this")
     worker_concurrency: int = Field(2, gt=0)
+    worker_task_events: bool | None = Field(
+        None,
+        description="worker sends Celery task and heartbeat events (Flower, `celery events`); default: on with a "
+        "network broker (Redis, AMQP), off with the embedded one",
+    )
     log_level: str = "INFO"
     allow_private_webhooks: bool = Field(False, description="permit loopback/private webhook URLs (tests, dev)")
     smtp_host: str = "127.0.0.1"
@@ -160,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def is_embedded_broker(self) -> bool:
         return self.broker_url.startswith("filesystem")
+
+    @property
+    def task_events(self) -> bool:
+        return not self.is_embedded_broker if self.worker_task_events is None else self.worker_task_events
 
     @property
     def json_logs(self) -> bool:

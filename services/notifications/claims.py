@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from opentelemetry.trace import set_span_in_context
 from sqlalchemy import Select, and_, case, or_, select, update
 
 from services.notifications import transitions as t
@@ -29,6 +30,7 @@ from shared.db.tables.reminders import ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 from shared.events import REMINDER_DUE, REMINDER_ESCALATED, SOURCE_SCHEDULER, Event
 from shared.observability.metrics import ESCALATIONS, REMINDER_LATENESS, REMINDERS_DELIVERED
+from shared.observability.tracing import start_continued_span
 
 _EVENT_NAMESPACE = uuid.UUID("6f1c1f1e-4d1b-4c4e-9a51-2b7d0f3c9e10")
 _table = Reminder.__table__  # type: ignore[attr-defined]
@@ -48,6 +50,7 @@ class Claimed:
     origin: str = ORIGIN_PATHWAY
     origin_rule_set_version: str | None = None
     assigned_to: str | None = None  # the owning coordinator's subject id
+    traceparent: str | None = None
 
 
 def delivery_event_id(patient_id: str, kind: str, due_at: datetime) -> str:
@@ -97,6 +100,7 @@ def claim(uow: UnitOfWork, now: datetime, worker_id: str, limit: int, lease: flo
             _c.origin,
             _c.origin_rule_set_version,
             _c.assigned_to,
+            _c.traceparent,
         )
     ).all()
     return [Claimed(*row) for row in rows]
@@ -187,7 +191,7 @@ def _event_data(item: Claimed, now: datetime, field: str) -> dict[str, Any]:
     return data
 
 
-def _due_event(item: Claimed, now: datetime) -> Event:
+def _due_event(item: Claimed, now: datetime, context: Any = None) -> Event:
     return Event(
         REMINDER_DUE,
         SOURCE_SCHEDULER,
@@ -195,10 +199,11 @@ def _due_event(item: Claimed, now: datetime) -> Event:
         _event_data(item, now, "delivered_at"),
         id=delivery_event_id(item.patient_id, item.kind, item.due_at),
         time=now,
+        trace_context=context,
     )
 
 
-def _escalated_event(item: Claimed, now: datetime) -> Event:
+def _escalated_event(item: Claimed, now: datetime, context: Any = None) -> Event:
     return Event(
         REMINDER_ESCALATED,
         SOURCE_SCHEDULER,
@@ -206,6 +211,7 @@ def _escalated_event(item: Claimed, now: datetime) -> Event:
         _event_data(item, now, "escalated_at"),
         id=escalation_event_id(item.id),
         time=now,
+        trace_context=context,
     )
 
 
@@ -225,9 +231,17 @@ def act(uow: UnitOfWork, claimed: list[Claimed], worker_id: str, now: datetime) 
         REMINDER_LATENESS.observe(max((now - by_id[rid].due_at).total_seconds(), 0.0))
     REMINDERS_DELIVERED.inc(len(delivered))
     ESCALATIONS.inc(len(escalated))
-    uow.publish_many(
-        [_due_event(by_id[rid], now) for rid in delivered] + [_escalated_event(by_id[rid], now) for rid in escalated]
-    )
+    # Each event continues the trace of the consumer that created its reminder (linked to this pass's span).
+    spans = {rid: start_continued_span("reminder due", by_id[rid].traceparent) for rid in delivered}
+    spans |= {rid: start_continued_span("reminder escalated", by_id[rid].traceparent) for rid in escalated}
+    try:
+        uow.publish_many(
+            [_due_event(by_id[rid], now, set_span_in_context(spans[rid])) for rid in delivered]
+            + [_escalated_event(by_id[rid], now, set_span_in_context(spans[rid])) for rid in escalated]
+        )
+    finally:
+        for span in spans.values():
+            span.end()
     t.record(
         uow,
         [t.history_row(rid, t.SCHEDULED, t.DUE, actor, now, reason="due") for rid in delivered]

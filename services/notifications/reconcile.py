@@ -28,6 +28,7 @@ from shared.db.tables.base import new_id
 from shared.db.tables.reminders import ACTIVE_STATUSES, CLOSED_BY_PATHWAY, ORIGIN_PATHWAY, ORIGIN_RULE_CHANGE
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_ASSESSED, TRIGGER_RULE_SET_CHANGED, Event
+from shared.observability.tracing import current_traceparent
 
 Key = tuple[str, datetime]  # (kind, due_at) within one patient
 _PRECEDENCE = {"pending": 2, "satisfied": 1, "cancelled": 0}
@@ -185,6 +186,7 @@ def _create(uow: UnitOfWork, payload: AssessedIn, deadline: DeadlineIn, now: dat
             fact_ids=list(deadline.fact_ids),
             **payload.origin(),
             next_action_at=due_at,
+            traceparent=current_traceparent(),  # its delivery, later, continues this trace
             created_at=now,
             updated_at=now,
             version=1,

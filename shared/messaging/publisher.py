@@ -18,7 +18,12 @@ class CeleryPublisher:
 
     def publish(self, consumer: str, envelope: dict[str, Any], outbox_id: int) -> None:
         task_name, queue = CONSUMERS[consumer]
-        self.app.send_task(task_name, args=[envelope, outbox_id], queue=queue, routing_key=queue)
+        # What task events (Flower, `celery events`) and Celery's logs show of the arguments: the event's
+        # type and id only, never its data.
+        shown = f"[<{envelope.get('type')} {envelope.get('id')}>, {outbox_id}]"
+        self.app.send_task(
+            task_name, args=[envelope, outbox_id], queue=queue, routing_key=queue, argsrepr=shown, kwargsrepr="{}"
+        )
 
 
 @dataclass

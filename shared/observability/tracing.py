@@ -50,10 +50,11 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("carepath")
 
 
-def inject(attributes: MutableMapping[str, Any]) -> None:
-    """Put the current trace context into a CloudEvent's attributes (nothing when no span is recording)."""
+def inject(attributes: MutableMapping[str, Any], context: Context | None = None) -> None:
+    """Put the current trace context (or `context`) into a CloudEvent's attributes (nothing when no span is
+    recording)."""
     carrier: dict[str, str] = {}
-    propagate.inject(carrier)
+    propagate.inject(carrier, context=context)
     for key in (TRACEPARENT, TRACESTATE):
         if carrier.get(key):
             attributes[key] = carrier[key]
@@ -78,3 +79,26 @@ def event_span(name: str, envelope: Mapping[str, Any], kind: trace.SpanKind, **a
         },
     ) as span:
         yield span
+
+
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the current span, to store on a row that work continues from later (a
+    reminder the scheduler delivers, a channel delivery the dispatcher sends); None when not tracing."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
+def continued(traceparent: str | None) -> Context | None:
+    """The context a stored traceparent continues (None: none stored, the current context applies)."""
+    return propagate.extract({TRACEPARENT: traceparent}) if traceparent else None
+
+
+def start_continued_span(
+    name: str, traceparent: str | None, kind: trace.SpanKind = trace.SpanKind.INTERNAL
+) -> trace.Span:
+    """A span (not made current; the caller ends it) continuing the trace of a stored traceparent, linked
+    to the current span (the batch that picked the row up). Without a stored one: a child of the current."""
+    current = trace.get_current_span().get_span_context()
+    links = [trace.Link(current)] if traceparent and current.is_valid else None
+    return tracer().start_span(name, context=continued(traceparent), kind=kind, links=links)

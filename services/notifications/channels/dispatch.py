@@ -17,6 +17,7 @@ from shared.clock import isoformat, utcnow
 from shared.db.tables import ChannelDelivery, Reminder
 from shared.db.uow import UnitOfWork
 from shared.events import Event
+from shared.observability.tracing import current_traceparent
 from shared.settings import get_settings
 
 log = logging.getLogger("carepath.channels")
@@ -77,6 +78,7 @@ def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
     payload = webhook_payload(event.type, event.time, _event_data(event, reminder))
     targets = _targets(uow, reminder.org, escalation=event.type == events.REMINDER_ESCALATED)
     held = bool(targets) and _over_daily_cap(uow, reminder.patient_id, now)
+    traceparent = current_traceparent()  # the send continues this consumer's trace
     if held:
         log.warning("channels: event %s held: the patient's daily notification cap is reached", event.id)
     for channel, target_id in targets:
@@ -93,6 +95,7 @@ def record_deliveries(uow: UnitOfWork, event: Event, now: datetime) -> int:
                 status=store.HELD if held else store.PENDING,
                 next_attempt_at=None if held else now,
                 last_error="held: the patient's daily notification cap is reached" if held else None,
+                traceparent=traceparent,
                 created_at=now,
             )
         )

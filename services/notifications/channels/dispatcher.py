@@ -26,7 +26,7 @@ from shared.clock import utcnow
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
 from shared.observability.metrics import DELIVERIES, beat
-from shared.observability.tracing import tracer
+from shared.observability.tracing import continued, tracer
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger("carepath.channels.dispatcher")
@@ -49,6 +49,7 @@ class Job:
     signing_secrets: tuple[str, ...] = ()
     recipient: str = ""
     timezone: str = orgtime.DEFAULT_TIMEZONE  # the organisation's, for the times an email shows
+    traceparent: str | None = None  # of the consumer that recorded the delivery: the send is its child
 
 
 _OUTCOMES = {Delivered: "delivered", RetryAt: "retry", GiveUp: "failed"}
@@ -102,6 +103,7 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
             webhook_body(delivery.payload),
             url=target.url,
             signing_secrets=tuple(secrets),
+            traceparent=delivery.traceparent,
         )
     assert isinstance(target, EmailRecipient)
     return Job(
@@ -112,11 +114,13 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
         webhook_body(delivery.payload),
         recipient=target.address,
         timezone=orgtime.timezone_name(uow, delivery.org),
+        traceparent=delivery.traceparent,
     )
 
 
 def _send(job: Job, senders: Senders, settings: Settings) -> Outcome:
-    with tracer().start_as_current_span(f"send {job.channel}", kind=SpanKind.CLIENT) as span:
+    context = continued(job.traceparent)
+    with tracer().start_as_current_span(f"send {job.channel}", context=context, kind=SpanKind.CLIENT) as span:
         outcome = _send_now(job, senders, settings)
         span.set_attribute("carepath.delivered", outcome.ok)
         if outcome.status_code is not None:

@@ -22,13 +22,14 @@ import secrets
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import authlib.deprecate  # noqa: F401  (installs its "always" filter first, so ours below can override it)
 import httpx
-from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oidc.core import CodeIDToken
 from cryptography.fernet import InvalidToken
 from joserfc import jwt as jose_jwt
@@ -37,6 +38,12 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from sqlalchemy import select
 from sqlmodel import col
+
+with warnings.catch_warnings():
+    # Authlib 1.9 warns on every process start that it found httpx rather than its fork httpx2; the httpx client
+    # is what it supports and what we pin. Without this every `carepath` command printed the warning to stderr.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated", category=DeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 
 from shared import encryption
 from shared.auth import ORG_PATTERN, SUBJECT_PATTERN

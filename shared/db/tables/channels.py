@@ -73,4 +73,6 @@ class ChannelDelivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=300)
     last_status_code: int | None = None
     delivered_at: datetime | None = utc_field(nullable=True)
+    # W3C traceparent of the consumer span that recorded it: the dispatcher's send continues that trace.
+    traceparent: str | None = Field(default=None, max_length=64)
     created_at: datetime = utc_field()

@@ -59,6 +59,8 @@ class Reminder(SQLModel, table=True):
     # The coordinator who owns it: their token subject (an id, never a name); None while nobody does.
     assigned_to: str | None = Field(default=None, max_length=200)
     assigned_at: datetime | None = utc_field(nullable=True)
+    # W3C traceparent of the consumer span that created it: its delivery continues that trace (no PHI).
+    traceparent: str | None = Field(default=None, max_length=64)
     created_at: datetime = utc_field()
     updated_at: datetime = utc_field()
     version: int = 1

@@ -6,7 +6,6 @@ real. Span attributes hold route templates, event types and ids only."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,16 +15,22 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from carepath.apps import create_intake_app
+from services.notifications.channels.dispatch import handle_event as record_deliveries
+from services.notifications.channels.dispatcher import dispatch_due
+from services.notifications.channels.fakes import recording_senders
 from services.notifications.reconcile import handle_event as reconcile
+from services.notifications.scheduler import deliver_due
 from services.pathway.consumer import handle_event as evaluate_event
 from shared.auth import create_token
+from shared.db.tables import WebhookEndpoint
+from shared.db.uow import UnitOfWork
 from shared.messaging.consumer import consume
 from shared.messaging.publisher import InMemoryPublisher
 from shared.messaging.relay import relay_once
 from shared.observability import tracing
 from shared.settings import Settings
 
-HANDLERS = {"pathway": evaluate_event, "notifications": reconcile}
+HANDLERS = {"pathway": evaluate_event, "notifications": reconcile, "channels": record_deliveries}
 EXPORTER = InMemorySpanExporter()
 
 
@@ -59,11 +64,24 @@ def _drain(settings: Settings, publisher: InMemoryPublisher) -> list[str]:
     return [consume(c, envelope, outbox_id, HANDLERS[c], settings) for c, envelope, outbox_id in publisher.drain()]
 
 
-def test_one_trace_from_the_http_request_to_the_notifications_consumer(
-    settings: Settings, spans: InMemorySpanExporter
-) -> None:
+def test_one_trace_from_the_http_request_to_the_webhook_send(settings: Settings, spans: InMemorySpanExporter) -> None:
+    """intake -> relay -> pathway worker -> notifications consumer -> (the reminder row) scheduler ->
+    channels consumer -> (the delivery row) dispatcher's webhook send: one trace, each step a descendant of
+    the one before. The reminder and the delivery keep the traceparent of the consumer that stored them."""
     client = TestClient(create_intake_app())
     headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'client')}"}
+    now = datetime.now(UTC)
+    with UnitOfWork(settings) as uow:
+        uow.session.add(
+            WebhookEndpoint(
+                org="org-a",
+                url="https://hooks.example.org/t",
+                secret="whsec_" + "A" * 43,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        uow.commit()
     patient_id = client.post("/v1/patients", json={"external_id": "MRN-TRACE-1"}, headers=headers).json()["id"]
     spans.clear()
     updates = [
@@ -75,23 +93,51 @@ def test_one_trace_from_the_http_request_to_the_notifications_consumer(
     publisher = InMemoryPublisher()
     assert _drain(settings, publisher) == ["handled"]  # pathway
     assert _drain(settings, publisher) == ["handled"]  # notifications (the assessed event)
+    later = now + timedelta(days=400)  # every reminder of the update is due by then
+    assert deliver_due(settings, later, worker_id="trace-test", limit=100)["delivered"] >= 1
+    assert set(_drain(settings, publisher)) == {"handled"}  # channels: a delivery per due reminder
+    senders, webhook, _ = recording_senders()
+    assert dispatch_due(settings, later, senders) >= 1
+    assert webhook.sent
 
-    finished = {span.name: span for span in spans.get_finished_spans()}
+    finished = spans.get_finished_spans()
+    by_name: dict[str, list] = {}
+    for span in finished:
+        by_name.setdefault(span.name, []).append(span)
+    parents = {span.context.span_id: span.parent.span_id for span in finished if span.parent}
+    send = by_name["send webhook"][0]
     chain = [
         "POST /v1/patients/{patient_id}/updates:batch",
         "publish pathway",
         "consume pathway",
         "publish notifications",
         "consume notifications",
+        "reminder due",
+        "publish channels",
+        "consume channels",
     ]
-    assert set(chain) <= set(finished), sorted(finished)
-    assert len({finished[name].context.trace_id for name in chain}) == 1
-    parents = {span.context.span_id: span.parent.span_id for span in spans.get_finished_spans() if span.parent}
-    for earlier, later in pairwise(chain):  # each step descends from the one before
-        assert finished[earlier].context.span_id in _ancestors(parents, finished[later].context.span_id), later
-    assert finished["consume pathway"].attributes["cloudevents.event_type"] == "carepath.patient.updated"
-    assert finished["consume notifications"].attributes["carepath.outcome"] == "handled"
-    for span in spans.get_finished_spans():
+    assert set(chain) <= set(by_name), sorted(by_name)
+    ancestors = _ancestors(parents, send.context.span_id)
+    # walking up from the send meets every step of the chain, in order, all in the request's trace
+    met = [
+        name for span_id in ancestors for name, found in by_name.items() for s in found if s.context.span_id == span_id
+    ]
+    assert [name for name in met if name in chain] == list(reversed(chain)), met
+    (request,) = by_name[chain[0]]
+    assert send.context.trace_id == request.context.trace_id
+    assert all(
+        s.context.trace_id == request.context.trace_id
+        for name in chain
+        for s in by_name[name]
+        if s.context.span_id in ancestors
+    )
+    # the scheduler pass that picked the reminders up is linked, not the parent
+    (due,) = [s for s in by_name["reminder due"] if s.context.span_id in ancestors]
+    sweep = by_name["deliver due reminders"][0]
+    assert [link.context.span_id for link in due.links] == [sweep.context.span_id]
+    assert by_name["consume pathway"][0].attributes["cloudevents.event_type"] == "carepath.patient.updated"
+    assert by_name["consume notifications"][0].attributes["carepath.outcome"] == "handled"
+    for span in finished:
         shown = repr(dict(span.attributes or {})) + span.name
         assert "MRN-TRACE-1" not in shown and patient_id not in shown
 

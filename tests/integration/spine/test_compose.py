@@ -47,8 +47,39 @@ def test_compose_runs_every_part_of_the_stack() -> None:
     assert {"postgres", "redis"} <= set(COMPOSE["services"])
     for name in ("postgres", "redis"):
         assert "healthcheck" in COMPOSE["services"][name]
-    worker = COMPOSE["services"]["worker"]
-    assert "container_name" not in worker and "ports" not in worker, "worker must scale with --scale worker=N"
+
+
+@pytest.mark.parametrize("name", ["worker", "relay", "scheduler"])
+def test_scaled_parts_have_no_fixed_name_or_port(name: str) -> None:
+    """`docker compose up --scale worker=N` (relay, scheduler too): a fixed name or host port would collide."""
+    service = COMPOSE["services"][name]
+    assert "container_name" not in service and "ports" not in service and "hostname" not in service
+    assert "--hostname" not in service["command"], "Celery node names come from each container's own hostname"
+
+
+def test_no_service_has_a_fixed_container_name() -> None:
+    assert not [name for name, svc in COMPOSE["services"].items() if "container_name" in svc]
+
+
+def test_flower_is_an_optional_profile_on_the_broker_and_workers_send_events() -> None:
+    flower = COMPOSE["services"]["flower"]
+    assert flower["profiles"] == ["flower"]  # not started by a plain `docker compose up`
+    broker = COMPOSE["x-carepath"]["environment"]["CAREPATH_BROKER_URL"]
+    assert f"--broker={broker}" in flower["command"]
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+    worker_env = CAREPATH_SERVICES["worker"]["environment"]
+    env = {k: v for k, v in worker_env.items() if k.startswith("CAREPATH_")}
+    configured = Settings(
+        **{k.removeprefix("CAREPATH_").lower(): v for k, v in env.items() if k != "CAREPATH_SECRET_KEY"}
+    )
+    assert configured.task_events, "Flower sees nothing unless the worker sends task events"
+
+
+@pytest.mark.parametrize("name", ["intake", "notifications"])
+def test_http_services_get_the_opioid_value_sets_they_check_at_start(name: str) -> None:
+    service = CAREPATH_SERVICES[name]
+    folder = service["environment"]["CAREPATH_OPIOID_CDS_DIR"]
+    assert any(volume.endswith(f":{folder}:ro") for volume in service["volumes"])
 
 
 @pytest.mark.parametrize("name", sorted(CAREPATH_SERVICES))
