@@ -208,10 +208,19 @@ def _cookie_options(request: Request) -> dict[str, Any]:
 @router.get(
     "/login/start",
     response_class=HTMLResponse,
-    responses={**PAGE, 303: {"description": "to the provider"}, 404: {"description": "no provider"}, 502: {}},
+    responses={
+        **PAGE,
+        303: {"description": "to the provider"},
+        404: {"description": "no provider"},
+        429: {"description": "too many sign-in attempts from this address"},
+        502: {},
+    },
 )
 def login_start(request: Request, org: Annotated[str, Query(max_length=100)] = "") -> Response:
-    """Begin the organisation's OpenID Connect sign-in: the pre-login cookie, then the provider."""
+    """Begin the organisation's OpenID Connect sign-in: the pre-login cookie, then the provider. Throttled like
+    the callback (it makes the service fetch the provider's discovery document: no free outbound traffic)."""
+    if (limited := _throttled(request, audit.Audit(request), None)) is not None:
+        return limited
     settings = get_settings()
     org = org.strip()
     provider = oidc.provider_for(settings, org) if ORG_PATTERN.fullmatch(org) else None
