@@ -24,10 +24,14 @@ FIGURE_NAMES = ("intake", "pathway", "steady", "reminders", "cds", "growth")
 def add_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bench = sub.add_parser("bench", help="run the benchmark harness (its own stack; see docs/performance.md)")
     bench.add_argument("--quick", action="store_true", help="small sizes (CI: proves the harness, about 2 minutes)")
-    bench.add_argument("--only", nargs="+", choices=FIGURE_NAMES, metavar="NAME", help=f"figures: {', '.join(FIGURE_NAMES)}")
+    bench.add_argument(
+        "--only", nargs="+", choices=FIGURE_NAMES, metavar="NAME", help=f"figures: {', '.join(FIGURE_NAMES)}"
+    )
     bench.add_argument("--out", default="bench-results", help="folder for results.json, run.md and the PNGs")
     bench.add_argument("--keep", action="store_true", help="keep the work folder (process logs) after the run")
-    bench.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override a size, e.g. burst_updates=5000")
+    bench.add_argument(
+        "--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override a size, e.g. burst_updates=5000"
+    )
     bench.set_defaults(func=main)
 
 
@@ -47,10 +51,13 @@ def _plan(args: argparse.Namespace) -> object:
 
 
 def main(args: argparse.Namespace) -> int:
+    import logging
+
     from bench.harness import report
     from bench.harness.figures import FIGURES, Run, Sampler, dump, private_redis
     from bench.harness.stack import loadavg, machine_facts
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the harness's own polling is not news
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(args)
@@ -86,7 +93,13 @@ def main(args: argparse.Namespace) -> int:
     plan_dict = asdict(plan)  # type: ignore[call-overload]
     (out / "results.json").write_text(
         json.dumps(
-            {"machine": machine, "plan": plan_dict, "results": run.results, "memory": run.memory, "memory_series": sampler.series},
+            {
+                "machine": machine,
+                "plan": plan_dict,
+                "results": run.results,
+                "memory": run.memory,
+                "memory_series": sampler.series,
+            },
             indent=1,
             default=str,
         )

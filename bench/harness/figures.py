@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, insert, text
+from sqlalchemy import event, insert, text
 
 from bench.harness.load import run_client, wrk_post
 from bench.harness.stack import (
@@ -67,11 +67,11 @@ class Plan:
     def quick_plan(cls) -> Plan:
         return cls(
             quick=True,
-            intake_seconds=4,
-            burst_updates=400,
-            burst_patients=40,
-            scaling_updates=300,
-            scaling_patients=30,
+            intake_seconds=3,
+            burst_updates=200,
+            burst_patients=20,
+            scaling_updates=100,
+            scaling_patients=10,
             workers=(1, 2),
             drain_timeout=60,
             steady_rate=50,
@@ -80,9 +80,9 @@ class Plan:
             reminder_window=5,
             cds_runs=15,
             growth_small=(2_000, 500),
-            growth_large=(40_000, 5_000),
-            sqlite_burst_updates=200,
-            sqlite_burst_patients=20,
+            growth_large=(20_000, 2_000),
+            sqlite_burst_updates=40,
+            sqlite_burst_patients=4,
         )
 
 
@@ -218,7 +218,7 @@ def _cpu_seconds(pid: int) -> float:
 PGBENCH_SCRIPT = """\
 BEGIN;
 INSERT INTO patient_update (id, patient_id, org, type, occurred_at, occurred_at_text, data, received_at)
-  VALUES (gen_random_uuid()::text, :'pid', 'bench', 'pain_assessment', now(), '2026-01-01T10:00:00+00:00',
+  VALUES (gen_random_uuid()::text, :pid, 'bench', 'pain_assessment', now(), '2026-01-01T10:00:00+00:00',
           '{"pain_nrs": 5, "distribution": "axial", "facet_suspected": false}', now());
 INSERT INTO outbox_message (event_id, event_type, consumer, envelope, created_at, available_at, attempts)
   VALUES (gen_random_uuid()::text, 'carepath.patient.updated', 'pathway',
@@ -244,7 +244,8 @@ def pgbench(stack: Stack, patient_id: str, seconds: float, clients: int) -> dict
             "2",
             "-T",
             str(max(1, round(seconds))),
-            "-r",
+            "-M",
+            "prepared",  # :pid as a bound parameter, as psycopg sends it (and prepares after 5 uses)
             "-D",
             f"pid={patient_id}",
             "-f",
@@ -460,32 +461,35 @@ def _evaluations(multiproc: Path) -> float:
 
 
 def _pathway_series(
-    run: Run, stack: Stack, updates: int, patients: int, workers: tuple[int, ...], label: str
-) -> list[dict[str, Any]]:
-    multiproc = stack.workdir / f"metrics-{label}"
+    run: Run, stack: Stack, bursts: dict[str, tuple[int, int]], workers: tuple[int, ...]
+) -> dict[str, list[dict[str, Any]]]:
+    """For each worker count (processes added, never restarted): each named burst (updates, patients)."""
+    multiproc = stack.workdir / "metrics"
     multiproc.mkdir(parents=True, exist_ok=True)
-    rows = []
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in bursts}
     for n in workers:
-        _ensure_workers(stack, n, f"worker{label}", _carepath_worker(stack, multiproc))
-        ids = seed_patients(stack, patients, f"{label}{n}")
-        before_evals = _evaluations(multiproc)
-        after_id = _max_outbox_id(stack)
-        run.say(f"2 {stack.backend} burst of {updates} updates / {patients} patients, {n} worker(s)")
-        t0 = _burst(stack, ids, updates)
-        row = _wait_drained(stack, after_id, updates, t0, run.plan.drain_timeout)
-        time.sleep(0.5)
-        evaluations = _evaluations(multiproc) - before_evals
-        row.update(
-            workers=n,
-            evaluations=int(evaluations),
-            evaluations_per_s=round(evaluations / row["drain_s"], 1) if row["drain_s"] else 0.0,
-            load_avg=loadavg(),
-        )
-        rows.append(row)
-        run.say(f"  drained {row['drained']}/{updates} in {row['drain_s']} s ({row['updates_per_s']}/s)")
-    for name in [n for n in stack.processes if n.startswith(f"worker{label}-")]:
+        run.say(f"2 {stack.backend}: starting worker processes up to {n}")
+        _ensure_workers(stack, n, "worker", _carepath_worker(stack, multiproc))
+        for name, (updates, patients) in bursts.items():
+            ids = seed_patients(stack, patients, f"{name}{n}")
+            before_evals = _evaluations(multiproc)
+            after_id = _max_outbox_id(stack)
+            run.say(f"2 {stack.backend} burst of {updates} updates / {patients} patients, {n} worker(s)")
+            t0 = _burst(stack, ids, updates)
+            row = _wait_drained(stack, after_id, updates, t0, run.plan.drain_timeout)
+            time.sleep(0.3)
+            evaluations = _evaluations(multiproc) - before_evals
+            row.update(
+                workers=n,
+                evaluations=int(evaluations),
+                evaluations_per_s=round(evaluations / row["drain_s"], 1) if row["drain_s"] else 0.0,
+                load_avg=loadavg(),
+            )
+            out[name].append(row)
+            run.say(f"  drained {row['drained']}/{updates} in {row['drain_s']} s ({row['updates_per_s']}/s)")
+    for name in [n for n in stack.processes if n.startswith("worker-")]:
         stack.stop(name)
-    return rows
+    return out
 
 
 def _noop_series(run: Run, stack: Stack, tasks: int, workers: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -547,23 +551,32 @@ def figure_pathway(run: Run) -> None:
     plan = run.plan
     with pg_stack(run, "pathway") as stack:
         stack.start_part("relay", "relay")
-        out["pg"] = _pathway_series(run, stack, plan.burst_updates, plan.burst_patients, plan.workers, "b")
-        out["scaling_pg"] = _pathway_series(
-            run, stack, plan.scaling_updates, plan.scaling_patients, plan.workers, "s"
+        series = _pathway_series(
+            run,
+            stack,
+            {
+                "burst": (plan.burst_updates, plan.burst_patients),
+                "scaling": (plan.scaling_updates, plan.scaling_patients),
+            },
+            plan.workers,
         )
+        out["pg"], out["scaling_pg"] = series["burst"], series["scaling"]
         stack.stop("relay")
         out["noop_pg"] = _noop_series(run, stack, plan.burst_updates, plan.workers)
     with sqlite_stack(run, "pathway-sqlite") as stack:
         stack.start_part("relay", "relay")
-        out["sqlite"] = _pathway_series(
-            run, stack, plan.sqlite_burst_updates, plan.sqlite_burst_patients, plan.workers, "b"
+        series = _pathway_series(
+            run, stack, {"burst": (plan.sqlite_burst_updates, plan.sqlite_burst_patients)}, plan.workers
         )
+        out["sqlite"] = series["burst"]
         stack.stop("relay")
         out["noop_sqlite"] = _noop_series(run, stack, plan.sqlite_burst_updates, plan.workers)
     for backend in ("pg", "sqlite"):
         for row, noop_row in zip(out[backend], out[f"noop_{backend}"], strict=False):
             row["noop_tasks_per_s"] = noop_row["tasks_per_s"]
-            row["ratio_noop"] = round(row["updates_per_s"] / noop_row["tasks_per_s"], 3) if noop_row["tasks_per_s"] else 0
+            row["ratio_noop"] = (
+                round(row["updates_per_s"] / noop_row["tasks_per_s"], 3) if noop_row["tasks_per_s"] else 0
+            )
     run.results["pathway"] = out
 
 
@@ -574,17 +587,23 @@ def figure_steady(run: Run, sampler: Sampler) -> None:
     with pg_stack(run, "steady") as stack:
         ids = seed_patients(stack, 200, "st")
         token = stack.token()
-        _start_intake(stack)
-        for part in ("relay", "scheduler", "notifications"):
+        for part in ("intake", "relay", "scheduler", "notifications"):
             stack.start_part(part, part)
-        stack.start_part("worker", "worker")
+        stack.start_part("worker", "worker", extra_env={"CAREPATH_LOG_LEVEL": "INFO"})
+        stack.wait_http("intake", f"{stack.intake_url}/readyz")
         stack.wait_log("worker", "ready", timeout=120)
         stack.wait_http("notifications", f"{stack.notifications_url}/readyz")
         run.say(f"2 steady {plan.steady_rate:.0f} updates/s for {plan.steady_seconds:.0f} s (memory sampled)")
         mark = len(sampler.series.get("pg:worker", []))
         result = run_client(
             "steady",
-            {"url": stack.intake_url, "token": token, "ids": ids, "rate": plan.steady_rate, "seconds": plan.steady_seconds},
+            {
+                "url": stack.intake_url,
+                "token": token,
+                "ids": ids,
+                "rate": plan.steady_rate,
+                "seconds": plan.steady_seconds,
+            },
             stack.workdir,
             timeout=plan.steady_seconds + 300,
         )
@@ -688,7 +707,9 @@ def figure_cds(run: Run) -> None:
         updates = [{"type": f.type, "occurred_at": f.occurred_at.isoformat(), "data": dict(f.data)} for f in facts]
         with UnitOfWork(settings) as uow:
             patient = handlers.create_patient(uow, Principal(ORG, "client", "bench"), "bench-1")
-            handlers.record_updates(uow, Principal(ORG, "client", "bench"), patient.id, [_parse_update(u) for u in updates])
+            handlers.record_updates(
+                uow, Principal(ORG, "client", "bench"), patient.id, [_parse_update(u) for u in updates]
+            )
             uow.commit()
             patient_id = patient.id
         with UnitOfWork(settings) as uow:
@@ -712,7 +733,12 @@ def figure_cds(run: Run) -> None:
             )
         for _ in range(runs + 3):
             requests.append(
-                {"method": "POST", "path": "/v1/pathway:evaluate", "json": whatif, "headers": {"Authorization": f"Bearer {token}"}}
+                {
+                    "method": "POST",
+                    "path": "/v1/pathway:evaluate",
+                    "json": whatif,
+                    "headers": {"Authorization": f"Bearer {token}"},
+                }
             )
         run.say(f"4 CDS order-sign and pathway:evaluate, 200-update history, {runs} runs each")
         result = run_client("replay", {"url": stack.intake_url, "requests": requests}, stack.workdir, timeout=600)
@@ -746,25 +772,30 @@ def _pcts95(values: list[float]) -> dict[str, float]:
 # -- figure 5: growth --------------------------------------------------------------------------------------
 
 
-def _copy_growth(stack: Stack, reminders: int, patients: int) -> None:
+def _copy_growth(stack: Stack, reminder_range: tuple[int, int], patient_range: tuple[int, int]) -> None:
     """Patients and scheduled reminders by COPY: 2 % due in the past hour (the worklist's page), the rest
-    scheduled over the coming year; plus a history of 5 updates for every 50th patient."""
+    scheduled over the coming year. Rows already there (the small size) are kept: the ranges are new rows."""
     import psycopg
 
     now = datetime.now(UTC)
     kinds = [f"kind_{k}" for k in range(10)]
     with psycopg.connect(libpq_url(stack.database_url)) as connection, connection.cursor() as cursor:
         with cursor.copy("COPY patient (id, org, external_id, created_at) FROM STDIN") as copy:
-            for i in range(patients):
+            for i in range(*patient_range):
                 copy.write_row((f"g-{i:07d}", ORG, f"g{i}", now))
         columns = (
             "id, org, patient_id, kind, due_at, status, text, citation, fact_ids, next_action_at, "
             "created_at, updated_at, version"
         )
         with cursor.copy(f"COPY reminder ({columns}) FROM STDIN") as copy:
-            for n in range(reminders):
+            patients = patient_range[1]
+            for n in range(*reminder_range):
                 due_now = n % 50 == 0
-                due = now - timedelta(seconds=n % 3600) if due_now else now + timedelta(seconds=60 + (n * 31) % 31_536_000)
+                due = (
+                    now - timedelta(seconds=n % 3600)
+                    if due_now
+                    else now + timedelta(seconds=60 + (n * 31) % 31_536_000)
+                )
                 copy.write_row(
                     (
                         f"g-r-{n:08d}",
@@ -814,7 +845,9 @@ def _explain_raw(stack: Stack, statement: str, parameters: Any) -> tuple[str, fl
     import psycopg
 
     with psycopg.connect(libpq_url(stack.database_url)) as connection:
-        plan = "\n".join(r[0] for r in connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).fetchall())
+        plan = "\n".join(
+            r[0] for r in connection.execute(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters).fetchall()
+        )
         connection.rollback()
         times = []
         for _ in range(15):
@@ -825,10 +858,13 @@ def _explain_raw(stack: Stack, statement: str, parameters: Any) -> tuple[str, fl
     return plan, round(statistics.median(times), 3)
 
 
-def _growth_point(run: Run, stack: Stack, reminders: int, patients: int) -> dict[str, Any]:
-    run.say(f"5 growth: COPY {reminders} reminders / {patients} patients")
+def _growth_point(
+    run: Run, stack: Stack, reminder_range: tuple[int, int], patient_range: tuple[int, int]
+) -> dict[str, Any]:
+    reminders, patients = reminder_range[1], patient_range[1]
+    run.say(f"5 growth: COPY up to {reminders} reminders / {patients} patients")
     start = time.monotonic()
-    _copy_growth(stack, reminders, patients)
+    _copy_growth(stack, reminder_range, patient_range)
     generated = round(time.monotonic() - start, 1)
     from services.notifications import queries
     from services.notifications.claims import claim
@@ -844,8 +880,12 @@ def _growth_point(run: Run, stack: Stack, reminders: int, patients: int) -> dict
     worklist_plan, worklist_ms = _explain_raw(stack, *worklist)
     coordinator = stack.token(ORG, "coordinator")
     page = [
-        {"method": "GET", "path": "/v1/reminders?status=due&limit=50", "headers": {"Authorization": f"Bearer {coordinator}"}}
-    ] * (12 if run.plan.quick else 60)
+        {
+            "method": "GET",
+            "path": "/v1/reminders?status=due&limit=50",
+            "headers": {"Authorization": f"Bearer {coordinator}"},
+        }
+    ] * (8 if run.plan.quick else 60)
     http = run_client("replay", {"url": stack.notifications_url, "requests": page}, stack.workdir, timeout=300)
     page_ms = _pcts95([r["ms"] for r in http["results"][2:]])
     ids = [f"g-{i:07d}" for i in range(0, patients, max(1, patients // 200))][:200]
@@ -873,13 +913,16 @@ def _growth_point(run: Run, stack: Stack, reminders: int, patients: int) -> dict
 
 
 def figure_growth(run: Run) -> None:
+    """One database grown in place: measured at the small size, then COPY the rest and measured again."""
     points = []
-    for size, (reminders, patients) in (("small", run.plan.growth_small), ("large", run.plan.growth_large)):
-        with pg_stack(run, f"growth-{size}") as stack:
-            _start_intake(stack)
-            stack.start_part("notifications", "notifications")
-            stack.wait_http("notifications", f"{stack.notifications_url}/readyz")
-            points.append(_growth_point(run, stack, reminders, patients))
+    (small_r, small_p), (large_r, large_p) = run.plan.growth_small, run.plan.growth_large
+    with pg_stack(run, "growth") as stack:
+        stack.start_part("intake", "intake")
+        stack.start_part("notifications", "notifications")
+        stack.wait_http("intake", f"{stack.intake_url}/readyz")
+        stack.wait_http("notifications", f"{stack.notifications_url}/readyz")
+        points.append(_growth_point(run, stack, (0, small_r), (0, small_p)))
+        points.append(_growth_point(run, stack, (small_r, large_r), (small_p, large_p)))
     small, large = points
     run.results["growth"] = {
         "points": points,

@@ -33,8 +33,15 @@ def create_app() -> FastAPI:
 def main() -> None:
     import uvicorn
 
-    uvicorn.run("bench.harness.hello:create_app", factory=True, host="127.0.0.1", port=int(sys.argv[1]),
-                log_level="warning", access_log=False, log_config=None)
+    uvicorn.run(
+        "bench.harness.hello:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+    )
 
 
 if __name__ == "__main__":

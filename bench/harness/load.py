@@ -46,7 +46,7 @@ done = function(summary, latency, requests)
     summary.requests, summary.duration, summary.errors.connect, summary.errors.read, summary.errors.write,
     summary.errors.status, summary.errors.timeout, latency.mean, table.concat(p, ",")))
 end
-""".replace("{PCTS}", ", ".join(str(p) for p in PERCENTILES))
+""".replace("{PCTS}", "{" + ", ".join(str(p) for p in PERCENTILES) + "}")
 
 
 def wrk_post(url: str, token: str, ids: list[str], seconds: float, connections: int, workdir: Path) -> dict[str, Any]:
@@ -160,7 +160,9 @@ async def _replay(spec: dict[str, Any]) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=spec["url"], timeout=30) as client:
         for item in spec["requests"]:
             start = time.perf_counter()
-            response = await client.request(item["method"], item["path"], json=item.get("json"), headers=item["headers"])
+            response = await client.request(
+                item["method"], item["path"], json=item.get("json"), headers=item["headers"]
+            )
             out.append({"ms": (time.perf_counter() - start) * 1000, "status": response.status_code})
     return {"results": out}
 

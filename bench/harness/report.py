@@ -207,10 +207,16 @@ def plots(results: dict[str, Any], memory_series: dict[str, list[tuple[float, fl
     intake = results.get("intake")
     if intake:
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, label in (("pg", "intake, PostgreSQL"), ("sqlite", "intake, SQLite"), ("hello", "hello-world FastAPI")):
+        for key, label in (
+            ("pg", "intake, PostgreSQL"),
+            ("sqlite", "intake, SQLite"),
+            ("hello", "hello-world FastAPI"),
+        ):
             pct = intake[key]["percentiles_ms"]
             qs = sorted(pct, key=float)
-            ax.plot([pct[q] for q in qs], [float(q) for q in qs], marker=".", label=f"{label} ({intake[key]['rate']:.0f}/s)")
+            ax.plot(
+                [pct[q] for q in qs], [float(q) for q in qs], marker=".", label=f"{label} ({intake[key]['rate']:.0f}/s)"
+            )
         ax.set_xscale("log")
         ax.set_xlabel("latency (ms, log)")
         ax.set_ylabel("percentile")
@@ -240,7 +246,7 @@ def plots(results: dict[str, Any], memory_series: dict[str, list[tuple[float, fl
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         save(fig, "pathway_scaling")
-    for key, name, field, unit, title in (
+    for key, name, field, _unit, title in (
         ("steady", "steady_latency", "latencies", "s", "Update → assessment latency at a steady rate"),
         ("reminders", "reminder_lateness", "lateness", "s", "Reminder delivered_at − due_at"),
     ):
@@ -268,7 +274,9 @@ def plots(results: dict[str, Any], memory_series: dict[str, list[tuple[float, fl
         fig, axes = plt.subplots(1, 2, figsize=(9, 4))
         axes[0].plot(scale, [p["due_query_ms"] for p in points], marker="o", label="scheduler due query")
         axes[0].plot(scale, [p["worklist_query_ms"] for p in points], marker="o", label="worklist query")
-        axes[0].plot(scale, [p["worklist_page_ms"]["p50"] for p in points], marker="o", label="worklist page (HTTP p50)")
+        axes[0].plot(
+            scale, [p["worklist_page_ms"]["p50"] for p in points], marker="o", label="worklist page (HTTP p50)"
+        )
         axes[0].set_xscale("log")
         axes[0].set_xlabel("scheduled reminders (log)")
         axes[0].set_ylabel("ms")

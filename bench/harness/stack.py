@@ -136,7 +136,9 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        base = {k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_") and k != "PROMETHEUS_MULTIPROC_DIR"}
+        base = {
+            k: v for k, v in os.environ.items() if not k.startswith("CAREPATH_") and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.env = {
             **base,
@@ -162,16 +164,16 @@ class Stack:
 
     def settings(self) -> Any:
         """The same settings in this (client) process: for seeding, tokens and read-back."""
-        for key, value in self.env.items():
-            if key.startswith("CAREPATH_"):
-                os.environ[key] = value
         from shared.db.engine import get_engine
         from shared.messaging.celery_app import get_celery
         from shared.settings import get_settings
 
-        get_settings.cache_clear()
-        get_engine.cache_clear()
-        get_celery.cache_clear()
+        wanted = {k: v for k, v in self.env.items() if k.startswith("CAREPATH_")}
+        if any(os.environ.get(k) != v for k, v in wanted.items()):
+            os.environ.update(wanted)
+            get_settings.cache_clear()
+            get_engine.cache_clear()
+            get_celery.cache_clear()
         return get_settings()
 
     def migrate(self) -> None:
