@@ -72,7 +72,9 @@ def main(args: argparse.Namespace) -> int:
     failures: dict[str, str] = {}
     try:
         with private_redis(run):
-            for name in names:
+            run.pending = list(names)
+            while run.pending:
+                name = run.pending.pop(0)
                 t0 = time.monotonic()
                 try:
                     if name == "steady":
@@ -105,6 +107,7 @@ def main(args: argparse.Namespace) -> int:
         )
     )
     (out / "run.md").write_text(report.markdown(machine, plan_dict, run.results, run.memory))
+    (out / "capacity.md").write_text(report.capacity(run.results))
     written = report.plots(run.results, sampler.series, out)
     print(report.table(run.results, run.memory))
     print(f"\nwrote {out / 'results.json'}, {out / 'run.md'} and {len(written)} plots in {machine['elapsed_s']} s")

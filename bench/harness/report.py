@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +300,49 @@ def plots(results: dict[str, Any], memory_series: dict[str, list[tuple[float, fl
         ax.legend(fontsize=7)
         save(fig, "memory")
     return written
+
+
+def capacity(results: dict[str, Any]) -> str:
+    """docs/operations.md's scaling table and capacity model, from the PostgreSQL + Redis scaling series."""
+    pathway = results.get("pathway") or {}
+    series = pathway.get("scaling_pg") or []
+    noop = {r["workers"]: r for r in pathway.get("noop_pg") or []}
+    if not series:
+        return ""
+    one = series[0]
+    per_worker = one["updates_per_s"]
+    md = [
+        f"| worker processes | drain of {_f(one['updates'])} updates | updates/s | evaluations/s | "
+        "speed-up vs 1 | no-op Celery tasks/s (same N) | load avg |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in series:
+        md.append(
+            f"| {r['workers']} | {_f(r['drain_s'])} s{'' if r['complete'] else ' (incomplete)'} | "
+            f"{_f(r['updates_per_s'])} | {_f(r['evaluations_per_s'])} | "
+            f"{r['updates_per_s'] / per_worker:.2f} × | {_f(noop.get(r['workers'], {}).get('tasks_per_s'))} | "
+            f"{r['load_avg']} |"
+        )
+    flat = next(
+        (
+            (a, b)
+            for a, b in itertools.pairwise(series)
+            if b["updates_per_s"] < a["updates_per_s"] * (1 + 0.5 * (b["workers"] - a["workers"]) / a["workers"])
+        ),
+        None,
+    )
+    md += [
+        "",
+        f"One worker process carried **{_f(per_worker)} updates/s** ({_f(one['evaluations_per_s'])} evaluations/s). "
+        "For Y updates/s run Z = ⌈Y / "
+        f"{_f(per_worker)}⌉ processes while each has a core of its own and the database keeps up "
+        f"(e.g. Y = 200/s → Z = {-(-200 // max(per_worker, 0.1)):.0f}).",
+    ]
+    if flat is not None:
+        a, b = flat
+        md.append(
+            f"On this machine the curve flattens between {a['workers']} and {b['workers']} processes "
+            f"({_f(a['updates_per_s'])} → {_f(b['updates_per_s'])} updates/s): the cores, not the processes, are "
+            "the limit (the workers share them with PostgreSQL, Redis, the relay and whatever else runs)."
+        )
+    return "\n".join(md) + "\n"
