@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -206,11 +206,22 @@ def _epoch(stack: Stack, column: str) -> str:
     return f"EXTRACT(EPOCH FROM {column})" if stack.backend == "pg" else f"(julianday({column}) - 2440587.5) * 86400.0"
 
 
-def _cpu_seconds(pid: int) -> float:
+def _tree_cpu(stack: Stack, prefix: str) -> float:
+    """User + system CPU seconds of the live processes named `prefix…` and all their children."""
+    total = 0.0
+    for name, process in list(stack.processes.items()):
+        if name.startswith(prefix) and process.poll() is None:
+            for pid, _, _ in rss_tree(process.pid):
+                with suppress(OSError):
+                    total += _cpu_seconds(pid, own_only=True)
+    return total
+
+
+def _cpu_seconds(pid: int, own_only: bool = False) -> float:
     """User + system CPU of a process (and its reaped children), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks
+    return sum(int(x) for x in fields[11 : 13 if own_only else 15]) / ticks
 
 
 # -- figure 1: intake ------------------------------------------------------------------------------------
@@ -476,12 +487,16 @@ def _pathway_series(
             before_evals = _evaluations(multiproc)
             after_id = _max_outbox_id(stack)
             run.say(f"2 {stack.backend} burst of {updates} updates / {patients} patients, {n} worker(s)")
+            cpu0 = _tree_cpu(stack, "worker-"), _tree_cpu(stack, "relay")
             t0 = _burst(stack, ids, updates)
             row = _wait_drained(stack, after_id, updates, t0, run.plan.drain_timeout)
             time.sleep(0.3)
             evaluations = _evaluations(multiproc) - before_evals
+            worker_cpu = _tree_cpu(stack, "worker-") - cpu0[0]
             row.update(
                 workers=n,
+                worker_cpu_ms_per_update=round(worker_cpu * 1000 / max(row["drained"], 1), 2),
+                relay_cpu_ms_per_update=round((_tree_cpu(stack, "relay") - cpu0[1]) * 1000 / max(row["drained"], 1), 2),
                 evaluations=int(evaluations),
                 evaluations_per_s=round(evaluations / row["drain_s"], 1) if row["drain_s"] else 0.0,
                 load_avg=loadavg(),

@@ -47,7 +47,8 @@ def rows(results: dict[str, Any], memory: dict[str, Any]) -> list[tuple[str, str
                     (
                         f"2 burst {_f(r['updates'])} updates, {r['workers']} worker(s), {name}",
                         f"drain {_f(r['drain_s'])} s{'' if r['complete'] else ' (INCOMPLETE)'}, "
-                        f"{_f(r['updates_per_s'])} updates/s, {_f(r['evaluations_per_s'])} evaluations/s",
+                        f"{_f(r['updates_per_s'])} updates/s, {_f(r['evaluations_per_s'])} evaluations/s, "
+                        f"worker {_f(r.get('worker_cpu_ms_per_update'), 1)} ms CPU/update",
                         f"no-op Celery {_f(r.get('noop_tasks_per_s'))} tasks/s",
                         f"{_f(r.get('ratio_noop'), 3)} × no-op",
                         "≥ 1 × no-op",
