@@ -636,7 +636,8 @@ def figure_steady(run: Run, sampler: Sampler) -> None:
         run.results["steady"] = {
             "offered_rate": plan.steady_rate,
             "seconds": plan.steady_seconds,
-            "sent": len(result["requests"]),
+            "offered": len(result["requests"]),
+            "sent": len([r for r in result["requests"] if r["status"] != -1]),
             "accepted": len(accepted),
             "achieved_rate": round(len(accepted) / result["elapsed"], 1),
             "evaluated": len(latencies),

@@ -122,11 +122,15 @@ async def _steady(spec: dict[str, Any]) -> dict[str, Any]:
     total = int(rate * seconds)
     results: list[dict[str, Any]] = []
     gate = asyncio.Semaphore(int(spec.get("max_in_flight", 256)))
+    start = time.monotonic()
     limits = httpx.Limits(max_connections=int(spec.get("connections", 64)), max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as client:
 
         async def one(i: int) -> None:
             async with gate:
+                if time.monotonic() > start + seconds:  # offered but never sent: the server fell behind
+                    results.append({"sent": time.time(), "done": time.time(), "status": -1, "event_id": None})
+                    return
                 body = {
                     "type": "pain_assessment",
                     "occurred_at": f"2026-02-{i % 28 + 1:02d}T09:{i % 60:02d}:00+00:00",
@@ -140,7 +144,6 @@ async def _steady(spec: dict[str, Any]) -> dict[str, Any]:
                     status, event_id = 0, None
                 results.append({"sent": sent, "done": time.time(), "status": status, "event_id": event_id})
 
-        start = time.monotonic()
         tasks = []
         for i in range(total):
             delay = start + i / rate - time.monotonic()
