@@ -67,7 +67,7 @@ class Plan:
     def quick_plan(cls) -> Plan:
         return cls(
             quick=True,
-            intake_seconds=3,
+            intake_seconds=6,  # at 64 connections a loaded machine answers in seconds: long enough to finish some
             burst_updates=200,
             burst_patients=20,
             scaling_updates=100,
