@@ -87,6 +87,8 @@ def wrk_post(url: str, token: str, ids: list[str], seconds: float, connections: 
         "seconds": round(seconds_run, 2),
         "requests": result["requests"],
         "errors": errors,
+        "status_errors": result["status_errors"],  # answered, but not 2xx/3xx
+        "timeouts": result["timeouts"],
         "rate": round(ok / seconds_run, 1) if seconds_run else 0.0,
         "p50_ms": round(pct["50"], 2),
         "p99_ms": round(pct["99"], 2),
