@@ -567,16 +567,11 @@ def figure_pathway(run: Run) -> None:
     plan = run.plan
     with pg_stack(run, "pathway") as stack:
         stack.start_part("relay", "relay")
-        series = _pathway_series(
-            run,
-            stack,
-            {
-                "burst": (plan.burst_updates, plan.burst_patients),
-                "scaling": (plan.scaling_updates, plan.scaling_patients),
-            },
-            plan.workers,
-        )
-        out["pg"], out["scaling_pg"] = series["burst"], series["scaling"]
+        bursts = {"burst": (plan.burst_updates, plan.burst_patients)}
+        if plan.scaling_updates:  # 0: the burst itself is the scaling measurement (issue 15's table)
+            bursts["scaling"] = (plan.scaling_updates, plan.scaling_patients)
+        series = _pathway_series(run, stack, bursts, plan.workers)
+        out["pg"], out["scaling_pg"] = series["burst"], series.get("scaling", series["burst"])
         stack.stop("relay")
         out["noop_pg"] = _noop_series(run, stack, plan.burst_updates, plan.workers)
     with sqlite_stack(run, "pathway-sqlite") as stack:
