@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import col
 
-from shared.db.tables import Patient
+from shared.db.tables import Patient, table_of
 from shared.db.uow import UnitOfWork
 
 
@@ -21,3 +21,11 @@ def find_patient(uow: UnitOfWork, org: str, patient_id: str, *, lock: bool = Fal
     if patient is None:
         raise PatientNotFound(patient_id)
     return patient
+
+
+def require_patient(uow: UnitOfWork, org: str, patient_id: str) -> None:
+    """PatientNotFound unless the organisation has this patient (a Core query: no ORM object is built)."""
+    table = table_of(Patient)
+    query = select(table.c.id).where(table.c.id == patient_id, table.c.org == org)
+    if uow.session.execute(query).first() is None:
+        raise PatientNotFound(patient_id)

@@ -101,7 +101,9 @@ def assert_accessible(page) -> None:  # type: ignore[no-untyped-def]
 
 def test_coordinator_works_the_list_in_chromium(settings: Settings, server: str) -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-debian-tools.sh (apt-get install chromium chromium-driver)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/install-debian-tools.sh (apt-get install chromium chromium-driver)"
+        )
     from playwright.sync_api import expect, sync_playwright
 
     now = utcnow()
