@@ -323,7 +323,8 @@ def _scope_is_tls(scope: Scope) -> bool:
         return False
     for name, value in scope.get("headers", ()):
         if name == b"x-forwarded-proto":
-            return value.decode("latin-1").split(",")[0].strip().lower() == "https"
+            forwarded: str = value.decode("latin-1")
+            return forwarded.split(",")[0].strip().lower() == "https"
     return False
 
 

@@ -18,9 +18,16 @@ from shared.db.tables import Patient, PatientUpdate, table_of
 from shared.db.tables.base import new_id
 from shared.db.uow import UnitOfWork
 from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
-from shared.patients import PatientNotFound, find_patient, require_patient
+from shared.patients import PatientNotFound, existing_patients, find_patient, require_patient
 
-__all__ = ["DuplicatePatient", "PatientNotFound", "create_patient", "find_patient", "record_updates"]
+__all__ = [
+    "DuplicatePatient",
+    "PatientNotFound",
+    "create_patient",
+    "find_patient",
+    "record_single_updates",
+    "record_updates",
+]
 
 
 class DuplicatePatient(Exception):
@@ -72,12 +79,42 @@ def record_updates(
     now = utcnow()
     rows = [_as_row(patient_id, principal.org, update, now) for update in updates]
     uow.session.execute(insert(table_of(PatientUpdate)), rows)
-    ids = [row["id"] for row in rows]
-    event = Event(
+    event = _updated_event(patient_id, principal.org, [row["id"] for row in rows])
+    uow.publish(event)
+    return event.data["update_ids"], event.id
+
+
+def _updated_event(patient_id: str, org: str, update_ids: list[str]) -> Event:
+    return Event(
         type=PATIENT_UPDATED,
         source=SOURCE_INTAKE,
         subject=patient_id,
-        data={"patient_id": patient_id, "org": principal.org, "update_ids": ids},
+        data={"patient_id": patient_id, "org": org, "update_ids": update_ids},
     )
-    uow.publish(event)
-    return ids, event.id
+
+
+def record_single_updates(
+    uow: UnitOfWork, items: Sequence[tuple[Principal, str, Any]]
+) -> list[tuple[str, str] | PatientNotFound]:
+    """`record_updates` of one update each for many requests at once (group commit): one patient lookup and
+    one INSERT per table for all of them. Per item: (update id, event id), or PatientNotFound (nothing of
+    that item is stored)."""
+    wanted = {(principal.org, patient_id) for principal, patient_id, _ in items}
+    known = existing_patients(uow, wanted)
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    events: list[Event] = []
+    outcomes: list[tuple[str, str] | PatientNotFound] = []
+    for principal, patient_id, update in items:
+        if (principal.org, patient_id) not in known:
+            outcomes.append(PatientNotFound(patient_id))
+            continue
+        row = _as_row(patient_id, principal.org, update, now)
+        event = _updated_event(patient_id, principal.org, [row["id"]])
+        rows.append(row)
+        events.append(event)
+        outcomes.append((row["id"], event.id))
+    if rows:
+        uow.session.execute(insert(table_of(PatientUpdate)), rows)
+        uow.publish_many(events)
+    return outcomes
