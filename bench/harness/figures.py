@@ -810,10 +810,11 @@ def _copy_growth(stack: Stack, reminder_range: tuple[int, int], patient_range: t
             patients = patient_range[1]
             for n in range(*reminder_range):
                 due_now = n % 50 == 0
+                jitter = timedelta(microseconds=n % 999_983)  # (patient, kind, due_at) is unique
                 due = (
-                    now - timedelta(seconds=n % 3600)
+                    now - timedelta(seconds=n % 3600) - jitter
                     if due_now
-                    else now + timedelta(seconds=60 + (n * 31) % 31_536_000)
+                    else now + timedelta(seconds=60 + (n * 31) % 31_536_000) + jitter
                 )
                 copy.write_row(
                     (

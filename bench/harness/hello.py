@@ -1,4 +1,4 @@
-"""The ceiling for intake: a hello-world FastAPI POST route, served by uvicorn exactly as `carepath intake`
+"""The ceiling for intake: a hello-world FastAPI POST route (async: the framework at its best), served by uvicorn exactly as `carepath intake`
 is (one process, factory, no access log), that parses a small JSON body and answers 202."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def create_app() -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/patients/{patient_id}/updates", status_code=202)
-    def hello(patient_id: str, body: Hello) -> dict[str, str]:
+    async def hello(patient_id: str, body: Hello) -> dict[str, str]:
         return {"update_id": patient_id, "event_id": body.type}
 
     @app.get("/readyz")

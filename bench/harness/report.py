@@ -215,7 +215,7 @@ def plots(results: dict[str, Any], memory_series: dict[str, list[tuple[float, fl
             ("hello", "hello-world FastAPI"),
         ):
             pct = intake[key]["percentiles_ms"]
-            qs = sorted(pct, key=float)
+            qs = [q for q in sorted(pct, key=float) if pct[q] > 0]  # wrk reports 0 for its 100th percentile
             ax.plot(
                 [pct[q] for q in qs], [float(q) for q in qs], marker=".", label=f"{label} ({intake[key]['rate']:.0f}/s)"
             )
