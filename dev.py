@@ -133,6 +133,7 @@ def cmd_test(extra: list[str]) -> int:
         "tests/browser",
         "tests/fuzz",
         "tests/faults",
+        "tests/bench",  # `carepath bench --quick`: its own stack on the local PostgreSQL (about 2 minutes)
         *extra,
         env=env,
     )

@@ -54,46 +54,8 @@ def _configure(folder: Path, backend: str) -> object:
     return context
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--updates", type=int, default=200)
-    parser.add_argument("--backend", choices=["sqlite", "pg"], default="sqlite")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        context = _configure(Path(tmp), args.backend)
-        try:
-            return _run(args, Path(tmp))
-        finally:
-            if context is not None:
-                context.__exit__(None, None, None)  # type: ignore[attr-defined]
-
-
-def _run(args: argparse.Namespace, folder: Path) -> int:
-    from fastapi.testclient import TestClient
-
-    from carepath.apps import create_intake_app
-    from services.pathway.cds.clients import register
-    from services.pathway.handler import evaluate_patient
-    from shared.auth import create_token
-    from shared.db.uow import UnitOfWork
-    from shared.settings import get_settings
-
-    settings = get_settings()
-    client = TestClient(create_intake_app())
-    headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'client')}"}
-    patient_id = client.post("/v1/patients", json={"external_id": "bench-1"}, headers=headers).json()["id"]
-    facts = realistic_patient(args.updates)
-    updates = [{"type": f.type, "occurred_at": f.occurred_at.isoformat(), "data": dict(f.data)} for f in facts]
-    posted = client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": updates}, headers=headers)
-    assert posted.status_code == 202, posted.text
-    with UnitOfWork(settings) as uow:
-        evaluate_patient(uow, patient_id, "update")
-        uow.commit()
-    key = ec.generate_private_key(ec.SECP256R1())
-    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": "bench", "alg": "ES256"}
-    register("org-a", ISSUER, None, {"keys": [jwk]})
-
+def order_sign_body(patient_ref: str = "Patient/bench-1") -> dict:
+    """A draft fentanyl 75 mcg/h patch with a prefetched temazepam order (see docs/performance.md)."""
     patch = {
         "resourceType": "MedicationRequest",
         "id": "draft-1",
@@ -136,23 +98,79 @@ def _run(args: argparse.Namespace, folder: Path) -> int:
         "hookInstance": str(uuid.uuid4()),
         "context": {
             "userId": "Practitioner/1",
-            "patientId": "Patient/bench-1",
+            "patientId": patient_ref,
             "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patch}]},
         },
         "prefetch": {"patient": None, "medications": {"resourceType": "Bundle", "entry": [{"resource": benzo}]}},
     }
+    return body
+
+
+def client_jwt(key: ec.EllipticCurvePrivateKey, url: str = URL) -> str:
+    """A fresh ES256 client JWT (new jti) for the CDS client registered by the benchmark."""
+    now = datetime.now(UTC)
+    claims = {
+        "iss": ISSUER,
+        "sub": "bench",
+        "aud": url,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+        "jti": str(uuid.uuid4()),
+    }
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "bench"})
+
+
+def register_client(org: str) -> ec.EllipticCurvePrivateKey:
+    """Register a CDS client of `org` with an inline JWKS (in the configured database); returns its key."""
+    from services.pathway.cds.clients import register
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key())), "kid": "bench", "alg": "ES256"}
+    register(org, ISSUER, None, {"keys": [jwk]})
+    return key
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--backend", choices=["sqlite", "pg"], default="sqlite")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        context = _configure(Path(tmp), args.backend)
+        try:
+            return _run(args, Path(tmp))
+        finally:
+            if context is not None:
+                context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def _run(args: argparse.Namespace, folder: Path) -> int:
+    from fastapi.testclient import TestClient
+
+    from carepath.apps import create_intake_app
+    from services.pathway.handler import evaluate_patient
+    from shared.auth import create_token
+    from shared.db.uow import UnitOfWork
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    client = TestClient(create_intake_app())
+    headers = {"Authorization": f"Bearer {create_token(settings, 'org-a', 'client')}"}
+    patient_id = client.post("/v1/patients", json={"external_id": "bench-1"}, headers=headers).json()["id"]
+    facts = realistic_patient(args.updates)
+    updates = [{"type": f.type, "occurred_at": f.occurred_at.isoformat(), "data": dict(f.data)} for f in facts]
+    posted = client.post(f"/v1/patients/{patient_id}/updates:batch", json={"updates": updates}, headers=headers)
+    assert posted.status_code == 202, posted.text
+    with UnitOfWork(settings) as uow:
+        evaluate_patient(uow, patient_id, "update")
+        uow.commit()
+    key = register_client("org-a")
+
+    body = order_sign_body()
 
     def token() -> str:
-        now = datetime.now(UTC)
-        claims = {
-            "iss": ISSUER,
-            "sub": "bench",
-            "aud": URL,
-            "iat": int(now.timestamp()),
-            "exp": int((now + timedelta(minutes=5)).timestamp()),
-            "jti": str(uuid.uuid4()),
-        }
-        return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "bench"})
+        return client_jwt(key)
 
     warm = client.post(URL, json=body, headers={"Authorization": f"Bearer {token()}"})
     assert warm.status_code == 200, warm.text

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, insert, select, text
+from sqlmodel import col
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,7 @@ def seed(url: str, count: int, first_due: datetime, window: float) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(
-            insert(Patient.__table__),
+            insert(Patient.__table__),  # type: ignore[attr-defined]
             [
                 {"id": f"p-{i:06d}", "org": "bench", "external_id": f"b{i}", "created_at": first_due}
                 for i in range(patients)
@@ -69,7 +70,7 @@ def seed(url: str, count: int, first_due: datetime, window: float) -> None:
                     "version": 1,
                 }
             )
-        connection.execute(insert(Reminder.__table__), rows)
+        connection.execute(insert(Reminder.__table__), rows)  # type: ignore[attr-defined]
     engine.dispose()
 
 
@@ -130,7 +131,7 @@ def child(worker_id: str) -> None:
 
 def wait_delivered(url: str, count: int, timeout: float) -> None:
     engine = create_engine(url)
-    delivered = select(func.count()).select_from(Reminder).where(Reminder.delivered_at.is_not(None))
+    delivered = select(func.count()).select_from(Reminder).where(col(Reminder.delivered_at).is_not(None))
     deadline = time.monotonic() + timeout
     with engine.connect() as connection:
         while time.monotonic() < deadline:

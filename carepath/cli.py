@@ -345,6 +345,9 @@ def _parser() -> argparse.ArgumentParser:
     from carepath.health import add_commands as add_health_commands  # carepath health <part>
 
     add_health_commands(sub)
+    from bench.harness import add_command as add_bench_command  # carepath bench (bench/harness)
+
+    add_bench_command(sub)
     return parser
 
 

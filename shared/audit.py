@@ -158,7 +158,13 @@ def record(
         resource=resource,
         status_code=status_code,
     )
-    uow.session.execute(insert(table_of(AuditEvent)), rows)
+    insert_rows(uow, rows)
+
+
+def insert_rows(uow: UnitOfWork, rows: list[dict[str, Any]]) -> None:
+    """Audit rows (from `Audit.rows`) in `uow`'s transaction, with one INSERT."""
+    if rows:
+        uow.session.execute(insert(table_of(AuditEvent)), rows)
 
 
 def record_now(settings: Settings | None, principal: Principal | Actor | None, action: str, **fields: Any) -> None:
@@ -178,6 +184,27 @@ class Audit:
     def write(self, uow: UnitOfWork, principal: Principal | Actor | None, action: str, **fields: Any) -> None:
         """A change, recorded in the transaction that makes it."""
         record(uow, principal, action, route=self.route, request_id=self.request_id, **fields)
+
+    def rows(
+        self,
+        principal: Principal | Actor | None,
+        action: str,
+        *,
+        patient_id: str | None = None,
+        resource: tuple[str, str | None] | None = None,
+        outcome: str = SUCCESS,
+    ) -> list[dict[str, Any]]:
+        """The rows `write` would add, for a caller that inserts many requests' rows at once (group commit)."""
+        return _rows(
+            actor_of(principal),
+            action,
+            outcome=outcome,
+            route=self.route,
+            request_id=self.request_id,
+            patient_ids=[patient_id],
+            resource=resource,
+            status_code=None,
+        )
 
     def read(self, principal: Principal | Actor | None, action: str, **fields: Any) -> None:
         """A read (or any outcome without a transaction of its own), in a short transaction."""
@@ -214,7 +241,8 @@ class Audit:
             raise
 
 
-def audit_trail(request: Request) -> Audit:
+async def audit_trail(request: Request) -> Audit:
+    """Async: it does no I/O, and a sync dependency costs a trip through the thread pool per request."""
     return Audit(request)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db.engine import get_engine
 from shared.messaging.celery_app import get_celery
@@ -286,10 +287,7 @@ def is_tls(request: Request) -> bool:
     """Whether the client reached us over TLS: the request's scheme, or a trusted proxy's X-Forwarded-Proto
     (CAREPATH_TRUST_FORWARDED_PROTO; uvicorn already rewrites the scheme for proxies in
     --forwarded-allow-ips)."""
-    if request.url.scheme == "https":
-        return True
-    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return get_settings().trust_forwarded_proto and forwarded == "https"
+    return _scope_is_tls(request.scope)
 
 
 # Served without a token only when CAREPATH_OPEN_DOCS_AND_METRICS (default: development); else ops only.
@@ -314,11 +312,71 @@ def _operations_gate(request: Request) -> Response | None:
     return None
 
 
+_SECURITY_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+
+
+def _scope_is_tls(scope: Scope) -> bool:
+    """`is_tls` of an ASGI scope (the middleware below has no Request)."""
+    if scope.get("scheme") == "https":
+        return True
+    if not get_settings().trust_forwarded_proto:
+        return False
+    for name, value in scope.get("headers", ()):
+        if name == b"x-forwarded-proto":
+            forwarded: str = value.decode("latin-1")
+            return forwarded.split(",")[0].strip().lower() == "https"
+    return False
+
+
+class SecurityHeadersMiddleware:
+    """Pure ASGI (Starlette's BaseHTTPMiddleware, which `@app.middleware("http")` builds, costs a task, a
+    memory stream and a streaming response per request): the operations gate on OPERATIONS_PATHS, the
+    no-store / nosniff / HSTS headers on every answer, and any unhandled exception turned into the logged,
+    PHI-free 500 of `unexpected_error`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        if scope["path"] in OPERATIONS_PATHS and (
+            refused := await run_in_threadpool(_operations_gate, Request(scope, receive))
+        ):
+            await refused(scope, receive, self._with_headers(scope, send, {"started": False}))
+            return
+        state = {"started": False}
+        try:
+            await self.app(scope, receive, self._with_headers(scope, send, state))
+        except Exception as exc:
+            response = unexpected_error(Request(scope, receive), exc)
+            if state["started"]:  # the answer is already on its way: it can only be cut short
+                return
+            await response(scope, receive, self._with_headers(scope, send, state))
+
+    @staticmethod
+    def _with_headers(scope: Scope, send: Send, state: dict[str, bool]) -> Send:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in _SECURITY_HEADERS if name not in present]
+                if b"strict-transport-security" not in present and _scope_is_tls(scope):
+                    headers.append((b"strict-transport-security", HSTS.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return send_with_headers
+
+
 def install_common(app: FastAPI, service: str, *, database_metrics: bool = False) -> None:
     """`database_metrics`: this app's /metrics carries the database- and broker-derived gauges (one
     service only, so that a scrape of the stack sees each once: the notifications service)."""
     from fastapi import Depends
-    from starlette.concurrency import run_in_threadpool
 
     from shared.observability.setup import install_http_observability
 
@@ -329,21 +387,7 @@ def install_common(app: FastAPI, service: str, *, database_metrics: bool = False
     _database_unavailable(app)
     _document_body_errors(app)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if request.url.path in OPERATIONS_PATHS and (refused := await run_in_threadpool(_operations_gate, request)):
-            response = refused
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:
-                response = unexpected_error(request, exc)
-        # PHI must not rest in browser or proxy caches (API JSON, worklist pages, the calendar feed).
-        response.headers.setdefault("Cache-Control", "no-store")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if is_tls(request):
-            response.headers.setdefault("Strict-Transport-Security", HSTS)
-        return response
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

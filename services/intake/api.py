@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 
-from services.intake import handlers, idempotency
+from services.intake import group_commit, handlers, idempotency
 from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOut, UpdateAccepted, UpdateIn
 from shared import audit
 from shared.audit import AuditTrail
@@ -132,6 +132,15 @@ def post_update(
     key: IdempotencyKey = None,  # type: ignore[valid-type]
 ) -> Any:
     check_instant(update.occurred_at, ("body", "occurred_at"))
+    if key is None:  # the common case: committed together with the updates arriving with it
+        with trail.failures(principal, "update.create", patient_id=patient_id):
+            try:
+                stored = group_commit.store_update(
+                    get_settings(), principal, patient_id, update, trail, "update.create"
+                )
+            except handlers.PatientNotFound:
+                raise _not_found() from None
+        return JSONResponse(stored, status_code=202)
 
     def work(uow: UnitOfWork) -> dict[str, Any]:
         try:

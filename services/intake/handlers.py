@@ -7,19 +7,27 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from services.intake.schemas import update_payload
 from shared.auth import Principal
 from shared.clock import utcnow
-from shared.db.tables import Patient, PatientUpdate
+from shared.db.tables import Patient, PatientUpdate, table_of
+from shared.db.tables.base import new_id
 from shared.db.uow import UnitOfWork
 from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
-from shared.patients import PatientNotFound, find_patient
+from shared.patients import PatientNotFound, existing_patients, find_patient, require_patient
 
-__all__ = ["DuplicatePatient", "PatientNotFound", "create_patient", "find_patient", "record_updates"]
+__all__ = [
+    "DuplicatePatient",
+    "PatientNotFound",
+    "create_patient",
+    "find_patient",
+    "record_single_updates",
+    "record_updates",
+]
 
 
 class DuplicatePatient(Exception):
@@ -48,31 +56,65 @@ def create_patient(uow: UnitOfWork, principal: Principal, external_id: str) -> P
     return patient
 
 
-def _as_row(patient: Patient, update: Any, received_at: datetime) -> PatientUpdate:
-    return PatientUpdate(
-        patient_id=patient.id,
-        org=patient.org,
-        type=update.type,
-        occurred_at=update.occurred_at,
-        occurred_at_text=update.occurred_at.isoformat(),
-        data=update_payload(update),
-        received_at=received_at,
-    )
+def _as_row(patient_id: str, org: str, update: Any, received_at: datetime) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "patient_id": patient_id,
+        "org": org,
+        "type": update.type,
+        "occurred_at": update.occurred_at,
+        "occurred_at_text": update.occurred_at.isoformat(),
+        "data": update_payload(update),
+        "received_at": received_at,
+    }
 
 
 def record_updates(
     uow: UnitOfWork, principal: Principal, patient_id: str, updates: Sequence[Any]
 ) -> tuple[list[str], str]:
-    """Store the updates and one `carepath.patient.updated` event (outbox) for them; returns (ids, event id)."""
-    patient = find_patient(uow, principal.org, patient_id)
+    """Store the updates and one `carepath.patient.updated` event (outbox) for them; returns (ids, event id).
+    Core inserts: the rows are never read back in this transaction, so the ORM's unit of work (object
+    construction, identity map, flush) was pure overhead on the busiest route."""
+    require_patient(uow, principal.org, patient_id)
     now = utcnow()
-    rows = [_as_row(patient, update, now) for update in updates]
-    uow.session.add_all(rows)
-    event = Event(
+    rows = [_as_row(patient_id, principal.org, update, now) for update in updates]
+    uow.session.execute(insert(table_of(PatientUpdate)), rows)
+    event = _updated_event(patient_id, principal.org, [row["id"] for row in rows])
+    uow.publish(event)
+    return event.data["update_ids"], event.id
+
+
+def _updated_event(patient_id: str, org: str, update_ids: list[str]) -> Event:
+    return Event(
         type=PATIENT_UPDATED,
         source=SOURCE_INTAKE,
-        subject=patient.id,
-        data={"patient_id": patient.id, "org": patient.org, "update_ids": [row.id for row in rows]},
+        subject=patient_id,
+        data={"patient_id": patient_id, "org": org, "update_ids": update_ids},
     )
-    uow.publish(event)
-    return [row.id for row in rows], event.id
+
+
+def record_single_updates(
+    uow: UnitOfWork, items: Sequence[tuple[Principal, str, Any]]
+) -> list[tuple[str, str] | PatientNotFound]:
+    """`record_updates` of one update each for many requests at once (group commit): one patient lookup and
+    one INSERT per table for all of them. Per item: (update id, event id), or PatientNotFound (nothing of
+    that item is stored)."""
+    wanted = {(principal.org, patient_id) for principal, patient_id, _ in items}
+    known = existing_patients(uow, wanted)
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    events: list[Event] = []
+    outcomes: list[tuple[str, str] | PatientNotFound] = []
+    for principal, patient_id, update in items:
+        if (principal.org, patient_id) not in known:
+            outcomes.append(PatientNotFound(patient_id))
+            continue
+        row = _as_row(patient_id, principal.org, update, now)
+        event = _updated_event(patient_id, principal.org, [row["id"]])
+        rows.append(row)
+        events.append(event)
+        outcomes.append((row["id"], event.id))
+    if rows:
+        uow.session.execute(insert(table_of(PatientUpdate)), rows)
+        uow.publish_many(events)
+    return outcomes

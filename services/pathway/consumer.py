@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from services.pathway.coalescing import evaluate_update
 from services.pathway.handler import evaluate_patient
 from shared.db.uow import UnitOfWork
 from shared.events import PATHWAY_REEVALUATION_REQUESTED, PATIENT_UPDATED, Event
@@ -19,7 +20,14 @@ def handle_event(uow: UnitOfWork, event: Event) -> None:
         log.warning("pathway consumer ignored event type %s", event.type)
         return
     try:
-        outcome = evaluate_patient(uow, event.subject, trigger)
+        if event.type == PATIENT_UPDATED:
+            coalesced = evaluate_update(uow, event, trigger)
+            if coalesced is None:
+                log.info("patient evaluation not needed: event=%s covered by an earlier evaluation", event.id)
+                return
+            outcome = coalesced
+        else:
+            outcome = evaluate_patient(uow, event.subject, trigger)
     except PatientNotFound:
         log.warning("event %s names no known patient; skipped", event.id)
         return

@@ -48,7 +48,8 @@ class Outcome:
     published: bool
 
 
-def _lock_patient(uow: UnitOfWork, patient_id: str) -> Patient:
+def lock_patient(uow: UnitOfWork, patient_id: str) -> Patient:
+    """The patient, row-locked (PostgreSQL; SQLite: the write lock is held already) until commit."""
     query = select(Patient).where(col(Patient.id) == patient_id)
     if not uow.is_sqlite:
         query = query.with_for_update()
@@ -174,8 +175,9 @@ def _count_evaluation(trigger: str, previous: Assessment | None, body: dict[str,
     UPDATES_PER_EVALUATION.observe(new)
 
 
-def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str) -> Outcome:
-    patient = _lock_patient(uow, patient_id)
+def evaluate_patient(uow: UnitOfWork, patient_id: str, trigger: str, *, locked: Patient | None = None) -> Outcome:
+    """`locked`: the patient, when the caller holds its lock already."""
+    patient = locked or lock_patient(uow, patient_id)
     now = utcnow()
     body = evaluate(load_facts(uow, patient.id), now, org_params(uow, patient.org)).to_dict()
     previous = latest_assessment(uow, patient.id)

@@ -52,6 +52,7 @@ class UnitOfWork:
                 "event_id": event.id,
                 "event_type": event.type,
                 "consumer": consumer,
+                "subject": event.subject[:64] or None,
                 "envelope": envelope,
                 "created_at": now,
                 "available_at": now,

@@ -35,6 +35,10 @@ UPDATES_PER_EVALUATION = Histogram(
     "patient updates newly included by one evaluation (>1: updates coalesced into one evaluation)",
     buckets=(0, 1, 2, 3, 5, 10, 20, 50, 100),
 )
+UPDATES_COALESCED = Counter(
+    "carepath_updates_coalesced_total",
+    "patient updates whose own event needed no evaluation: an evaluation of the patient already covered them",
+)
 REMINDERS_DELIVERED = Counter("carepath_reminders_delivered_total", "reminders the scheduler delivered (due)")
 REMINDER_LATENESS = Histogram(
     "carepath_reminder_lateness_seconds", "delivered_at - due_at of each delivered reminder", buckets=_LATENESS

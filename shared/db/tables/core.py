@@ -60,12 +60,15 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("event_id", "consumer", name="uq_outbox_message_event_consumer"),
         Index("ix_outbox_message_pending", "done_at", "available_at"),
+        # The pathway worker's coalescing: a patient's other pending events (services/pathway/coalescing.py).
+        Index("ix_outbox_message_consumer_subject", "consumer", "subject", "done_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str = Field(max_length=64)
     event_type: str = Field(max_length=80)
     consumer: str = Field(max_length=40)
+    subject: str | None = Field(default=None, max_length=64)  # the event's subject (a patient id), or none
     envelope: dict[str, Any] = json_field()
     created_at: datetime = utc_field()
     available_at: datetime = utc_field()
