@@ -35,7 +35,7 @@ class Pending:
     settings: Settings
     principal: Principal
     patient_id: str
-    update: Any
+    prepared: handlers.PreparedUpdate
     trail: audit.Audit
     action: str
     done: threading.Event = field(default_factory=threading.Event)
@@ -95,9 +95,7 @@ class GroupCommitter:
     def _store(self, batch: list[Pending]) -> None:
         try:
             with UnitOfWork(batch[0].settings) as uow:
-                outcomes = handlers.record_single_updates(
-                    uow, [(pending.principal, pending.patient_id, pending.update) for pending in batch]
-                )
+                outcomes = handlers.record_single_updates(uow, [pending.prepared for pending in batch])
                 stored = [(p, o) for p, o in zip(batch, outcomes, strict=True) if not isinstance(o, Exception)]
                 audit.insert_rows(
                     uow,
@@ -138,4 +136,5 @@ def store_update(
     settings: Settings, principal: Principal, patient_id: str, update: Any, trail: audit.Audit, action: str
 ) -> dict[str, Any]:
     """One update POST (no Idempotency-Key), stored and committed together with those arriving with it."""
-    return _committer.submit(Pending(settings, principal, patient_id, update, trail, action))
+    prepared = handlers.prepare_update(principal, patient_id, update)  # here: the request's id and trace
+    return _committer.submit(Pending(settings, principal, patient_id, prepared, trail, action))

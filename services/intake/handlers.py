@@ -4,6 +4,7 @@ row are stored together or not at all."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -17,14 +18,16 @@ from shared.clock import utcnow
 from shared.db.tables import Patient, PatientUpdate, table_of
 from shared.db.tables.base import new_id
 from shared.db.uow import UnitOfWork
-from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event
+from shared.events import PATIENT_UPDATED, SOURCE_INTAKE, Event, to_envelope
 from shared.patients import PatientNotFound, existing_patients, find_patient, require_patient
 
 __all__ = [
     "DuplicatePatient",
     "PatientNotFound",
+    "PreparedUpdate",
     "create_patient",
     "find_patient",
+    "prepare_update",
     "record_single_updates",
     "record_updates",
 ]
@@ -93,28 +96,33 @@ def _updated_event(patient_id: str, org: str, update_ids: list[str]) -> Event:
     )
 
 
-def record_single_updates(
-    uow: UnitOfWork, items: Sequence[tuple[Principal, str, Any]]
-) -> list[tuple[str, str] | PatientNotFound]:
+@dataclass(frozen=True)
+class PreparedUpdate:
+    """One update POST, made ready in the request's thread (its envelope carries the request id and trace)."""
+
+    org: str
+    patient_id: str
+    row: dict[str, Any]
+    event: Event
+    envelope: dict[str, Any]
+
+
+def prepare_update(principal: Principal, patient_id: str, update: Any) -> PreparedUpdate:
+    row = _as_row(patient_id, principal.org, update, utcnow())
+    event = _updated_event(patient_id, principal.org, [row["id"]])
+    return PreparedUpdate(principal.org, patient_id, row, event, to_envelope(event))
+
+
+def record_single_updates(uow: UnitOfWork, items: Sequence[PreparedUpdate]) -> list[tuple[str, str] | PatientNotFound]:
     """`record_updates` of one update each for many requests at once (group commit): one patient lookup and
     one INSERT per table for all of them. Per item: (update id, event id), or PatientNotFound (nothing of
     that item is stored)."""
-    wanted = {(principal.org, patient_id) for principal, patient_id, _ in items}
-    known = existing_patients(uow, wanted)
-    now = utcnow()
-    rows: list[dict[str, Any]] = []
-    events: list[Event] = []
-    outcomes: list[tuple[str, str] | PatientNotFound] = []
-    for principal, patient_id, update in items:
-        if (principal.org, patient_id) not in known:
-            outcomes.append(PatientNotFound(patient_id))
-            continue
-        row = _as_row(patient_id, principal.org, update, now)
-        event = _updated_event(patient_id, principal.org, [row["id"]])
-        rows.append(row)
-        events.append(event)
-        outcomes.append((row["id"], event.id))
-    if rows:
-        uow.session.execute(insert(table_of(PatientUpdate)), rows)
-        uow.publish_many(events)
-    return outcomes
+    known = existing_patients(uow, {(item.org, item.patient_id) for item in items})
+    stored = [item for item in items if (item.org, item.patient_id) in known]
+    if stored:
+        uow.session.execute(insert(table_of(PatientUpdate)), [item.row for item in stored])
+        uow.publish_enveloped((item.event, item.envelope) for item in stored)
+    return [
+        (item.row["id"], item.event.id) if (item.org, item.patient_id) in known else PatientNotFound(item.patient_id)
+        for item in items
+    ]

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from services.pathway.handler import Outcome, evaluate_patient, lock_patient
 from shared.clock import utcnow
-from shared.db.tables import OutboxMessage, table_of
+from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
 from shared.events import PATIENT_UPDATED, Event
 from shared.messaging.routing import PATHWAY
@@ -48,7 +48,10 @@ def already_covered(uow: UnitOfWork, event: Event) -> bool:
 
 def cover_pending(uow: UnitOfWork, patient_id: str, event: Event) -> int:
     """Finish the patient's other pending update events for the pathway (this evaluation covers them);
-    returns how many updates they carried."""
+    returns how many updates they carried. On SQLite (transactions serialised by the write lock) they are
+    recorded as processed here too, so their deliveries are read-only duplicates; on PostgreSQL a worker
+    may hold one's processed_event row uncommitted while it waits for this patient's lock (recording it
+    here would deadlock), so there each is recorded by its own delivery."""
     table = table_of(OutboxMessage)
     covered = uow.session.execute(
         update(table)
@@ -60,8 +63,22 @@ def cover_pending(uow: UnitOfWork, patient_id: str, event: Event) -> int:
             table.c.event_id != event.id,
         )
         .values(done_at=utcnow())
-        .returning(table.c.envelope)
+        .returning(table.c.event_id, table.c.envelope)
     ).all()
+    if covered and uow.is_sqlite:
+        now = utcnow()
+        uow.session.execute(
+            insert(table_of(ProcessedEvent)).prefix_with("OR IGNORE"),
+            [
+                {
+                    "consumer": PATHWAY,
+                    "source": row.envelope.get("source", ""),
+                    "event_id": row.event_id,
+                    "processed_at": now,
+                }
+                for row in covered
+            ],
+        )
     return sum(_update_count(row.envelope) for row in covered)
 
 

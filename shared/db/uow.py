@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import insert
 from sqlmodel import Session
@@ -46,6 +46,11 @@ class UnitOfWork:
 
     def publish_many(self, events: Iterable[Event]) -> None:
         """Queue many events with one INSERT (a scheduler pass or a re-evaluation batch writes hundreds)."""
+        self.publish_enveloped((event, to_envelope(event)) for event in events)
+
+    def publish_enveloped(self, enveloped: Iterable[tuple[Event, dict[str, Any]]]) -> None:
+        """`publish_many` of events whose envelopes were made already: made in the request's own context,
+        they carry its request id and trace (the group-commit writer thread has neither)."""
         now = utcnow()
         rows = [
             {
@@ -58,8 +63,7 @@ class UnitOfWork:
                 "available_at": now,
                 "attempts": 0,
             }
-            for event in events
-            for envelope in (to_envelope(event),)
+            for event, envelope in enveloped
             for consumer in consumers_for(event.type)
         ]
         if rows:

@@ -116,9 +116,24 @@ def _consume(
         raise
 
 
+def _settled(consumer: str, event: Event, outbox_id: int | None, settings: Settings | None) -> bool:
+    """Recorded already and its outbox row finished: a duplicate that needs no write at all (a read
+    transaction: on SQLite no write lock and no fsync, the embedded default's scarce resource)."""
+    with UnitOfWork(settings, read_only=True) as uow:
+        if not _already_processed(uow, consumer, event):
+            return False
+        if outbox_id is None:
+            return True
+        table = table_of(OutboxMessage)
+        row = uow.session.execute(select(table.c.done_at).where(table.c.id == outbox_id)).first()
+        return row is None or row.done_at is not None
+
+
 def _consume_once(
     consumer: str, event: Event, outbox_id: int | None, handler: Handler, settings: Settings | None
 ) -> str:
+    if _settled(consumer, event, outbox_id, settings):
+        return "duplicate"
     try:
         with UnitOfWork(settings) as uow:
             if _already_processed(uow, consumer, event):

@@ -114,7 +114,9 @@ def test_queued_updates_of_one_patient_need_one_evaluation_and_match_one_by_one(
     messages = _pathway_messages(publisher)
     assert len(messages) == len(HISTORY)
     before, coalesced_before = _evaluations(), _coalesced()
-    assert _deliver(settings, messages) == ["handled"] * len(HISTORY)  # every event recorded as processed
+    # every event recorded as processed: by its own delivery, or (SQLite) by the evaluation that covered it
+    results = _deliver(settings, messages)
+    assert results[0] == "handled" and set(results[1:]) <= {"handled", "duplicate"}
     assert _evaluations() - before == 1
     assert _coalesced() - coalesced_before == len(HISTORY) - 1
     assert _shown(settings, queued) == _shown(settings, alone)
@@ -174,7 +176,7 @@ def test_two_workers_on_one_patient_at_once(settings: Settings, round_: int) -> 
     for thread in threads:
         thread.join()
     assert not failures
-    assert sorted(results) == ["handled"] * len(HISTORY)
+    assert len(results) == len(HISTORY) and set(results) <= {"handled", "duplicate"} and "handled" in results
     assert 1 <= _evaluations() - before <= 2
     with UnitOfWork(settings, read_only=True) as uow:
         updates = uow.session.execute(

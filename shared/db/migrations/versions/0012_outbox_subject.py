@@ -2,8 +2,8 @@
 other pending update events of the patient it evaluates and covers them with the same evaluation
 (coalescing). Rows written before this have no subject and are simply never coalesced.
 
-Revision ID: 0008_perffast
-Revises: 0007
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 02:15:00.000000
 """
 from alembic import op
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 
 
-revision = '0008_perffast'
-down_revision = '0007'
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
