@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.notifications import lifecycle
 from services.notifications.web import charts, overview, patient, routes
-from shared import audit
+from shared import audit, orgtime
 from shared.auth import Principal
 from shared.clock import isoformat, utcnow
 from shared.db.uow import UnitOfWork
@@ -27,6 +27,12 @@ router = APIRouter(tags=["worklist"], dependencies=[Depends(no_nul_characters), 
 PATIENT_READ = "worklist.patient.read"
 OVERVIEW_READ = "worklist.overview.read"
 PAGE_ERRORS = {**routes.PAGE, **routes.FORM_ERRORS, 404: {"description": "no such patient in your organisation"}}
+
+
+def _zone_helpers(zone_name: str) -> dict[str, object]:
+    """Times on these pages are shown in the organisation's zone, like the worklist's (shared/orgtime.py)."""
+    zone = orgtime.zone(zone_name)
+    return {"local_time": lambda value: orgtime.shown(value, zone), "zone_name": zone_name}
 
 
 def _gate(request: Request, action: str) -> tuple[Response | None, Principal | None]:
@@ -67,6 +73,7 @@ def patient_page(
         except PatientNotFound:
             found = None
         page = patient.load(uow, found, now) if found is not None else None
+        zone_name = orgtime.timezone_name(uow, principal.org)
     if page is None:
         trail.read(principal, PATIENT_READ, outcome=audit.NOT_FOUND, status_code=404, resource=("patient", patient_id))
         return _not_found(request)
@@ -77,8 +84,9 @@ def patient_page(
         "flash": routes._flash(flash),
         "iso": isoformat,
         "dismiss_reasons": [(r.value, routes.DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
-        "min_until": now.strftime("%Y-%m-%dT%H:%M"),
+        "min_until": orgtime.local(now, orgtime.zone(zone_name)).strftime("%Y-%m-%dT%H:%M"),
         "improvement_percent": charts.IMPROVEMENT_PERCENT,
+        **_zone_helpers(zone_name),
     }
     return routes._render(request, "patient.html", context)
 
@@ -158,6 +166,7 @@ def overview_page(request: Request) -> Response:
         found = overview.cached(
             uow, settings.effective_database_url, principal.org, now, settings.overview_cache_seconds
         )
+        zone_name = orgtime.timezone_name(uow, principal.org)
     shown = [p.patient_id for gap in found.gaps for p in gap.patients]
     audit.Audit(request).read(principal, OVERVIEW_READ, patient_ids=shown)
     context = {
@@ -167,5 +176,6 @@ def overview_page(request: Request) -> Response:
         "kind_chart": _kind_chart(tuple((k.label, k.on_worklist, k.overdue) for k in found.per_kind)),
         "now": found.computed_at,
         "iso": isoformat,
+        **_zone_helpers(zone_name),
     }
     return routes._render(request, "overview.html", context)

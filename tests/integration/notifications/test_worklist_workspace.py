@@ -363,9 +363,16 @@ def _berlin(settings: Settings) -> None:
 def test_pages_ics_and_emails_in_the_organisation_zone(settings: Settings, due: datetime, shown: str) -> None:
     _berlin(settings)
     reminder = seed_reminder(settings, status="due", due_at=due)
-    page = sign_in(settings, "coord-alice").get("/worklist").text
+    coordinator = sign_in(settings, "coord-alice")
+    page = coordinator.get("/worklist").text
     assert f'<time datetime="{isoformat(due)}">{shown}</time>' in page
     assert "Europe/Berlin" in page and "times in UTC" not in page
+    patient_page = coordinator.get(f"/worklist/patients/{reminder.patient_id}")  # the patient page too
+    assert patient_page.status_code == 200, patient_page.text
+    assert f'<time datetime="{isoformat(due)}">{shown}</time>' in patient_page.text
+    assert "(times in Europe/Berlin)" in patient_page.text and "UTC)" not in patient_page.text
+    overview_page = coordinator.get("/worklist/overview").text
+    assert re.search(r"as of <time datetime=\"[^\"]+\">\d{4}-\d\d-\d\d \d\d:\d\d CES?T</time>", overview_page)
 
     feed = create_token(settings, ORG, "coordinator", typ=FEED)
     body = TestClient(create_app()).get("/v1/reminders.ics", params={"token": feed}).content
