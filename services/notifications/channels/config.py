@@ -16,9 +16,11 @@ from sqlmodel import col
 
 from services.notifications.channels import policy, store
 from services.notifications.channels.signing import new_secret
+from shared import encryption
 from shared.clock import isoformat
 from shared.db.tables import ChannelDelivery, EmailRecipient, WebhookEndpoint
 from shared.db.uow import UnitOfWork
+from shared.settings import Settings, get_settings
 from shared.ssrf import Resolver, check_url, resolve
 
 # Deliberately plain: one @, no spaces or angle brackets (no header injection); the SMTP server judges the rest.
@@ -33,6 +35,28 @@ class InvalidChannel(ValueError):
     """Refused configuration: an unsafe URL, a bad address (HTTP 422)."""
 
 
+SEALED = "sealed:"  # a stored secret encrypted at rest (shared/encryption.py); rows from before 0013 may be plain
+
+
+def seal(plain: str, settings: Settings | None = None) -> str:
+    """A webhook secret as stored: Fernet-encrypted with CAREPATH_ENCRYPTION_KEYS (or the derived key)."""
+    return SEALED + encryption.encrypt(settings or get_settings(), plain)
+
+
+def plain_secret(stored: str, settings: Settings | None = None) -> str:
+    """The secret itself, for signing (HMAC needs it) or for showing once on creation and rotation."""
+    if not stored.startswith(SEALED):
+        return stored
+    return encryption.decrypt(settings or get_settings(), stored[len(SEALED) :])
+
+
+def reseal(stored: str, settings: Settings | None = None) -> str:
+    """The stored secret encrypted under the newest key (after a key rotation; plain rows get sealed)."""
+    if not stored.startswith(SEALED):
+        return seal(stored, settings)
+    return SEALED + encryption.reencrypt(settings or get_settings(), stored[len(SEALED) :])
+
+
 def endpoint_view(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": endpoint.id,
@@ -45,7 +69,7 @@ def endpoint_view(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> di
         "created_at": isoformat(endpoint.created_at),
     }
     if with_secret:
-        view["secret"] = endpoint.secret
+        view["secret"] = plain_secret(endpoint.secret)
     return view
 
 
@@ -78,7 +102,7 @@ def create_endpoint(
         url=checked,
         description=description,
         escalation=escalation,
-        secret=new_secret(),
+        secret=seal(new_secret(), uow.settings),
         created_at=now,
         updated_at=now,
     )
@@ -114,7 +138,7 @@ def rotate_secret(uow: UnitOfWork, org: str, endpoint_id: str, now: datetime) ->
     endpoint = get_endpoint(uow, org, endpoint_id, for_update=True)
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + policy.ROTATION_OVERLAP
-    endpoint.secret = new_secret()
+    endpoint.secret = seal(new_secret(), uow.settings)
     endpoint.updated_at = now
     uow.session.flush()
     return endpoint

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from opentelemetry.trace import SpanKind
 
-from services.notifications.channels import policy, store
+from services.notifications.channels import config, policy, store
 from services.notifications.channels.payloads import email_message, webhook_body
 from services.notifications.channels.policy import Decision, Delivered, GiveUp, Outcome, RetryAt
 from services.notifications.channels.senders import Senders, real_senders
@@ -94,7 +94,10 @@ def _job(uow: UnitOfWork, delivery_id: int, now: datetime, token: str) -> Job | 
         _finish(delivery, store.CANCELLED, now, reason)
         return None
     if isinstance(target, WebhookEndpoint):
-        secrets = policy.signing_secrets(target.secret, target.previous_secret, target.previous_secret_expires_at, now)
+        previous = config.plain_secret(target.previous_secret, uow.settings) if target.previous_secret else None
+        secrets = policy.signing_secrets(
+            config.plain_secret(target.secret, uow.settings), previous, target.previous_secret_expires_at, now
+        )
         return Job(
             delivery.id,
             store.WEBHOOK,

@@ -45,10 +45,11 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="The httpx module is deprecated", category=DeprecationWarning)
     from authlib.integrations.httpx_client import OAuth2Client
 
+from services.notifications.channels import config as channel_config
 from shared import encryption
 from shared.auth import ORG_PATTERN, SUBJECT_PATTERN
 from shared.clock import utcnow
-from shared.db.tables import OidcProvider
+from shared.db.tables import OidcProvider, WebhookEndpoint
 from shared.db.uow import UnitOfWork
 from shared.settings import Settings, get_settings
 
@@ -422,15 +423,21 @@ def cmd_show(args: Any) -> int:
 
 
 def cmd_reencrypt(args: Any) -> int:
-    """After adding a new key in front of CAREPATH_ENCRYPTION_KEYS: every client secret under the new key."""
+    """After adding a new key in front of CAREPATH_ENCRYPTION_KEYS: every client and webhook secret under it."""
     settings = get_settings()
     with UnitOfWork(settings) as uow:
         rows = list(uow.session.execute(select(OidcProvider).order_by(col(OidcProvider.org))).scalars())
         for row in rows:
             row.client_secret_encrypted = encryption.reencrypt(settings, row.client_secret_encrypted)
             uow.session.add(row)
+        endpoints = list(uow.session.execute(select(WebhookEndpoint)).scalars())
+        for endpoint in endpoints:  # webhook secrets too (channels/config.py seals them with the same keys)
+            endpoint.secret = channel_config.reseal(endpoint.secret, settings)
+            if endpoint.previous_secret:
+                endpoint.previous_secret = channel_config.reseal(endpoint.previous_secret, settings)
+            uow.session.add(endpoint)
         uow.commit()
-    print(f"{len(rows)} client secret(s) re-encrypted under the newest key")
+    print(f"{len(rows)} client secret(s) and {len(endpoints)} webhook secret(s) re-encrypted under the newest key")
     return 0
 
 
@@ -453,6 +460,6 @@ def add_commands(sub: Any) -> None:
     show = commands.add_parser("show", help="an organisation's provider (the secret is not shown)")
     show.add_argument("--org", required=True)
     show.set_defaults(func=cmd_show)
-    commands.add_parser("reencrypt", help="re-encrypt every client secret under the newest key").set_defaults(
-        func=cmd_reencrypt
-    )
+    commands.add_parser(
+        "reencrypt", help="re-encrypt every client and webhook secret under the newest key"
+    ).set_defaults(func=cmd_reencrypt)

@@ -25,8 +25,10 @@ class WebhookEndpoint(SQLModel, table=True):
     # False: receives carepath.reminder.due; True: the organisation's escalation channel (escalated events).
     escalation: bool = False
     status: str = Field(default="active", max_length=20)  # active | disabled | deleted
-    secret: str = Field(max_length=100)  # whsec_…; HMAC needs the secret itself, so it cannot be hashed
-    previous_secret: str | None = Field(default=None, max_length=100)
+    # whsec_…, stored encrypted ("sealed:" + Fernet token, channels/config.py): HMAC needs the secret itself,
+    # so it cannot be hashed.
+    secret: str = Field(max_length=400)
+    previous_secret: str | None = Field(default=None, max_length=400)
     previous_secret_expires_at: datetime | None = utc_field(nullable=True)
     failing_since: datetime | None = utc_field(nullable=True)
     disabled_at: datetime | None = utc_field(nullable=True)

@@ -15,7 +15,7 @@ from services.notifications.channels.dispatch import handle_event
 from services.notifications.channels.dispatcher import dispatch_due
 from shared import events
 from shared.clock import isoformat, utcnow
-from shared.db.tables import ChannelDelivery, Reminder
+from shared.db.tables import ChannelDelivery, Reminder, WebhookEndpoint
 from shared.db.uow import UnitOfWork
 from shared.events import Event, to_envelope
 from shared.messaging.consumer import consume
@@ -146,6 +146,12 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(settings: Settings,
         assert rotated.status_code == 200 and rotated.json()["secret"] != created["secret"]
         new_receiver.secret = rotated.json()["secret"]
         assert "secret" not in client.get("/v1/webhook-endpoints", headers=auth(settings, "org-a")).json()["items"][0]
+        with UnitOfWork(settings, read_only=True) as uow:  # both secrets are encrypted at rest
+            stored = uow.session.get(WebhookEndpoint, created["id"])
+            assert stored is not None and stored.previous_secret is not None
+            assert stored.secret.startswith("sealed:") and stored.previous_secret.startswith("sealed:")
+            assert new_receiver.secret not in stored.secret and old_receiver.secret not in stored.previous_secret
+            assert new_receiver.secret.removeprefix("whsec_") not in stored.secret
 
         deliver_event(settings, reminder_event(seed_reminder(settings)))
         dispatch_due(settings, utcnow())
