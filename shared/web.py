@@ -245,9 +245,39 @@ def _document_body_errors(app: FastAPI) -> None:
                     responses = operation.setdefault("responses", {})
                     responses.setdefault("413", {"description": f"body larger than {MAX_BODY_BYTES} bytes"})
                     responses.setdefault("422", {"description": "the body could not be parsed or is invalid"})
+        _document_roles(app, schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+ROLES_EXTENSION = "x-carepath-roles"
+
+
+def _document_roles(app: FastAPI, schema: dict[str, Any]) -> None:
+    """Each operation guarded by `shared.auth.require(...)` publishes its roles in the OpenAPI document
+    (`x-carepath-roles`), read off the route's own dependency, so the document cannot drift from the code."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from shared.auth import RoleRequirement
+
+    def roles_of(dependant: Any) -> list[str]:
+        for dependency in dependant.dependencies:
+            if isinstance(dependency.call, RoleRequirement):
+                return list(dependency.call.roles)
+            if found := roles_of(dependency):
+                return found
+        return []
+
+    paths = schema.get("paths", {})
+    for context in iter_route_contexts(app.routes):  # included routers too (FastAPI keeps them nested)
+        if not isinstance(context.original_route, APIRoute) or not context.original_route.include_in_schema:
+            continue
+        roles = roles_of(context.dependant)
+        for method in context.methods or ():
+            operation = paths.get(str(context.path), {}).get(method.lower())
+            if roles and isinstance(operation, dict):
+                operation[ROLES_EXTENSION] = roles
 
 
 def _database_unavailable(app: FastAPI) -> None:

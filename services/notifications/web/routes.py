@@ -181,7 +181,11 @@ def _login_page(
     return _render(request, "login.html", context, status_code=status_code)
 
 
-@router.get("/login", response_class=HTMLResponse, responses=PAGE)
+@router.get(
+    "/login",
+    response_class=HTMLResponse,
+    responses={**PAGE, 404: {"description": "no sign-in configured for that organisation"}},
+)
 def login_page(
     request: Request,
     flash: Annotated[str | None, Query(max_length=40)] = None,

@@ -222,6 +222,10 @@ def test_every_api_route_declares_its_roles(apps: dict[str, FastAPI]) -> None:
                 continue
             assert key in roles, (name, key, "an API route without require(...)")
             assert set(roles[key]) <= set(ROLES)
+        for method, path, operation in operations(app):  # … and the OpenAPI document publishes them
+            assert operation.get("x-carepath-roles") == (
+                list(roles[(method, path)]) if (method, path) in roles else None
+            )
 
 
 def test_wrong_roles_are_refused_with_403(apps: dict[str, FastAPI], settings: Settings) -> None:
