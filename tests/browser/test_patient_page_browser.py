@@ -50,6 +50,16 @@ def test_coordinator_opens_a_patient_from_a_reminder_and_acts_on_it(settings: Se
 
             row = page.locator('tbody tr[data-kind="opioid_review_4w"]')
             reminder_id = row.get_attribute("data-reminder-id")
+            # Own it: "assign to me", then the "my work" filter holds it (and only what is mine).
+            row.get_by_role("button", name="Assign to me").click()
+            expect(page.get_by_role("status")).to_have_text("Reminder assigned.")
+            page.get_by_label("Owner").select_option("me")
+            page.get_by_role("button", name="Apply filters").click()
+            assert "assignee=me" in page.url
+            mine = page.locator("tbody tr[data-reminder-id]")
+            expect(mine).to_have_count(1)
+            assert mine.get_attribute("data-reminder-id") == reminder_id
+            row = page.locator(f"#reminder-{reminder_id}")
             row.get_by_role("link", name="MRN-BROWSER-1").click()
             assert page.url == f"{server}/worklist/patients/{patient_id}"
             assert_accessible(page)
@@ -70,6 +80,8 @@ def test_coordinator_opens_a_patient_from_a_reminder_and_acts_on_it(settings: Se
             article = page.locator(f"#reminder-{reminder_id}")
             assert article.get_attribute("data-status") == "acknowledged"
             expect(article.locator('tr[data-to="acknowledged"]')).to_contain_text("coordinator:")
+            # The assignment is in the reminder's history too (status unchanged, reason "assigned").
+            expect(article.locator('tr[data-to="due"]').filter(has_text="assigned")).to_have_count(1)
 
             page.get_by_role("link", name="Overview").click()
             assert_accessible(page)
