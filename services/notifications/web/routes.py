@@ -457,6 +457,17 @@ def _gate(request: Request, refusal: str) -> tuple[Principal | None, Response | 
     return principal, None
 
 
+def _form_gate(request: Request, csrf_token: str, refusal: str) -> tuple[Principal | None, Response | None]:
+    """For a worklist form POST: signed in, a valid CSRF token (a refusal is audited), then `_gate`."""
+    principal = _signed_in(request)
+    if principal is None:
+        return None, _redirect("/login")
+    if (refused := _check_csrf(request, csrf_token)) is not None:
+        audit.Audit(request).read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        return None, refused
+    return _gate(request, refusal)
+
+
 def _bad_filter(request: Request, principal: Principal, action: str, name: str) -> HTMLResponse:
     audit.Audit(request).read(principal, action, outcome=audit.INVALID, status_code=422)
     message = f"The {name} filter has a value the worklist does not know. Start again from the worklist."
@@ -608,18 +619,11 @@ def act(
     snooze_for: Annotated[str, Form(max_length=10)] = "",
     view: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    principal = _signed_in(request)
+    principal, refused = _form_gate(request, csrf_token, "Only coordinators and ops can act on reminders.")
     if principal is None:
-        return _redirect("/login")
-    trail = audit.Audit(request)
-    if (refused := _check_csrf(request, csrf_token)) is not None:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        assert refused is not None
         return refused
-    if principal.role not in WORKLIST_ROLES:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
-        return _forbidden(request, "Only coordinators and ops can act on reminders.")
-    if (limited := _over_rate(request, principal)) is not None:
-        return limited
+    trail = audit.Audit(request)
     fields = {"until": until, "reason": reason, "comment": comment, "assignee": assignee, "snooze_for": snooze_for}
     code = _apply(trail, principal, reminder_id, action, **fields)
     return _back(code, _view_of(view))
@@ -639,18 +643,11 @@ def bulk(
 ) -> Response:
     """One form for the ticked rows: acknowledge them, or assign them (to oneself or a colleague) or unassign
     them. Each reminder is its own change (its history row and audit row); one that cannot change is skipped."""
-    principal = _signed_in(request)
+    principal, refused = _form_gate(request, csrf_token, "Only coordinators and ops can act on reminders.")
     if principal is None:
-        return _redirect("/login")
-    trail = audit.Audit(request)
-    if (refused := _check_csrf(request, csrf_token)) is not None:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        assert refused is not None
         return refused
-    if principal.role not in WORKLIST_ROLES:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
-        return _forbidden(request, "Only coordinators and ops can act on reminders.")
-    if (limited := _over_rate(request, principal)) is not None:
-        return limited
+    trail = audit.Audit(request)
     ids = [rid for rid in dict.fromkeys(reminder_ids) if PATIENT_ID_PATTERN.fullmatch(rid)]
     if operation not in BULK_OPERATIONS:
         return _back("bulk_invalid", _view_of(view))
@@ -678,17 +675,11 @@ def search(
     """Find a patient by MRN (exact match within the organisation) and show the view for that patient. The
     form is a POST and the answer a redirect to `?patient=<id>`, so no MRN is ever in a URL (browser history,
     proxy logs) or in the audit trail, and the view is still a link."""
-    principal = _signed_in(request)
+    principal, refused = _form_gate(request, csrf_token, "Only coordinators and ops can use the worklist.")
     if principal is None:
-        return _redirect("/login")
-    trail = audit.Audit(request)
-    if (refused := _check_csrf(request, csrf_token)) is not None:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
+        assert refused is not None
         return refused
-    principal, refused_role = _gate(request, "Only coordinators and ops can use the worklist.")
-    if principal is None:
-        assert refused_role is not None
-        return refused_role
+    trail = audit.Audit(request)
     back = _view_of(view)
     wanted = mrn.strip()
     if not wanted:

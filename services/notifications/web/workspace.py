@@ -35,16 +35,10 @@ def _zone_helpers(zone_name: str) -> dict[str, object]:
     return {"local_time": lambda value: orgtime.shown(value, zone), "zone_name": zone_name}
 
 
-def _gate(request: Request, action: str) -> tuple[Response | None, Principal | None]:
-    principal = routes._signed_in(request)
-    if principal is None:
-        return routes._redirect("/login"), None
-    if principal.role not in routes.WORKLIST_ROLES:
-        audit.Audit(request).read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
-        return routes._forbidden(request, "Only coordinators and ops can use the worklist."), None
-    if (limited := routes._over_rate(request, principal)) is not None:
-        return limited, None
-    return None, principal
+def _gate(request: Request) -> tuple[Response | None, Principal | None]:
+    """The worklist's gate (signed in, role, rate), answer first."""
+    principal, refused = routes._gate(request, "Only coordinators and ops can use the worklist.")
+    return refused, principal
 
 
 def _not_found(request: Request) -> HTMLResponse:
@@ -62,7 +56,7 @@ def patient_page(
     patient_id: Annotated[str, PathParam(min_length=1, max_length=36)],
     flash: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
-    refused, principal = _gate(request, PATIENT_READ)
+    refused, principal = _gate(request)
     if refused is not None or principal is None:
         return refused or routes._redirect("/login")
     trail = audit.Audit(request)
@@ -109,16 +103,10 @@ def act_from_patient(
     assignee: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """The worklist's actions from the patient page (same lifecycle, same audit), back to the page."""
-    principal = routes._signed_in(request)
+    principal, refused = routes._form_gate(request, csrf_token, "Only coordinators and ops can use the worklist.")
     if principal is None:
-        return routes._redirect("/login")
-    trail = audit.Audit(request)
-    if (csrf_refused := routes._check_csrf(request, csrf_token)) is not None:
-        trail.read(principal, "auth.refused", outcome=audit.DENIED, status_code=403)
-        return csrf_refused
-    refused, principal = _gate(request, "worklist.reminder")
-    if refused is not None or principal is None:
         return refused or routes._redirect("/login")
+    trail = audit.Audit(request)
     with UnitOfWork(read_only=True) as uow:
         try:
             find_patient(uow, principal.org, patient_id)
@@ -157,7 +145,7 @@ def _kind_chart(rows: tuple[tuple[str, int, int], ...]) -> charts.Chart:
 
 @router.get("/worklist/overview", response_class=HTMLResponse, responses={**routes.PAGE, **routes.FORM_ERRORS})
 def overview_page(request: Request) -> Response:
-    refused, principal = _gate(request, OVERVIEW_READ)
+    refused, principal = _gate(request)
     if refused is not None or principal is None:
         return refused or routes._redirect("/login")
     now = utcnow()
