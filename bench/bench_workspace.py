@@ -9,8 +9,9 @@ fact ids inside the body are the template's, which no page reads), and one remin
 (past ones due, future ones scheduled). Rows go in with SQLAlchemy Core executemany in batches.
 
 Then the notifications app runs under uvicorn in a separate process (rate limits off) and this process is
-the client: it signs in with a coordinator cookie and measures, sequentially, p50/p95/max of
-  worklist       GET /worklist (the page as it is: up to its 500-row cap)
+the client: it signs in as a coordinator (a server-side session, its cookie) and measures, sequentially, p50/p95/max of
+  worklist       GET /worklist (its first page of 50)
+  worklist filtered  GET /worklist with filters (FILTERED: overdue page 5, stage + kind, mine, one patient)
   patient cold   GET /worklist/patients/{id} for distinct patients (first view: the chart is drawn)
   patient warm   the same patients again (the chart of that assessment version is cached)
   overview       GET /worklist/overview (the organisation's figures reused for 30 s: the setting
@@ -50,6 +51,13 @@ from shared.db.tables.core import summary_columns
 from shared.testing import fresh_postgres_database, sqlite_url
 
 ORG = "bench"
+FILTERED = [  # views a coordinator uses: a later page of the overdue, a stage and kind, their own work, an MRN
+    "/worklist?overdue=1&page=5",
+    "/worklist?stage=first_line&kind=pdmp_review",
+    "/worklist?assignee=unassigned&kind=opioid_review_4w&page=3",
+    "/worklist?assignee=me",
+    "/worklist?patient=p-004321",
+]
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -191,21 +199,24 @@ def main() -> None:
         env = {**os.environ, "CAREPATH_DATABASE_URL": url, "CAREPATH_VAR_DIR": var_dir,
                "CAREPATH_RATE_LIMITS_ENABLED": "false", "CAREPATH_BROKER_URL": "filesystem://"}  # fmt: skip
         os.environ.update(env)
-        from shared.auth import create_token
+        from shared import sessions
         from shared.settings import get_settings
 
         get_settings.cache_clear()
         upgrade(url)
         ids = seed(url, args.patients)
-        token = create_token(get_settings(), ORG, "coordinator")
+        # A signed-in coordinator: the server-side session the sign-in opens (its cookie is all the browser has).
+        signed_in = sessions.start(get_settings(), ORG, "coordinator", "bench-coordinator", "token")
+        cookies = {sessions.COOKIE: signed_in.secret}
         sample = random.Random(12).sample(ids, min(args.requests, len(ids)))
         with (
             server(env, args.port) as base,
-            httpx.Client(base_url=base, cookies={"carepath_token": token}, timeout=60) as client,
+            httpx.Client(base_url=base, cookies=cookies, timeout=60) as client,
         ):
             measure(client, ["/worklist/overview", "/worklist", f"/worklist/patients/{ids[0]}"])  # warm-up
             results = {
                 "worklist": measure(client, ["/worklist"] * max(20, args.requests // 4)),
+                "worklist filtered": measure(client, [*FILTERED] * max(5, args.requests // 20)),
                 "patient cold": measure(client, [f"/worklist/patients/{p}" for p in sample]),
                 "patient warm": measure(client, [f"/worklist/patients/{p}" for p in sample]),
                 "overview": measure(client, ["/worklist/overview"] * max(20, args.requests // 4)),
@@ -213,7 +224,7 @@ def main() -> None:
         uncached = {**env, "CAREPATH_OVERVIEW_CACHE_SECONDS": "0"}
         with (
             server(uncached, args.port + 1) as base,
-            httpx.Client(base_url=base, cookies={"carepath_token": token}, timeout=60) as client,
+            httpx.Client(base_url=base, cookies=cookies, timeout=60) as client,
         ):
             measure(client, ["/worklist/overview"])
             results["overview (no cache)"] = measure(client, ["/worklist/overview"] * max(20, args.requests // 4))

@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from services.notifications import lifecycle
-from services.notifications.web import csrf, oidc, worklist
+from services.notifications.web import csrf, oidc, wording, worklist
 from shared import abuse, audit, orgtime, sessions
 from shared.auth import (
     ORG_PATTERN,
@@ -420,7 +420,7 @@ def parse_filters(values: Mapping[str, str | None]) -> worklist.Filters:
         raise BadFilter("kind")
     if status is not None and status not in worklist.WORKLIST_STATUSES:
         raise BadFilter("status")
-    if stage is not None and stage not in worklist.STAGE_LABELS:
+    if stage is not None and stage not in wording.STAGE_LABELS:
         raise BadFilter("stage")
     special = (worklist.ME, worklist.UNASSIGNED)
     if assignee is not None and assignee not in special and not SUBJECT_PATTERN.fullmatch(assignee):
@@ -540,13 +540,13 @@ def worklist_page(
         "kind": filters.kind or "",
         "status": filters.status or "",
         "statuses": worklist.WORKLIST_STATUSES,
-        "stages": worklist.STAGE_LABELS,
+        "stages": wording.STAGE_LABELS,
         "members": members,
         "me": principal.subject,
         "patient_mrn": patient_mrn,
         "flash": _bulk_flash(done, skipped) if flash == "bulk" else _flash(flash),
         "kind_label": worklist.kind_label,
-        "stage_label": worklist.stage_label,
+        "stage_label": wording.stage_label,
         "dismiss_reasons": [(r.value, DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
         "min_until": orgtime.local(now, zone).strftime("%Y-%m-%dT%H:%M"),
         "zone_name": zone_name,

@@ -124,13 +124,6 @@ class Filters:
 ME, UNASSIGNED = "me", "unassigned"
 PAGE_SIZE = 50
 MAX_EXPORT_ROWS = 20_000  # a whole organisation's open reminders; the page says when an export was cut
-STAGE_LABELS = {
-    "urgent_surgical_evaluation": "Urgent surgical evaluation",
-    "initial_evaluation": "Initial evaluation",
-    "first_line": "First-line treatment",
-    "second_line": "Second-line treatment",
-    "refractory": "Refractory pain",
-}
 
 
 def _effective_due() -> Any:
@@ -218,12 +211,6 @@ def rows(
         )
         found += [_row(reminder, mrn, now, stage) for reminder, mrn, stage in uow.session.execute(statement)]
     return sorted(found, key=lambda row: position[row.id])
-
-
-def stage_label(stage: str | None) -> str:
-    if not stage:
-        return "Not yet assessed"
-    return STAGE_LABELS.get(stage) or kind_label(stage)
 
 
 def find_by_mrn(uow: UnitOfWork, org: str, mrn: str) -> str | None:

@@ -67,6 +67,7 @@ def patient_page(
         except PatientNotFound:
             found = None
         page = patient.load(uow, found, now) if found is not None else None
+        members = lifecycle.members(uow, principal.org) if page is not None else []
         zone_name = orgtime.timezone_name(uow, principal.org)
     if page is None:
         trail.read(principal, PATIENT_READ, outcome=audit.NOT_FOUND, status_code=404, resource=("patient", patient_id))
@@ -79,6 +80,9 @@ def patient_page(
         "iso": isoformat,
         "dismiss_reasons": [(r.value, routes.DISMISS_LABELS.get(r.value, r.value)) for r in lifecycle.DismissReason],
         "min_until": orgtime.local(now, orgtime.zone(zone_name)).strftime("%Y-%m-%dT%H:%M"),
+        "members": members,
+        "me": principal.subject,
+        "snooze_periods": routes.SNOOZE_LABELS,
         "improvement_percent": charts.IMPROVEMENT_PERCENT,
         **_zone_helpers(zone_name),
     }

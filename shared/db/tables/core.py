@@ -96,7 +96,10 @@ class Assessment(SQLModel, table=True):
         UniqueConstraint("patient_id", "seq", name="uq_assessment_patient_seq"),
         # The population overview: each patient's newest assessment in one organisation.
         Index("ix_assessment_org_patient_seq", "org", "patient_id", "seq"),
-        Index("ix_assessment_org_current", "org", "is_current"),
+        # Covering: the overview's per-stage counts and care gaps read only this index (migration 0014).
+        Index(
+            "ix_assessment_org_current_summary", "org", "is_current", "stage", "current_mme", "patient_id", "flag_codes"
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

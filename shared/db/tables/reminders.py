@@ -31,6 +31,10 @@ class Reminder(SQLModel, table=True):
         Index("ix_reminder_next_action", "next_action_at"),
         Index("ix_reminder_org_status_due", "org", "status", "due_at"),
         Index("ix_reminder_org_assigned", "org", "assigned_to"),
+        # Covering: the overview's reminders per kind and its overdue-opioid-review list (migration 0014).
+        Index(
+            "ix_reminder_org_kind_status_due", "org", "kind", "status", "due_at", "patient_id", "origin", "escalated_at"
+        ),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
