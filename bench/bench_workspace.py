@@ -8,7 +8,7 @@ template's facts as patient_update rows, that template's assessment body as its 
 fact ids inside the body are the template's, which no page reads), and one reminder per pending deadline
 (past ones due, future ones scheduled). Rows go in with SQLAlchemy Core executemany in batches.
 
-Then the notifications app runs under uvicorn in a separate process (rate limits off) and this process is
+Then `carepath notifications` runs in a separate process (rate limits off) and this process is
 the client: it signs in as a coordinator (a server-side session, its cookie) and measures, sequentially, p50/p95/max of
   worklist       GET /worklist (its first page of 50)
   worklist filtered  GET /worklist with filters (FILTERED: overdue page 5, stage + kind, mine, one patient)
@@ -150,10 +150,9 @@ def database(backend: str) -> Iterator[tuple[str, str]]:
 
 @contextlib.contextmanager
 def server(env: dict[str, str], port: int) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "carepath.apps:create_notifications_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, cwd=ROOT,
+    process = subprocess.Popen(  # the notifications service as deployed: `carepath notifications`
+        [str(Path(sys.executable).with_name("carepath")), "notifications"],
+        env={**env, "CAREPATH_NOTIFICATIONS_PORT": str(port), "CAREPATH_LOG_LEVEL": "WARNING"}, cwd=ROOT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:

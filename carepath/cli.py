@@ -155,6 +155,19 @@ EXIT_MISCONFIGURED = 78  # EX_CONFIG (sysexits.h): an orchestrator should not re
 HTTP_DRAIN_SECONDS = 8
 
 
+def _freeze_imports(app_path: str) -> None:
+    """Import the app's modules, then move everything alive into the collector's permanent generation: the
+    cyclic garbage collector's full passes then skip the hundreds of thousands of objects of the imported
+    libraries (FastAPI, SQLAlchemy, matplotlib) instead of scanning them again and again. Measured on the
+    patient page's chart: p95 CPU 89 → 65 ms, worst case 268 → 79 ms (docs/performance.md)."""
+    import gc
+    import importlib
+
+    importlib.import_module(app_path.partition(":")[0])
+    gc.collect()
+    gc.freeze()
+
+
 def _serve(app_path: str, port: int, host: str) -> int:
     import uvicorn
 
@@ -164,6 +177,7 @@ def _serve(app_path: str, port: int, host: str) -> int:
     if problem is not None:  # refuse to start rather than report ready and answer every request with a 500
         print(f"carepath: not starting: {problem}", file=sys.stderr)
         return EXIT_MISCONFIGURED
+    _freeze_imports(app_path)
     uvicorn.run(
         app_path,
         factory=True,
