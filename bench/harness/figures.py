@@ -58,6 +58,10 @@ class Plan:
     growth_large: tuple[int, int] = (1_000_000, 100_000)
     sqlite_burst_updates: int = 20_000
     sqlite_burst_patients: int = 2_000
+    sqlite_workers: tuple[int, ...] = (1, 2)  # `carepath up` runs one worker; the embedded broker is one machine's
+    # The no-op ceiling is a rate: measured over a backlog of at most this many tasks (the filesystem broker's
+    # ~10 tasks/s per process would need half an hour for 20,000).
+    noop_tasks_max: int = 5_000
 
     @classmethod
     def full(cls) -> Plan:
@@ -573,15 +577,16 @@ def figure_pathway(run: Run) -> None:
         series = _pathway_series(run, stack, bursts, plan.workers)
         out["pg"], out["scaling_pg"] = series["burst"], series.get("scaling", series["burst"])
         stack.stop("relay")
-        out["noop_pg"] = _noop_series(run, stack, plan.burst_updates, plan.workers)
+        out["noop_pg"] = _noop_series(run, stack, min(plan.burst_updates, plan.noop_tasks_max), plan.workers)
     with sqlite_stack(run, "pathway-sqlite") as stack:
         stack.start_part("relay", "relay")
         series = _pathway_series(
-            run, stack, {"burst": (plan.sqlite_burst_updates, plan.sqlite_burst_patients)}, plan.workers
+            run, stack, {"burst": (plan.sqlite_burst_updates, plan.sqlite_burst_patients)}, plan.sqlite_workers
         )
         out["sqlite"] = series["burst"]
         stack.stop("relay")
-        out["noop_sqlite"] = _noop_series(run, stack, plan.sqlite_burst_updates, plan.workers)
+        noop_tasks = min(plan.sqlite_burst_updates, plan.noop_tasks_max // 5)
+        out["noop_sqlite"] = _noop_series(run, stack, noop_tasks, plan.sqlite_workers)
     for backend in ("pg", "sqlite"):
         for row, noop_row in zip(out[backend], out[f"noop_{backend}"], strict=False):
             row["noop_tasks_per_s"] = noop_row["tasks_per_s"]
