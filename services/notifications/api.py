@@ -20,6 +20,7 @@ from shared.auth import SUBJECT_PATTERN, Principal, require, require_feed
 from shared.clock import utcnow
 from shared.db.tables.reminders import STATUSES
 from shared.db.uow import UnitOfWork
+from shared.settings import get_settings
 from shared.web import check_instant, no_nul_characters
 
 router = APIRouter(prefix="/v1", tags=["reminders"], dependencies=[Depends(no_nul_characters)])
@@ -204,7 +205,7 @@ def reminders_calendar(
     """Subscribable with a feed token as `?token=` (calendar apps cannot send headers); kinds, due times and
     ids only, no clinical text (the feed is stored by third-party calendar services)."""
     del token  # read by require_feed; declared so the document shows it
-    worklist_url = f"{request.base_url}worklist"
+    worklist_url = (get_settings().public_base_url.rstrip("/") or str(request.base_url).rstrip("/")) + "/worklist"
     with UnitOfWork(read_only=True) as uow:
         reminders = ics.feed_reminders(uow, principal.org)
         body = ics.calendar_bytes(reminders, utcnow(), worklist_url, orgtime.zone_of(uow, principal.org))

@@ -19,6 +19,7 @@ import icalendar
 from sqlalchemy import select
 from sqlmodel import col
 
+from services.notifications.channels.payloads import patient_page_path
 from shared.clock import as_utc
 from shared.db.tables import Reminder
 from shared.db.uow import UnitOfWork
@@ -39,6 +40,7 @@ def feed_reminders(uow: UnitOfWork, org: str, limit: int = MAX_FEED_ITEMS) -> li
 
 
 def _event(reminder: Reminder, stamp: datetime, worklist_url: str, zone: tzinfo) -> icalendar.Event:
+    page = worklist_url.removesuffix("/worklist") + patient_page_path(reminder.patient_id, reminder.id)
     event = icalendar.Event()
     event.add("uid", f"{reminder.id}@carepath")
     event.add("dtstamp", as_utc(stamp))
@@ -49,11 +51,11 @@ def _event(reminder: Reminder, stamp: datetime, worklist_url: str, zone: tzinfo)
     owner = f" Assigned to coordinator {reminder.assigned_to}." if reminder.assigned_to else ""
     event.add(
         "description",
-        f"Reminder {reminder.id} for patient {reminder.patient_id}.{owner} Details on the worklist: {worklist_url}",
+        f"Reminder {reminder.id} for patient {reminder.patient_id}.{owner} Details on the patient's page: {page}",
     )
     if reminder.assigned_to:
         event.add("x-carepath-assigned-to", reminder.assigned_to)
-    event.add("url", worklist_url)
+    event.add("url", page)
     event.add("categories", [reminder.kind])
     return event
 

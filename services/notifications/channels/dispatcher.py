@@ -137,7 +137,12 @@ def _send_now(job: Job, senders: Senders, settings: Settings) -> Outcome:
         headers = webhook_headers(job.message_id, utcnow(), job.body, list(job.signing_secrets))
         return senders.webhook(job.url, job.body, headers)
     message = email_message(
-        json.loads(job.body), settings.smtp_from, job.recipient, job.message_id, orgtime.zone(job.timezone)
+        json.loads(job.body),
+        settings.smtp_from,
+        job.recipient,
+        job.message_id,
+        orgtime.zone(job.timezone),
+        settings.public_base_url,
     )
     return senders.email(message)
 

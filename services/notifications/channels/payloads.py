@@ -63,8 +63,18 @@ def _line(key: str, value: Any, zone: tzinfo) -> str:
     return f"{key}: {value}"
 
 
+def patient_page_path(patient_id: str, reminder_id: str | None = None) -> str:
+    """Where a coordinator works a reminder: its patient's page, at the reminder (ids only: no PHI in a URL)."""
+    return f"/worklist/patients/{patient_id}" + (f"#reminder-{reminder_id}" if reminder_id else "")
+
+
 def email_message(
-    payload: dict[str, Any], sender: str, recipient: str, message_id: str, zone: tzinfo = UTC
+    payload: dict[str, Any],
+    sender: str,
+    recipient: str,
+    message_id: str,
+    zone: tzinfo = UTC,
+    base_url: str = "",
 ) -> EmailMessage:
     data = payload.get("data", {})
     message = EmailMessage()
@@ -81,5 +91,8 @@ def email_message(
         "Details are on the worklist (/worklist) and through the authenticated API; this message",
         "deliberately carries no patient details.",
     ]
+    if data.get("patient_id"):
+        page = base_url.rstrip("/") + patient_page_path(str(data["patient_id"]), data.get("reminder_id"))
+        lines[-2:-2] = [f"The patient's page (sign in first): {page}", ""]
     message.set_content("\n".join(lines))
     return message

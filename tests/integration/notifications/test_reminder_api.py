@@ -215,7 +215,8 @@ def test_calendar_feed_holds_only_the_organisations_scheduled_and_due(client, se
     assert other.patient_id not in response.text
     event = events[f"{due.id}@carepath"]
     assert "pdmp_review" in str(event["summary"]) and due.patient_id in str(event["description"])
-    assert str(event["url"]).endswith("/worklist")
+    # The event leads to the patient's page, at the reminder (ids only).
+    assert str(event["url"]) == f"http://testserver/worklist/patients/{due.patient_id}#reminder-{due.id}"
     # No clinical text: neither the reminder's sentence nor its citation, and no MRN.
     assert due.text not in response.text and due.citation not in response.text and "MRN" not in response.text
     assert events[f"{scheduled.id}@carepath"].decoded("dtstart") == scheduled.due_at

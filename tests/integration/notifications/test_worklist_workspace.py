@@ -408,6 +408,9 @@ def test_emails_sent_by_the_dispatcher_show_local_times(settings: Settings) -> N
     (sent,) = email.sent
     assert isinstance(sent, EmailMessage)
     assert "due_at: 2027-10-31 02:30 CET (2027-10-31T01:30:00Z)" in sent.get_content()
+    # The message leads to the patient's page at the reminder (ids only), not to a bare worklist.
+    page = f"/worklist/patients/{reminder.patient_id}#reminder-{reminder.id}"
+    assert f"The patient's page (sign in first): {page}" in sent.get_content()
 
 
 def test_snooze_form_takes_a_local_wall_time(settings: Settings) -> None:
