@@ -913,6 +913,19 @@ def _growth_point(
     ] * (8 if run.plan.quick else 60)
     http = run_client("replay", {"url": stack.notifications_url, "requests": page}, stack.workdir, timeout=300)
     page_ms = _pcts95([r["ms"] for r in http["results"][2:]])
+    # The coordinators' HTML worklist (first page of 50, sorted overdue-first over the open reminders), signed in.
+    from shared import sessions
+
+    signed_in = sessions.start(stack.settings(), ORG, "coordinator", "bench-coordinator", "token")
+    html = [{"method": "GET", "path": "/worklist", "headers": {"Cookie": f"{sessions.COOKIE}={signed_in.secret}"}}]
+    http = run_client(
+        "replay",
+        {"url": stack.notifications_url, "requests": html * (8 if run.plan.quick else 60)},
+        stack.workdir,
+        timeout=300,
+    )
+    assert all(r["status"] == 200 for r in http["results"]), {r["status"] for r in http["results"]}
+    html_ms = _pcts95([r["ms"] for r in http["results"][2:]])
     ids = [f"g-{i:07d}" for i in range(0, patients, max(1, patients // 200))][:200]
     token = stack.token()
     intake = wrk_post(
@@ -930,6 +943,7 @@ def _growth_point(
         "due_query_ms": due_ms,
         "worklist_query_ms": worklist_ms,
         "worklist_page_ms": page_ms,
+        "worklist_html_ms": html_ms,
         "intake_rate": intake["rate"],
         "intake_p99_ms": intake["p99_ms"],
         "plans": {"due": due_plan, "worklist": worklist_plan},
@@ -955,7 +969,10 @@ def figure_growth(run: Run) -> None:
             key: round(large[key] / small[key], 3) if small[key] else None
             for key in ("due_query_ms", "worklist_query_ms", "intake_rate")
         }
-        | {"worklist_page_p50": round(large["worklist_page_ms"]["p50"] / small["worklist_page_ms"]["p50"], 3)},
+        | {
+            f"{name}_p50": round(large[f"{name}_ms"]["p50"] / small[f"{name}_ms"]["p50"], 3)
+            for name in ("worklist_page", "worklist_html")
+        },
     }
 
 
