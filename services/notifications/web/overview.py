@@ -123,23 +123,19 @@ def _assessment_gap(uow: UnitOfWork, org: str, gap: CareGap) -> GapList:
 
 
 def _review_gap(uow: UnitOfWork, org: str, gap: CareGap, now: datetime) -> GapList:
-    overdue = (
-        select(col(Reminder.patient_id))
-        .where(
-            col(Reminder.org) == org,
-            col(Reminder.kind).in_(OPIOID_REVIEW_KINDS),
-            col(Reminder.status).in_(ACTIVE_STATUSES),
-            col(Reminder.due_at) < now,
-        )
-        .distinct()
-        .subquery()
+    # A semi-join (IN, not a join on DISTINCT patient ids): both backends then read the overdue reviews from
+    # the reminder table's covering (org, status, due_at, kind, …) index instead of scanning it by patient.
+    overdue = select(col(Reminder.patient_id)).where(
+        col(Reminder.org) == org,
+        col(Reminder.status).in_(ACTIVE_STATUSES),
+        col(Reminder.due_at) < now,
+        col(Reminder.kind).in_(OPIOID_REVIEW_KINDS),
     )
     joined = (
         select(col(Patient.id), col(Patient.external_id), col(Assessment.stage))
         .select_from(Patient)
-        .join(overdue, overdue.c.patient_id == col(Patient.id))
         .outerjoin(Assessment, and_(col(Assessment.patient_id) == col(Patient.id), _newest()))
-        .where(col(Patient.org) == org)
+        .where(col(Patient.org) == org, col(Patient.id).in_(overdue))
     )
     return _gap_list(uow, gap, joined)
 
