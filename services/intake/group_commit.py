@@ -43,22 +43,37 @@ class Pending:
     action: str
     loop: asyncio.AbstractEventLoop
     answer: asyncio.Future[dict[str, Any]]
-    finished: bool = field(default=False)  # read and written by the writer thread only
+    finished: bool = field(default=False)  # the fields below: read and written by the writer thread only
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
 
     def finish(self, result: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
-        """From the writer thread: settle the request's future on its event loop."""
-        self.finished = True
-        self.loop.call_soon_threadsafe(_settle, self.answer, result, error)
+        """From the writer thread: the outcome, handed to the request's loop by `_wake`."""
+        self.finished, self.result, self.error = True, result, error
 
 
-def _settle(answer: asyncio.Future[dict[str, Any]], result: dict[str, Any] | None, error: BaseException | None) -> None:
-    if answer.done():  # the request was cancelled (client gone): what was committed stays committed
-        return
-    if error is not None:
-        answer.set_exception(error)
-    else:
-        assert result is not None
-        answer.set_result(result)
+def _wake(batch: list[Pending]) -> None:
+    """Settle the futures of a finished batch: one `call_soon_threadsafe` per event loop, not per request
+    (each call wakes the loop through its self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = defaultdict(list)
+    for pending in batch:
+        by_loop[pending.loop].append(pending)
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            log.warning("group commit: %d answers for a closed event loop", len(settled))
+
+
+def _settle(batch: list[Pending]) -> None:
+    for pending in batch:
+        if pending.answer.done():  # the request was cancelled (client gone): what was committed stays committed
+            continue
+        if pending.error is not None:
+            pending.answer.set_exception(pending.error)
+        else:
+            assert pending.result is not None
+            pending.answer.set_result(pending.result)
 
 
 class GroupCommitter:
@@ -89,6 +104,7 @@ class GroupCommitter:
                 for pending in batch:
                     if not pending.finished:
                         pending.finish(error=failure)
+            _wake(batch)
 
     def _store_all(self, batch: list[Pending]) -> None:
         while len(batch) < MAX_BATCH:  # everything that queued up meanwhile
