@@ -20,13 +20,9 @@ from functools import lru_cache
 
 from fastapi import HTTPException, Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import Storage as AsyncStorage
-from limits.aio.strategies import MovingWindowRateLimiter as AsyncMovingWindowRateLimiter
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
-from starlette.concurrency import run_in_threadpool
 
-from shared.loops import loop_local
 from shared.settings import Settings, get_settings
 
 TOO_MANY = 429
@@ -80,45 +76,8 @@ def hit(settings: Settings, rate: str, *identifiers: str) -> Refusal | None:
             return None
         reset_at, _ = window.get_window_stats(item, *identifiers)
     except Exception as exc:  # the counters' store (Redis) is down: fail open, never a 500 for a stored update
-        _storage_unavailable(exc)
+        _log.warning("rate limit not checked: storage unavailable (%s)", type(exc).__name__)
         return None
-    return _refusal(reset_at)
-
-
-async def hit_async(settings: Settings, rate: str, *identifiers: str) -> Refusal | None:
-    """`hit` from the event loop. Redis: the `limits` library's asyncio limiter on the same storage (same
-    keys, same scripts, so counts are shared with `hit`). Memory: `hit` itself (no I/O). Any other storage:
-    `hit` in the thread pool."""
-    if not settings.rate_limits_enabled or not rate:
-        return None
-    uri = storage_uri(settings)
-    if uri.startswith("memory://"):
-        return hit(settings, rate, *identifiers)
-    if not uri.startswith(("redis://", "rediss://")):
-        return await run_in_threadpool(hit, settings, rate, *identifiers)
-    item = _item(rate)
-    window = loop_local(("async-limiter", uri, settings.rate_limit_prefix), lambda: _async_limiter(uri, settings))
-    try:
-        if await window.hit(item, *identifiers):
-            return None
-        reset_at, _ = await window.get_window_stats(item, *identifiers)
-    except Exception as exc:
-        _storage_unavailable(exc)
-        return None
-    return _refusal(reset_at)
-
-
-def _async_limiter(uri: str, settings: Settings) -> AsyncMovingWindowRateLimiter:
-    storage = storage_from_string(f"async+{uri}", key_prefix=settings.rate_limit_prefix, implementation="redispy")
-    assert isinstance(storage, AsyncStorage)
-    return AsyncMovingWindowRateLimiter(storage)
-
-
-def _storage_unavailable(exc: Exception) -> None:
-    _log.warning("rate limit not checked: storage unavailable (%s)", type(exc).__name__)
-
-
-def _refusal(reset_at: float) -> Refusal:
     return Refusal(max(1, math.ceil(reset_at - time.time())))
 
 
@@ -134,15 +93,6 @@ def check_principal(settings: Settings, org: str, token_id: str) -> None:
     """Per-token, then per-organisation request rate: 429 when over either (a refused hit on the token does
     not count against the organisation)."""
     refusal = hit(settings, settings.rate_limit_per_token, "token", token_id) or hit(
-        settings, settings.rate_limit_per_org, "org", org
-    )
-    if refusal is not None:
-        raise too_many(refusal, "rate limit")
-
-
-async def check_principal_async(settings: Settings, org: str, token_id: str) -> None:
-    """`check_principal` from the event loop (the API routes' `require`)."""
-    refusal = await hit_async(settings, settings.rate_limit_per_token, "token", token_id) or await hit_async(
         settings, settings.rate_limit_per_org, "org", org
     )
     if refusal is not None:

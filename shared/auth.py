@@ -32,11 +32,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, Select, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from starlette.concurrency import run_in_threadpool
 
 from shared import token_keys
 from shared.clock import utcnow
-from shared.db.engine import READ_ONLY_OPTION, async_lookup_engine, get_engine
+from shared.db.engine import READ_ONLY_OPTION, get_engine
 from shared.db.tables import RevokedToken, table_of
 from shared.settings import Settings, get_settings
 
@@ -191,22 +190,6 @@ def verify_signature(settings: Settings, token: str, *, verify_exp: bool = True)
 
 def decode_token(settings: Settings, token: str, *, typ: TokenType = ACCESS, check_revoked: bool = True) -> Principal:
     """The principal of a valid, unrevoked token of kind `typ`; jwt.InvalidTokenError otherwise."""
-    principal = _unchecked_for_revocation(settings, token, typ)
-    if check_revoked and is_revoked(settings, principal.token_id or ""):
-        raise TokenRefused("revoked")
-    return principal
-
-
-async def decode_token_async(settings: Settings, token: str, *, typ: TokenType = ACCESS) -> Principal:
-    """`decode_token` for the event loop: the same checks, the revocation lookup awaited."""
-    principal = _unchecked_for_revocation(settings, token, typ)
-    if await is_revoked_async(settings, principal.token_id or ""):
-        raise TokenRefused("revoked")
-    return principal
-
-
-def _unchecked_for_revocation(settings: Settings, token: str, typ: TokenType) -> Principal:
-    """Every check of `decode_token` but the revocation lookup (pure: signature, kind, claims, lifetime)."""
     claims = verify_signature(settings, token)
     if claims.get("typ") != typ:
         raise TokenRefused("wrong kind of token")
@@ -221,6 +204,8 @@ def _unchecked_for_revocation(settings: Settings, token: str, typ: TokenType) ->
         raise TokenRefused("issued in the future")
     if expires - issued > max_lifetime(settings, typ, role).total_seconds():
         raise TokenRefused("lifetime longer than allowed")
+    if check_revoked and is_revoked(settings, token_id):
+        raise TokenRefused("revoked")
     return Principal(
         org=org,
         role=role,
@@ -235,17 +220,6 @@ def is_revoked(settings: Settings, token_id: str) -> bool:
     round trips around it)."""
     with _lookup_engine(get_engine(settings.effective_database_url)).connect() as connection:
         return connection.execute(_revocation_lookup(), {"jti": token_id}).first() is not None
-
-
-async def is_revoked_async(settings: Settings, token_id: str) -> bool:
-    """`is_revoked` from the event loop: on PostgreSQL the same lookup through the loop's asyncio engine
-    (no thread-pool trip), on SQLite the sync lookup in the thread pool. Still every request, so a
-    revoked token is refused at once (docs/security.md)."""
-    engine = async_lookup_engine(settings.effective_database_url)
-    if engine is None:
-        return await run_in_threadpool(is_revoked, settings, token_id)
-    async with engine.connect() as connection:
-        return (await connection.execute(_revocation_lookup(), {"jti": token_id})).first() is not None
 
 
 @lru_cache(maxsize=1)
@@ -302,9 +276,6 @@ def revoke_token_or_id(settings: Settings, value: str, reason: str, *, allow_bar
     return value
 
 
-INVALID_TOKEN = "invalid, expired or revoked token"
-
-
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -316,17 +287,13 @@ def authenticate(token: str | None, *, typ: TokenType = ACCESS) -> Principal:
     try:
         return decode_token(get_settings(), token, typ=typ)
     except jwt.PyJWTError:
-        raise _unauthorized(INVALID_TOKEN) from None
+        raise _unauthorized("invalid, expired or revoked token") from None
 
 
-async def authenticate_async(token: str | None) -> Principal:
-    """`authenticate` (an access token) for the event loop: the same 401s."""
-    if not token:
-        raise _unauthorized("missing bearer token")
-    try:
-        return await decode_token_async(get_settings(), token)
-    except jwt.PyJWTError:
-        raise _unauthorized(INVALID_TOKEN) from None
+def principal_from_request(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller of an API route: the bearer header only. No cookie ever authorises an API call (CSRF): the
+    worklist's browser session is a server-side session (shared/sessions.py) that only its pages read."""
+    return authenticate(credentials.credentials if credentials else None)
 
 
 class RoleRequirement:
@@ -339,32 +306,15 @@ class RoleRequirement:
             raise ValueError(f"unknown roles {unknown}")
         self.roles = roles or ROLES
 
-    async def __call__(
+    def __call__(
         self, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        """The caller of an API route: the bearer header only. No cookie ever authorises an API call (CSRF):
-        the worklist's browser session is a server-side session (shared/sessions.py) that only its pages read.
-
-        Async: the token checks are CPU, the revocation lookup and the rate-limit hits are awaited (on
-        PostgreSQL + Redis), so a request spends no thread-pool trip on them; a refusal's audit row is
-        written from the thread pool. The same answers as `authenticate` + `_within_limits`."""
-        try:
-            principal = await authenticate_async(credentials.credentials if credentials else None)
-        except HTTPException as refused:
-            await run_in_threadpool(_audit_refusal, request, None, refused)
-            raise
+        principal = _audited(request, lambda: principal_from_request(request, credentials))
         if principal.role not in self.roles:
-            forbidden = HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
-            await run_in_threadpool(_audit_refusal, request, principal, forbidden)
-            raise forbidden
-        from shared import abuse
-
-        try:
-            await abuse.check_principal_async(get_settings(), principal.org, principal.token_id or principal.subject)
-        except HTTPException as refused:
-            await run_in_threadpool(_audit_refusal, request, principal, refused)
-            raise
-        return principal
+            refused = HTTPException(status.HTTP_403_FORBIDDEN, detail=f"role {principal.role} may not do this")
+            _audit_refusal(request, principal, refused)
+            raise refused
+        return _within_limits(request, principal)
 
 
 def require(*roles: str) -> RoleRequirement:

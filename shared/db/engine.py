@@ -10,10 +10,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.files import private_dir, private_file
-from shared.loops import loop_local
 
 READ_ONLY_OPTION = "carepath_read_only"
 # A pooled connection idle longer than this is pinged before use (one round trip); one in steady use is not.
@@ -23,9 +21,6 @@ PING_IF_IDLE_SECONDS = 2.0
 POOL_SIZE = 20
 MAX_OVERFLOW = 20
 _IDLE_SINCE = "carepath_idle_since"
-# The event loop's own pool (async lookups on the hot path), no overflow: past it a request waits for a
-# connection (a lookup holds one for one round trip) instead of opening and closing one.
-ASYNC_LOOKUP_POOL_SIZE = 10
 
 
 def _prepare_sqlite(engine: Engine, url: str) -> None:
@@ -91,24 +86,3 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError("stale pooled connection") from error  # the pool connects anew
         if not alive:
             raise DisconnectionError("stale pooled connection")
-
-
-def async_lookup_engine(url: str) -> AsyncEngine | None:
-    """PostgreSQL: an autocommit asyncio engine (psycopg) for single-statement lookups made on the event
-    loop (the revocation check of every API request), so they need no thread-pool trip; one per loop
-    (`shared.loops`). SQLite: None (no asyncio driver here; use `get_engine` from the thread pool)."""
-    if not url.startswith("postgresql"):
-        return None
-    return loop_local(("async-lookup-engine", url), lambda: _create_async_lookup_engine(url))
-
-
-def _create_async_lookup_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(
-        make_url(url).set(drivername="postgresql+psycopg"),
-        pool_size=ASYNC_LOOKUP_POOL_SIZE,
-        max_overflow=0,
-        hide_parameters=True,
-        isolation_level="AUTOCOMMIT",
-    )
-    _ping_idle_connections(engine.sync_engine)
-    return engine
