@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import insert, select
+from starlette.concurrency import run_in_threadpool
 
 from shared.clock import isoformat, utcnow
 from shared.db.tables import AuditEvent, table_of
@@ -223,22 +224,36 @@ class Audit:
         then let it propagate. Success is the block's own business (`write` or `read`)."""
         try:
             yield
-        except HTTPException as refused:
+        except Exception as failure:
+            outcome, status_code = failure_outcome(failure)
             self.read(
-                principal,
-                action,
-                outcome=outcome_of(refused.status_code),
-                status_code=refused.status_code,
-                patient_id=patient_id,
-                resource=resource,
+                principal, action, outcome=outcome, status_code=status_code, patient_id=patient_id, resource=resource
             )
             raise
-        except RequestValidationError:
-            self.read(principal, action, outcome=INVALID, status_code=422, patient_id=patient_id, resource=resource)
+
+    @asynccontextmanager
+    async def async_failures(
+        self, principal: Principal | Actor | None, action: str, *, patient_id: str | None = None
+    ) -> AsyncIterator[None]:
+        """`failures` for an async route: the same rows, written from the thread pool (never on the loop)."""
+        try:
+            yield
+        except Exception as failure:
+            outcome, status_code = failure_outcome(failure)
+            await run_in_threadpool(
+                self.read, principal, action, outcome=outcome, status_code=status_code, patient_id=patient_id
+            )
             raise
-        except Exception:
-            self.read(principal, action, outcome=ERROR, status_code=500, patient_id=patient_id, resource=resource)
-            raise
+
+
+def failure_outcome(failure: Exception) -> tuple[str, int]:
+    """(outcome, status) of a request that raised `failure`: an HTTPException's own status (refused or
+    invalid), 422 for a validation error, else an error (500)."""
+    if isinstance(failure, HTTPException):
+        return outcome_of(failure.status_code), failure.status_code
+    if isinstance(failure, RequestValidationError):
+        return INVALID, 422
+    return ERROR, 500
 
 
 async def audit_trail(request: Request) -> Audit:

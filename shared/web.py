@@ -106,6 +106,17 @@ def _strings(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str
             yield from _strings(item, (*loc, index))
 
 
+def _declared_query_names(route: Any) -> set[str]:
+    """`_query_names` of the route's dependant, computed once per route (it was per request)."""
+    if route is None:
+        return set()
+    names: set[str] | None = getattr(route, "_carepath_query_names", None)
+    if names is None:
+        names = _query_names(getattr(route, "dependant", None))
+        route._carepath_query_names = names  # lives and dies with its route
+    return names
+
+
 def _query_names(dependant: Any) -> set[str]:
     """The query parameters a route declares (its own and its dependencies')."""
     if dependant is None:
@@ -132,10 +143,13 @@ async def no_nul_characters(request: Request) -> None:
     found: list[tuple[str | int, ...]] = [
         ("path", name) for name, value in request.path_params.items() if _unstorable(str(value))
     ]
-    declared = _query_names(getattr(request.scope.get("route"), "dependant", None))
-    found += [
-        ("query", name) for name, value in request.query_params.multi_items() if name in declared and _unstorable(value)
-    ]
+    if request.scope.get("query_string"):  # most requests have none: no parsing, no walk of the dependencies
+        declared = _declared_query_names(request.scope.get("route"))
+        found += [
+            ("query", name)
+            for name, value in request.query_params.multi_items()
+            if name in declared and _unstorable(value)
+        ]
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if request.method in ("POST", "PUT", "PATCH"):
         body: Any = None

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from services.intake import group_commit, handlers, idempotency
 from services.intake.schemas import BatchAccepted, BatchIn, PatientIn, PatientOut, UpdateAccepted, UpdateIn
@@ -123,7 +124,7 @@ def _run_idempotent(
     response_model=UpdateAccepted,
     responses={**AUTH, **NOT_FOUND, **IDEMPOTENCY},
 )
-def post_update(
+async def post_update(
     patient_id: str,
     update: UpdateIn,
     request: Request,
@@ -131,11 +132,13 @@ def post_update(
     trail: AuditTrail,
     key: IdempotencyKey = None,  # type: ignore[valid-type]
 ) -> Any:
+    """Async: the common case awaits the group-commit writer (no thread-pool trip); with an Idempotency-Key
+    the work (claim, store, complete, all sync) runs in the thread pool as a sync route would."""
     check_instant(update.occurred_at, ("body", "occurred_at"))
     if key is None:  # the common case: committed together with the updates arriving with it
-        with trail.failures(principal, "update.create", patient_id=patient_id):
+        async with trail.async_failures(principal, "update.create", patient_id=patient_id):
             try:
-                stored = group_commit.store_update(
+                stored = await group_commit.store_update(
                     get_settings(), principal, patient_id, update, trail, "update.create"
                 )
             except handlers.PatientNotFound:
@@ -149,8 +152,8 @@ def post_update(
             raise _not_found() from None
         return {"update_id": ids[0], "event_id": event_id}
 
-    return _idempotent(
-        request, principal, key, update.model_dump(mode="json"), work, trail, "update.create", patient_id
+    return await run_in_threadpool(
+        _idempotent, request, principal, key, update.model_dump(mode="json"), work, trail, "update.create", patient_id
     )
 
 

@@ -1,6 +1,8 @@
 """Group commit of single-update POSTs: the updates of requests arriving together share one transaction.
 
-Each request thread hands its validated update to one writer thread and waits. The writer takes everything
+Each request (an async route: no thread-pool trip) hands its validated update to one writer thread and awaits
+it; the writer's thread stays synchronous (the sync engine) and settles each request's future on the event
+loop with `call_soon_threadsafe`. The writer takes everything
 queued (up to MAX_BATCH), stores it in one transaction (one patient lookup, one INSERT each for the updates,
 their outbox rows and their audit rows, one COMMIT) and only then wakes the requests: a 202 still means
 committed (tests/e2e/test_spine.py kills the intake after a 202 and finds the update). Nothing waits to fill
@@ -13,6 +15,7 @@ transaction of its own, so one request's failure is never another's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -38,13 +41,39 @@ class Pending:
     prepared: handlers.PreparedUpdate
     trail: audit.Audit
     action: str
-    done: threading.Event = field(default_factory=threading.Event)
+    loop: asyncio.AbstractEventLoop
+    answer: asyncio.Future[dict[str, Any]]
+    finished: bool = field(default=False)  # the fields below: read and written by the writer thread only
     result: dict[str, Any] | None = None
     error: BaseException | None = None
 
     def finish(self, result: dict[str, Any] | None = None, error: BaseException | None = None) -> None:
-        self.result, self.error = result, error
-        self.done.set()
+        """From the writer thread: the outcome, handed to the request's loop by `_wake`."""
+        self.finished, self.result, self.error = True, result, error
+
+
+def _wake(batch: list[Pending]) -> None:
+    """Settle the futures of a finished batch: one `call_soon_threadsafe` per event loop, not per request
+    (each call wakes the loop through its self-pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Pending]] = defaultdict(list)
+    for pending in batch:
+        by_loop[pending.loop].append(pending)
+    for loop, settled in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, settled)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            log.warning("group commit: %d answers for a closed event loop", len(settled))
+
+
+def _settle(batch: list[Pending]) -> None:
+    for pending in batch:
+        if pending.answer.done():  # the request was cancelled (client gone): what was committed stays committed
+            continue
+        if pending.error is not None:
+            pending.answer.set_exception(pending.error)
+        else:
+            assert pending.result is not None
+            pending.answer.set_result(pending.result)
 
 
 class GroupCommitter:
@@ -53,16 +82,12 @@ class GroupCommitter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, pending: Pending) -> dict[str, Any]:
+    async def submit(self, pending: Pending) -> dict[str, Any]:
         """Store `pending` (with others); returns {"update_id", "event_id"} once committed, or raises what
         storing it alone would have raised (PatientNotFound, a database error)."""
         self._ensure_writer()
         self._queue.put(pending)
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
+        return await pending.answer
 
     def _ensure_writer(self) -> None:
         with self._lock:
@@ -77,8 +102,9 @@ class GroupCommitter:
                 self._store_all(batch)
             except BaseException as failure:  # never leave a request waiting, never let the writer die
                 for pending in batch:
-                    if not pending.done.is_set():
+                    if not pending.finished:
                         pending.finish(error=failure)
+            _wake(batch)
 
     def _store_all(self, batch: list[Pending]) -> None:
         while len(batch) < MAX_BATCH:  # everything that queued up meanwhile
@@ -132,9 +158,11 @@ class GroupCommitter:
 _committer = GroupCommitter()
 
 
-def store_update(
+async def store_update(
     settings: Settings, principal: Principal, patient_id: str, update: Any, trail: audit.Audit, action: str
 ) -> dict[str, Any]:
     """One update POST (no Idempotency-Key), stored and committed together with those arriving with it."""
     prepared = handlers.prepare_update(principal, patient_id, update)  # here: the request's id and trace
-    return _committer.submit(Pending(settings, principal, patient_id, prepared, trail, action))
+    loop = asyncio.get_running_loop()
+    pending = Pending(settings, principal, patient_id, prepared, trail, action, loop, loop.create_future())
+    return await _committer.submit(pending)
