@@ -15,13 +15,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from opentelemetry.trace import SpanKind
-from sqlalchemy import delete, update
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, not_, select, update
 
 from shared.clock import utcnow
 from shared.db.claims import claim_rows
 from shared.db.tables import OutboxMessage, ProcessedEvent, table_of
 from shared.db.uow import UnitOfWork
+from shared.events import PATIENT_UPDATED
 from shared.messaging.publisher import Publisher
+from shared.messaging.routing import PATHWAY
 from shared.observability.metrics import beat
 from shared.observability.tracing import event_span, inject
 from shared.settings import Settings, get_settings
@@ -44,13 +46,41 @@ def _lease_until(now: datetime, attempts: int, lease_seconds: float) -> datetime
     return now + timedelta(seconds=lease_seconds * factor)
 
 
+def _covered_later(table: Table) -> ColumnElement[bool]:
+    """A pathway update row with an earlier unfinished pathway update row of the same patient: deferred.
+
+    The earlier row's evaluation (services/pathway/coalescing.py) covers every update committed before it
+    reads the patient's facts, so publishing this row would deliver an event that is then only acknowledged.
+    Left unclaimed (available_at unchanged), it is either finished by that evaluation or, when committed
+    after the evaluation read the facts, claimed on the first pass after that evaluation commits (the
+    earlier row is then done). The earliest unfinished row of a patient is never deferred, so a lost or
+    killed evaluation falls back to its lease as before and nothing waits for ever (a parked row is done).
+    Only the earliest unfinished row per patient is claimed in one batch. Index: consumer, subject, done_at.
+    """
+    earlier = table.alias("earlier")
+    return and_(
+        table.c.consumer == PATHWAY,
+        table.c.event_type == PATIENT_UPDATED,
+        exists(
+            select(earlier.c.id).where(
+                earlier.c.consumer == PATHWAY,
+                earlier.c.subject == table.c.subject,
+                earlier.c.done_at.is_(None),
+                earlier.c.event_type == PATIENT_UPDATED,
+                earlier.c.id < table.c.id,
+            )
+        ),
+    )
+
+
 def claim_batch(uow: UnitOfWork, now: datetime, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Lease up to `limit` publishable rows (several relays may run: see shared.db.claims)."""
+    """Lease up to `limit` publishable rows (several relays may run: see shared.db.claims), except the
+    pathway update events an evaluation already queued will cover (_covered_later)."""
     table = table_of(OutboxMessage)
     rows = claim_rows(
         uow,
         table,
-        condition=(table.c.done_at.is_(None)) & (table.c.available_at <= now),
+        condition=(table.c.done_at.is_(None)) & (table.c.available_at <= now) & not_(_covered_later(table)),
         order_by=table.c.id,
         limit=limit,
         values={

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Index, UniqueConstraint, event, update
+from sqlalchemy import JSON, Connection, Index, UniqueConstraint, event, text, update
 from sqlalchemy import false as sql_false
 from sqlmodel import Field, SQLModel
 
@@ -53,6 +53,9 @@ class IdempotencyRecord(SQLModel, table=True):
     created_at: datetime = utc_field()
 
 
+PENDING_PATHWAY_UPDATE = "consumer = 'pathway' AND event_type = 'carepath.patient.updated' AND done_at IS NULL"
+
+
 class OutboxMessage(SQLModel, table=True):
     """One event for one consumer. Finished (done_at) only when that consumer recorded it."""
 
@@ -62,6 +65,15 @@ class OutboxMessage(SQLModel, table=True):
         Index("ix_outbox_message_pending", "done_at", "available_at"),
         # The pathway worker's coalescing: a patient's other pending events (services/pathway/coalescing.py).
         Index("ix_outbox_message_consumer_subject", "consumer", "subject", "done_at"),
+        # The relay's deferral of a patient's later update events (shared/messaging/relay.py _covered_later):
+        # small (unfinished pathway update rows only), index-only, and keeps the claim below PostgreSQL's JIT cost.
+        Index(
+            "ix_outbox_message_pending_pathway_update",
+            "subject",
+            "id",
+            postgresql_where=text(PENDING_PATHWAY_UPDATE),
+            sqlite_where=text(PENDING_PATHWAY_UPDATE),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
