@@ -3,16 +3,16 @@ update events while an earlier one is unfinished (shared/messaging/relay.py _cov
 earlier row with an index-only scan; on PostgreSQL it also keeps the claim's estimated cost under the JIT
 threshold (a correlated scan of ix_outbox_message_consumer_subject crossed it and paid ~17 ms of JIT).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-02 06:10:00.000000
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
